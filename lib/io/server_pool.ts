@@ -1,0 +1,199 @@
+/**
+ * Runs the NTP server in Deno Workers, one per core by default, each with
+ * its own SO_REUSEPORT sockets, so serving never waits on the engine, the
+ * status page or the garbage collector of the main thread.
+ */
+import { Counter, COUNTER_COUNT } from "../ntp/server.ts";
+import { SharedSystemState } from "../ntp/system_state.ts";
+import type { ServerOptions } from "./server_options.ts";
+import type { FromWorker, ToWorker } from "./server_worker.ts";
+import { ffiAvailability } from "./udp.ts";
+
+export interface ServerPoolOptions {
+  listen: string[];
+  /** 0 = one per CPU core. */
+  workers: number;
+  driver: "auto" | "ffi" | "portable";
+  options: ServerOptions;
+  state: SharedSystemState;
+  peers?: string[];
+}
+
+export interface ServerCounters {
+  received: number;
+  answered: number;
+  kod_rate: number;
+  kod_deny: number;
+  rate_limited: number;
+  denied: number;
+  dropped: {
+    malformed: number;
+    mode: number;
+    control: number;
+    rate_limited: number;
+    denied: number;
+  };
+  send_errors: number;
+  forwarded_to_engine: number;
+}
+
+export type ForwardHandler = (m: Extract<FromWorker, { kind: "forward" }>) => void;
+
+const MAX_WORKERS = 64;
+
+export class ServerPool {
+  readonly driver: string;
+  /** Why this driver was chosen, for the log and status. */
+  readonly driverReason: string;
+  readonly bound: string[];
+  readonly errors: string[];
+  readonly #workers: Worker[];
+  readonly #counters: Float64Array;
+  #onForward: ForwardHandler = () => {};
+
+  private constructor(
+    workers: Worker[],
+    counters: Float64Array,
+    info: { driver: string; driverReason: string; bound: string[]; errors: string[] },
+  ) {
+    this.#workers = workers;
+    this.#counters = counters;
+    this.driver = info.driver;
+    this.driverReason = info.driverReason;
+    this.bound = info.bound;
+    this.errors = info.errors;
+    for (const w of workers) {
+      w.addEventListener("message", (e: MessageEvent<FromWorker>) => {
+        if (e.data.kind === "forward") this.#onForward(e.data);
+      });
+    }
+  }
+
+  /** Starts the workers; resolves once each has tried to bind. */
+  static async start(o: ServerPoolOptions): Promise<ServerPool> {
+    const avail = ffiAvailability();
+    let driver: "ffi" | "portable";
+    let reason: string;
+    if (o.driver === "portable") {
+      driver = "portable";
+      reason = 'server.driver = "portable"';
+    } else if (avail.ok) {
+      driver = "ffi";
+      reason = "libc recvmmsg/sendmmsg with kernel receive timestamps";
+    } else {
+      driver = "portable";
+      reason = avail.reason;
+    }
+    // Only the FFI driver can share a port between workers (SO_REUSEPORT).
+    const count = driver === "portable"
+      ? 1
+      : Math.min(MAX_WORKERS, o.workers > 0 ? o.workers : navigator.hardwareConcurrency || 1);
+    const counterBuf = new SharedArrayBuffer(COUNTER_COUNT * count * 8);
+    const workers: Worker[] = [];
+    const ready: Promise<Extract<FromWorker, { kind: "ready" }>>[] = [];
+    for (let slot = 0; slot < count; slot++) {
+      const w = new Worker(new URL("./server_worker.ts", import.meta.url), { type: "module" });
+      workers.push(w);
+      ready.push(
+        new Promise((resolve) => {
+          const onReady = (e: MessageEvent<FromWorker>) => {
+            if (e.data.kind !== "ready") return;
+            w.removeEventListener("message", onReady);
+            resolve(e.data);
+          };
+          w.addEventListener("message", onReady);
+        }),
+      );
+      const init: ToWorker = {
+        kind: "init",
+        listen: o.listen,
+        driver,
+        reusePort: count > 1,
+        options: o.options,
+        state: o.state.buffer,
+        counters: counterBuf,
+        slot,
+        peers: o.peers ?? [],
+      };
+      w.postMessage(init);
+    }
+    const results = await Promise.all(ready);
+    const first = results[0]!;
+    const note = results.find((r) => r.driverNote)?.driverNote;
+    return new ServerPool(workers, new Float64Array(counterBuf), {
+      driver: first.driver,
+      driverReason: note ?? reason,
+      bound: first.bound,
+      errors: [...new Set(results.flatMap((r) => r.errors))],
+    });
+  }
+
+  get workerCount(): number {
+    return this.#workers.length;
+  }
+
+  /** Counters summed over all workers. */
+  counters(): ServerCounters {
+    const sum = new Float64Array(COUNTER_COUNT);
+    for (let i = 0; i < this.#counters.length; i++) sum[i % COUNTER_COUNT]! += this.#counters[i]!;
+    const c = (k: keyof typeof Counter) => sum[Counter[k]]!;
+    return {
+      received: c("received"),
+      answered: c("answered"),
+      kod_rate: c("kodRate"),
+      kod_deny: c("kodDeny"),
+      rate_limited: c("kodRate") + c("dropRateLimited"),
+      denied: c("kodDeny") + c("dropDenied"),
+      dropped: {
+        malformed: c("dropMalformed"),
+        mode: c("dropMode"),
+        control: c("dropControl"),
+        rate_limited: c("dropRateLimited"),
+        denied: c("dropDenied"),
+      },
+      send_errors: c("sendErrors"),
+      forwarded_to_engine: c("forwarded"),
+    };
+  }
+
+  /** Receives symmetric-mode packets from configured peers. */
+  onForward(handler: ForwardHandler): void {
+    this.#onForward = handler;
+  }
+
+  setPeers(peers: string[]): void {
+    this.#broadcast({ kind: "peers", peers });
+  }
+
+  /** Applies new access and rate-limit options (reload) without rebinding. */
+  reconfigure(options: ServerOptions): void {
+    this.#broadcast({ kind: "options", options });
+  }
+
+  /** Sends from the server port (symmetric peers expect our port 123). */
+  sendTo(bytes: Uint8Array, host: string, port: number): void {
+    this.#workers[0]?.postMessage({ kind: "send", bytes, host, port } satisfies ToWorker);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.#workers.map((w) =>
+      new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 500);
+        w.addEventListener("message", (e: MessageEvent<FromWorker>) => {
+          if (e.data.kind === "stopped") {
+            clearTimeout(t);
+            resolve();
+          }
+        });
+        w.postMessage({ kind: "stop" } satisfies ToWorker);
+      })
+    ));
+    for (const w of this.#workers) w.terminate();
+  }
+
+  #broadcast(m: ToWorker): void {
+    for (const w of this.#workers) w.postMessage(m);
+  }
+}
+
+export { MAX_WORKERS };

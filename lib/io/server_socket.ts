@@ -1,0 +1,61 @@
+/**
+ * The seam between the server core and a UDP driver. A driver receives
+ * datagrams (in batches where it can), asks the `Responder` for each reply,
+ * stamps the transmit time as late as it can and sends.
+ */
+import type { ClientAddress } from "../ntp/address.ts";
+
+export interface Responder {
+  /** Builds a reply into `out` at `outOffset`; returns its length, 0, or FORWARD_TO_ENGINE. */
+  respond(
+    req: Uint8Array,
+    length: number,
+    client: ClientAddress,
+    rxSec: number,
+    rxNsec: number,
+    out: Uint8Array,
+    outOffset: number,
+  ): number;
+  /** Writes the transmit timestamp into a built reply, just before it is sent. */
+  stamp(out: Uint8Array, outOffset: number, txSec: number, txNsec: number): void;
+  /** A symmetric-mode packet from a configured peer, for the engine. */
+  forward(req: Uint8Array, client: ClientAddress, rxSec: number, rxNsec: number): void;
+  /** Counts a failed send. */
+  sendFailed(): void;
+}
+
+export interface ServerSocket {
+  /** "ffi-recvmmsg" or "portable". */
+  readonly driver: string;
+  /** The bound address as text, e.g. "127.0.0.1:123". */
+  readonly address: string;
+  /** Serves until `close()`; resolves then. */
+  serve(responder: Responder): Promise<void>;
+  /** Sends a datagram from this socket (engine packets to symmetric peers). */
+  sendTo(bytes: Uint8Array, host: string, port: number): void;
+  close(): void;
+}
+
+/** A bind failure, reported as one line naming the address. */
+export class BindError extends Error {
+  constructor(readonly address: string, reason: string) {
+    super(`Cannot listen on ${address}: ${reason}`);
+  }
+}
+
+/** Turns an OS error into the short reason an operator needs. */
+export function bindReason(code: string | undefined, fallback: string): string {
+  switch (code) {
+    case "EADDRINUSE":
+      return "address already in use (is another NTP server running?)";
+    case "EACCES":
+    case "EPERM":
+      return "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)";
+    case "EADDRNOTAVAIL":
+      return "address not available on this host";
+    case "EAFNOSUPPORT":
+      return "address family not supported (IPv6 disabled?)";
+    default:
+      return fallback;
+  }
+}

@@ -1,0 +1,40 @@
+/**
+ * Chooses the UDP driver: the libc recvmmsg/sendmmsg driver with kernel
+ * timestamps when FFI is available, else the portable node:dgram driver.
+ */
+import type { SocketAddress } from "../config/socket_address.ts";
+import type { ServerSocket } from "./server_socket.ts";
+import { openPortableSocket } from "./udp_portable.ts";
+
+export interface OpenedSocket {
+  socket: ServerSocket;
+  /** Why this driver runs, when it is not the one asked for. */
+  note: string;
+}
+
+/** Whether the FFI driver can run here, and if not, why. */
+export function ffiAvailability(): { ok: boolean; reason: string } {
+  if (Deno.build.os !== "linux") {
+    return { ok: false, reason: `FFI driver needs Linux, this is ${Deno.build.os}` };
+  }
+  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
+    return { ok: false, reason: "FFI driver needs --allow-ffi" };
+  }
+  return { ok: true, reason: "" };
+}
+
+export async function openServerSocket(
+  addr: SocketAddress,
+  driver: "ffi" | "portable",
+  reusePort: boolean,
+): Promise<OpenedSocket> {
+  if (driver === "ffi") {
+    const avail = ffiAvailability();
+    if (avail.ok) {
+      const { openFfiSocket } = await import("./udp_ffi.ts");
+      return { socket: await openFfiSocket(addr, reusePort), note: "" };
+    }
+    return { socket: await openPortableSocket(addr), note: avail.reason };
+  }
+  return { socket: await openPortableSocket(addr), note: "" };
+}

@@ -1,0 +1,68 @@
+/**
+ * Portable UDP driver on `node:dgram`: one datagram per event, receive time
+ * read in user space when the event fires (no kernel timestamps). Used when
+ * FFI is unavailable (no --allow-ffi, not Linux) or `server.driver =
+ * "portable"`. It cannot share a port between workers, so it runs one.
+ */
+import dgram from "node:dgram";
+import { newClientAddress, parseIp, setClientAddress } from "../ntp/address.ts";
+import { FORWARD_TO_ENGINE, NO_REPLY } from "../ntp/server.ts";
+import type { SocketAddress } from "../config/socket_address.ts";
+import { realtimeReader } from "./realtime.ts";
+import { BindError, bindReason, type Responder, type ServerSocket } from "./server_socket.ts";
+
+export async function openPortableSocket(addr: SocketAddress): Promise<ServerSocket> {
+  const text = addr.family === 6
+    ? `[${addr.hostname}]:${addr.port}`
+    : `${addr.hostname}:${addr.port}`;
+  const sock = dgram.createSocket({ type: addr.family === 6 ? "udp6" : "udp4", ipv6Only: true });
+  await new Promise<void>((resolve, reject) => {
+    sock.once(
+      "error",
+      (e: Error & { code?: string }) => reject(new BindError(text, bindReason(e.code, e.message))),
+    );
+    sock.bind(addr.port, addr.hostname, () => resolve());
+  });
+  const bound = sock.address();
+  const address = addr.family === 6
+    ? `[${bound.address}]:${bound.port}`
+    : `${bound.address}:${bound.port}`;
+  let closed: () => void = () => {};
+  const done = new Promise<void>((r) => closed = r);
+  return {
+    driver: "portable",
+    address,
+    serve(responder: Responder): Promise<void> {
+      const read = realtimeReader();
+      const rx = { sec: 0, nsec: 0 }, tx = { sec: 0, nsec: 0 };
+      const client = newClientAddress();
+      sock.on("error", () => {}); // ICMP errors on send are not fatal
+      sock.on("message", (msg: Uint8Array, rinfo: dgram.RemoteInfo) => {
+        read(rx);
+        const ip = parseIp(rinfo.address);
+        if (!ip) return;
+        setClientAddress(client, ip, 0, ip.length as 4 | 16, rinfo.port);
+        const out = new Uint8Array(48); // dgram.send is async; a reply buffer each
+        const n = responder.respond(msg, msg.length, client, rx.sec, rx.nsec, out, 0);
+        if (n === FORWARD_TO_ENGINE) {
+          responder.forward(msg.slice(), client, rx.sec, rx.nsec);
+          return;
+        }
+        if (n === NO_REPLY) return;
+        read(tx);
+        responder.stamp(out, 0, tx.sec, tx.nsec);
+        sock.send(out, 0, n, rinfo.port, rinfo.address, (err) => {
+          if (err) responder.sendFailed();
+        });
+      });
+      return done;
+    },
+    sendTo(bytes, host, port) {
+      sock.send(bytes, 0, bytes.length, port, host);
+    },
+    close() {
+      sock.close();
+      closed();
+    },
+  };
+}

@@ -1,0 +1,161 @@
+/**
+ * NTP packet codec (RFC 5905 §7.3, RFC 7822 extension fields).
+ *
+ * `parsePacket` turns bytes into a plain `NtpPacket`, checking the layout
+ * after the 48-byte header: NTPv4 extension fields must be well formed,
+ * and a trailing legacy MAC (4-byte crypto-NAK, 20-byte MD5, 24-byte SHA-1)
+ * is recognised and skipped. `serializePacket` is its inverse for the
+ * header; we never send extension fields or MACs.
+ */
+import {
+  type NtpTimestamp,
+  readShort,
+  readTimestamp,
+  toShort,
+  writeTimestamp,
+} from "./timestamp.ts";
+
+export const HEADER_LEN = 48;
+
+/** Association modes (RFC 5905 Figure 10). */
+export const Mode = {
+  reserved: 0,
+  symmetricActive: 1,
+  symmetricPassive: 2,
+  client: 3,
+  server: 4,
+  broadcast: 5,
+  control: 6,
+  private: 7,
+} as const;
+
+/** Leap indicator values; 3 means the clock is not synchronised. */
+export const Leap = { none: 0, insert: 1, delete: 2, unsync: 3 } as const;
+
+export interface NtpPacket {
+  leap: number;
+  version: number;
+  mode: number;
+  stratum: number;
+  poll: number;
+  precision: number;
+  /** Seconds. */
+  rootDelay: number;
+  /** Seconds. */
+  rootDisp: number;
+  refid: number;
+  ref: NtpTimestamp;
+  org: NtpTimestamp;
+  rec: NtpTimestamp;
+  xmt: NtpTimestamp;
+  /** Extension fields found (NTPv4 only). */
+  extensions: { type: number; length: number }[];
+  /** Length of a trailing legacy MAC, 0 when none. */
+  macLength: number;
+}
+
+/** Why a packet could not be parsed. */
+export type ParseError = "short" | "bad-version" | "bad-extension";
+
+const MAC_LENGTHS = new Set([4, 20, 24]);
+
+/**
+ * Checks what follows the 48-byte header and returns the extension fields,
+ * the MAC length, or a parse error. Pure bounds arithmetic, no allocation
+ * for plain 48-byte packets.
+ */
+export function walkTrailer(
+  view: DataView,
+  length: number,
+  version: number,
+  fields?: { type: number; length: number }[],
+): number | "bad-extension" {
+  let pos = HEADER_LEN;
+  let left = length - pos;
+  if (left === 0) return 0;
+  if (version === 4) {
+    // An extension field is at least 16 bytes (RFC 7822), a multiple of 4;
+    // anything that is not a valid field must be exactly a MAC.
+    while (left > 24 || (left >= 16 && !MAC_LENGTHS.has(left))) {
+      if (left < 16) return "bad-extension";
+      const fieldLen = view.getUint16(pos + 2);
+      if (fieldLen < 16 || fieldLen % 4 !== 0 || fieldLen > left) return "bad-extension";
+      fields?.push({ type: view.getUint16(pos), length: fieldLen });
+      pos += fieldLen;
+      left -= fieldLen;
+    }
+  }
+  if (left === 0) return 0;
+  return MAC_LENGTHS.has(left) ? left : "bad-extension";
+}
+
+/** Parses an NTP packet of versions 1 to 4. */
+export function parsePacket(bytes: Uint8Array, length = bytes.length): NtpPacket | ParseError {
+  if (length < HEADER_LEN) return "short";
+  const view = new DataView(bytes.buffer, bytes.byteOffset, length);
+  const b0 = view.getUint8(0);
+  const version = (b0 >> 3) & 7;
+  if (version < 1 || version > 4) return "bad-version";
+  const extensions: { type: number; length: number }[] = [];
+  const mac = walkTrailer(view, length, version, extensions);
+  if (mac === "bad-extension") return mac;
+  return {
+    leap: b0 >> 6,
+    version,
+    mode: b0 & 7,
+    stratum: view.getUint8(1),
+    poll: view.getInt8(2),
+    precision: view.getInt8(3),
+    rootDelay: readShort(view, 4),
+    rootDisp: readShort(view, 8),
+    refid: view.getUint32(12),
+    ref: readTimestamp(view, 16),
+    org: readTimestamp(view, 24),
+    rec: readTimestamp(view, 32),
+    xmt: readTimestamp(view, 40),
+    extensions,
+    macLength: mac,
+  };
+}
+
+/** Header fields to serialize; extension fields and MACs are never sent. */
+export type PacketHeader = Omit<NtpPacket, "extensions" | "macLength">;
+
+/** Serializes a 48-byte header. */
+export function serializePacket(p: PacketHeader): Uint8Array {
+  const out = new Uint8Array(HEADER_LEN);
+  const view = new DataView(out.buffer);
+  view.setUint8(0, ((p.leap & 3) << 6) | ((p.version & 7) << 3) | (p.mode & 7));
+  view.setUint8(1, p.stratum);
+  view.setInt8(2, p.poll);
+  view.setInt8(3, p.precision);
+  view.setUint32(4, toShort(p.rootDelay));
+  view.setUint32(8, toShort(p.rootDisp));
+  view.setUint32(12, p.refid >>> 0);
+  writeTimestamp(view, 16, p.ref);
+  writeTimestamp(view, 24, p.org);
+  writeTimestamp(view, 32, p.rec);
+  writeTimestamp(view, 40, p.xmt);
+  return out;
+}
+
+/** Encodes a four-letter ASCII code (refid "LOCL", KoD "RATE") as a u32. */
+export function asciiRefid(code: string): number {
+  let v = 0;
+  for (let i = 0; i < 4; i++) v = (v << 8) | (code.charCodeAt(i) & 0x7f || 0);
+  return v >>> 0;
+}
+
+/** Renders a refid the way ntpq does: dotted quad, or ASCII for stratum 0/1. */
+export function formatRefid(refid: number, stratum: number): string {
+  if (stratum <= 1) {
+    let s = "";
+    for (let shift = 24; shift >= 0; shift -= 8) {
+      const c = (refid >>> shift) & 0xff;
+      if (c === 0) break;
+      s += c >= 0x20 && c < 0x7f ? String.fromCharCode(c) : "?";
+    }
+    return s;
+  }
+  return [24, 16, 8, 0].map((shift) => (refid >>> shift) & 0xff).join(".");
+}

@@ -1,0 +1,201 @@
+/**
+ * The NTP server's answer to one request, without I/O (RFC 5905 A.5.3
+ * `fast_xmit`, with chrony's and ntpsec's practice):
+ *
+ * - versions 1–4 are answered with the request's version; mode 3 gets
+ *   mode 4, an unknown peer's mode 1 gets mode 2, an NTPv1 mode-0 request
+ *   from a port other than 123 gets mode 4;
+ * - modes 2, 4, 5 and control modes 6 and 7 are never answered;
+ * - `org` is the request's `xmt`, `rec` the kernel receive time, and
+ *   `xmt` is left for the driver to stamp just before sending
+ *   (`stampTransmit`);
+ * - the reply is always the 48-byte header, never larger than the request.
+ *
+ * `respond` writes into a caller-owned buffer and allocates nothing, since
+ * it runs for every packet.
+ */
+import type { ClientAddress } from "./address.ts";
+import type { AccessList } from "./access.ts";
+import { asciiRefid, HEADER_LEN, Leap, Mode, walkTrailer } from "./packet.ts";
+import type { RateLimiter } from "./rate_limit.ts";
+import { correctionAt, MAXSTRAT, PHI, type SystemState } from "./system_state.ts";
+import { toShort, writeUnixTime } from "./timestamp.ts";
+
+/** Indexes into a server's counter array. */
+export const Counter = {
+  received: 0,
+  answered: 1,
+  kodRate: 2,
+  kodDeny: 3,
+  dropMalformed: 4,
+  dropMode: 5,
+  dropControl: 6,
+  dropRateLimited: 7,
+  dropDenied: 8,
+  sendErrors: 9,
+  forwarded: 10,
+} as const;
+export const COUNTER_COUNT = 11;
+
+/** Returned by `respond` for a packet the server does not answer itself. */
+export const NO_REPLY = 0;
+/** Returned by `respond` for a symmetric-mode packet from a configured peer. */
+export const FORWARD_TO_ENGINE = -1;
+
+const NTP_PORT = 123;
+const REFID_RATE = asciiRefid("RATE");
+const REFID_DENY = asciiRefid("DENY");
+const MAX_POLL = 17;
+
+export interface ServerContext {
+  system: SystemState;
+  access: AccessList;
+  limiter: RateLimiter;
+  /** Answer denied clients with KoD DENY instead of dropping. */
+  denyKod: boolean;
+  /** Answer rate-limited clients with KoD RATE (at most once per interval). */
+  rateKod: boolean;
+  /** Lowest poll exponent we advertise: log2 of the rate-limit interval. */
+  minPoll: number;
+  counters: Float64Array;
+  /** True for configured symmetric peers, whose mode 1/2 go to the engine. */
+  isPeer?: (client: ClientAddress) => boolean;
+}
+
+/** Log2 of the rate-limit interval, rounded up: the poll we ask clients to keep. */
+export function minPollFor(intervalS: number): number {
+  return intervalS > 0 ? Math.min(MAX_POLL, Math.max(0, Math.ceil(Math.log2(intervalS)))) : 0;
+}
+
+/**
+ * Builds the reply to `req[0..length)` into `out[outOffset..+48)`.
+ * Returns 48, `NO_REPLY` or `FORWARD_TO_ENGINE`; counts the outcome.
+ * `rxSec`/`rxNsec` is the raw (uncorrected) receive time.
+ */
+export function respond(
+  req: Uint8Array,
+  length: number,
+  client: ClientAddress,
+  rxSec: number,
+  rxNsec: number,
+  ctx: ServerContext,
+  out: Uint8Array,
+  outOffset = 0,
+): number {
+  const c = ctx.counters;
+  c[Counter.received]!++;
+  if (length < HEADER_LEN) {
+    c[Counter.dropMalformed]!++;
+    return NO_REPLY;
+  }
+  const b0 = req[0]!;
+  const version = (b0 >> 3) & 7;
+  let mode = b0 & 7;
+  if (mode === Mode.control || mode === Mode.private) {
+    c[Counter.dropControl]!++;
+    return NO_REPLY;
+  }
+  if (version < 1 || version > 4) {
+    c[Counter.dropMalformed]!++;
+    return NO_REPLY;
+  }
+  const reqView = new DataView(req.buffer, req.byteOffset, length);
+  if (length > HEADER_LEN && walkTrailer(reqView, length, version) === "bad-extension") {
+    c[Counter.dropMalformed]!++;
+    return NO_REPLY;
+  }
+  if (mode === Mode.reserved && version === 1 && client.port !== NTP_PORT) mode = Mode.client;
+  let replyMode: number;
+  if (mode === Mode.client) {
+    replyMode = Mode.server;
+  } else if (mode === Mode.symmetricActive || mode === Mode.symmetricPassive) {
+    if (ctx.isPeer?.(client)) {
+      c[Counter.forwarded]!++;
+      return FORWARD_TO_ENGINE;
+    }
+    if (mode === Mode.symmetricPassive) {
+      c[Counter.dropMode]!++;
+      return NO_REPLY;
+    }
+    replyMode = Mode.symmetricPassive; // stateless: no association is made
+  } else {
+    c[Counter.dropMode]!++;
+    return NO_REPLY;
+  }
+
+  const o = outOffset;
+  const view = new DataView(out.buffer, out.byteOffset);
+  const rxTime = rxSec + rxNsec * 1e-9;
+  let kodRefid = 0;
+  if (!ctx.access.allows(client)) {
+    if (!ctx.denyKod) {
+      c[Counter.dropDenied]!++;
+      return NO_REPLY;
+    }
+    c[Counter.kodDeny]!++;
+    kodRefid = REFID_DENY;
+  } else {
+    const verdict = ctx.limiter.check(client, rxTime, ctx.rateKod);
+    if (verdict === "drop") {
+      c[Counter.dropRateLimited]!++;
+      return NO_REPLY;
+    }
+    if (verdict === "kod") {
+      c[Counter.kodRate]!++;
+      kodRefid = REFID_RATE;
+    }
+  }
+
+  const s = ctx.system;
+  const reqPoll = reqView.getInt8(2);
+  const poll = Math.min(MAX_POLL, Math.max(reqPoll, ctx.minPoll));
+  const corr = correctionAt(s, rxTime);
+  if (kodRefid !== 0) {
+    // Kiss-o'-Death (RFC 5905 §7.4): LI 3, stratum 0, the code as refid.
+    view.setUint8(o, (Leap.unsync << 6) | (version << 3) | replyMode);
+    view.setUint8(o + 1, 0);
+    view.setInt8(o + 2, poll);
+    view.setInt8(o + 3, s.precision);
+    view.setUint32(o + 4, 0);
+    view.setUint32(o + 8, 0);
+    view.setUint32(o + 12, kodRefid);
+    view.setUint32(o + 16, 0);
+    view.setUint32(o + 20, 0);
+  } else {
+    const synced = s.leap !== Leap.unsync && s.stratum < MAXSTRAT;
+    view.setUint8(o, ((synced ? s.leap : Leap.unsync) << 6) | (version << 3) | replyMode);
+    view.setUint8(o + 1, synced ? s.stratum : 0);
+    view.setInt8(o + 2, poll);
+    view.setInt8(o + 3, s.precision);
+    view.setUint32(o + 4, toShort(s.rootDelay));
+    const age = s.refTime > 0 ? Math.max(0, rxTime + corr - s.refTime) : 0;
+    view.setUint32(o + 8, toShort(s.rootDisp + PHI * age));
+    view.setUint32(o + 12, synced ? s.refid : 0);
+    if (s.refTime > 0) {
+      const refSec = Math.floor(s.refTime);
+      writeUnixTime(view, o + 16, refSec, (s.refTime - refSec) * 1e9, 0);
+    } else {
+      view.setUint32(o + 16, 0);
+      view.setUint32(o + 20, 0);
+    }
+    c[Counter.answered]!++;
+  }
+  // org = request xmt, copied byte for byte.
+  for (let i = 0; i < 8; i++) out[o + 24 + i] = req[40 + i]!;
+  writeUnixTime(view, o + 32, rxSec, rxNsec, corr);
+  view.setUint32(o + 40, 0);
+  view.setUint32(o + 44, 0);
+  return HEADER_LEN;
+}
+
+/** Writes the transmit timestamp of a reply built by `respond`, as late as possible. */
+export function stampTransmit(
+  out: Uint8Array,
+  outOffset: number,
+  system: SystemState,
+  txSec: number,
+  txNsec: number,
+): void {
+  const view = new DataView(out.buffer, out.byteOffset);
+  writeUnixTime(view, outOffset + 40, txSec, txNsec, correctionAt(system, txSec + txNsec * 1e-9));
+}

@@ -1,0 +1,108 @@
+/**
+ * The system variables a server answers with (RFC 5905 §11: leap, stratum,
+ * precision, root delay/dispersion, refid, reference time) plus the
+ * virtual clock correction used when the system clock is not controlled.
+ *
+ * Server workers read them from a SharedArrayBuffer under a sequence lock,
+ * so the engine can publish new values without messages and the packet
+ * path never waits.
+ */
+import { Leap } from "./packet.ts";
+
+/** Stratum of an unsynchronised server; sent on the wire as 0. */
+export const MAXSTRAT = 16;
+
+/** RFC 5905 frequency tolerance (15 ppm), used to grow root dispersion with age. */
+export const PHI = 15e-6;
+
+export interface SystemState {
+  leap: number;
+  stratum: number;
+  /** Reference ID as a u32. */
+  refid: number;
+  /** Reference time as Unix seconds (0 when never synchronised). */
+  refTime: number;
+  rootDelay: number;
+  rootDisp: number;
+  /** log2 seconds. */
+  precision: number;
+  /**
+   * Seconds to add to the system clock to get served time: the virtual
+   * correction with `clock.control = false`, 0 when we steer the kernel.
+   * `correction(t) = corrOffset + corrFreq * (t - corrEpoch)`.
+   */
+  corrOffset: number;
+  corrFreq: number;
+  corrEpoch: number;
+}
+
+export function unsyncedState(precision: number): SystemState {
+  return {
+    leap: Leap.unsync,
+    stratum: MAXSTRAT,
+    refid: 0,
+    refTime: 0,
+    rootDelay: 0,
+    rootDisp: 0,
+    precision,
+    corrOffset: 0,
+    corrFreq: 0,
+    corrEpoch: 0,
+  };
+}
+
+/** Correction in seconds to add to raw system time `t` (Unix seconds). */
+export function correctionAt(s: SystemState, t: number): number {
+  return s.corrOffset + s.corrFreq * (t - s.corrEpoch);
+}
+
+const FIELDS = [
+  "leap",
+  "stratum",
+  "refid",
+  "refTime",
+  "rootDelay",
+  "rootDisp",
+  "precision",
+  "corrOffset",
+  "corrFreq",
+  "corrEpoch",
+] as const;
+
+/** Bytes of shared memory a `SharedSystemState` needs. */
+export const SHARED_STATE_BYTES = 8 + FIELDS.length * 8;
+
+/** A SystemState in shared memory: one writer (the main thread), many readers. */
+export class SharedSystemState {
+  readonly buffer: SharedArrayBuffer;
+  readonly #seq: Int32Array;
+  readonly #values: Float64Array;
+
+  constructor(buffer = new SharedArrayBuffer(SHARED_STATE_BYTES)) {
+    this.buffer = buffer;
+    this.#seq = new Int32Array(buffer, 0, 2);
+    this.#values = new Float64Array(buffer, 8, FIELDS.length);
+  }
+
+  write(s: SystemState): void {
+    Atomics.add(this.#seq, 0, 1); // odd: write in progress
+    FIELDS.forEach((k, i) => this.#values[i] = s[k]);
+    Atomics.add(this.#seq, 0, 1);
+  }
+
+  /** Copies the current values into `into`; returns false if there never was a write. */
+  read(into: SystemState): boolean {
+    for (;;) {
+      const before = Atomics.load(this.#seq, 0);
+      if (before === 0) return false;
+      if (before & 1) continue;
+      FIELDS.forEach((k, i) => into[k] = this.#values[i]!);
+      if (Atomics.load(this.#seq, 0) === before) return true;
+    }
+  }
+
+  /** Sequence number; changes on every write, so readers can skip unchanged state. */
+  get version(): number {
+    return Atomics.load(this.#seq, 0);
+  }
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what edge-time needs on a fresh Debian machine, only when missing:
+#   setup.sh deno        Deno (npm package "deno", pinned in package-lock.json)
+#   setup.sh test        Deno plus the real peers the tests use: chrony,
+#                        bird2, iproute2, ntpsec-ntpdate, a C compiler
+# Prints the path of the deno binary on its last line.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want=${1:-deno}
+
+if [ ! -x node_modules/.bin/deno ]; then
+  command -v npm >/dev/null || { echo "setup: npm is needed to install Deno (apt-get install npm)" >&2; exit 1; }
+  npm ci --no-audit --no-fund --loglevel=error >&2
+fi
+
+if [ "$want" = test ]; then
+  missing=()
+  command -v chronyd >/dev/null || missing+=(chrony)
+  command -v bird >/dev/null || missing+=(bird2)
+  command -v ip >/dev/null || missing+=(iproute2)
+  command -v ntpdate >/dev/null || missing+=(ntpsec-ntpdate)
+  command -v cc >/dev/null || missing+=(gcc libc6-dev)
+  command -v curl >/dev/null || missing+=(curl)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  fi
+  # The chrony package starts a system chronyd; tests run their own on loopback.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet chrony 2>/dev/null; then
+    systemctl stop chrony >&2 || true
+  fi
+fi
+echo "$PWD/node_modules/.bin/deno"
