@@ -1,0 +1,23 @@
+/** What the anycast helper reports to `/status`, `/metrics` and `/healthz`. */
+
+export interface AnycastTransition {
+  /** Unix seconds. */
+  at: number;
+  from: string;
+  to: string;
+  reason: string;
+}
+
+export interface AnycastReport {
+  mode: "off" | "node" | "router";
+  /** "announced", "withdrawn", "draining", … (mode-specific). */
+  state: string;
+  healthy: boolean;
+  /** Why the gate is unhealthy, "" when healthy. */
+  reason: string;
+  announced: string[];
+  /** Router mode: the nexthops currently in the multipath route. */
+  nexthops: string[];
+  /** Last transitions, newest last (at most 100). */
+  transitions: AnycastTransition[];
+}

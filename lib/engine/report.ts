@@ -1,0 +1,54 @@
+/**
+ * What the engine reports to the status page, `edge-time peers` and
+ * `edge-time tracking`. Units are in the field names (seconds unless
+ * said otherwise), as in the `/status` JSON.
+ */
+
+/** Like `chronyc tracking`. */
+export interface SystemReport {
+  synchronised: boolean;
+  leap: number;
+  stratum: number;
+  /** As ntpq shows it: dotted quad, or a 4-letter code such as "LOCL". */
+  refid: string;
+  /** Address of the system peer, "" when none. */
+  system_peer: string;
+  /** Unix seconds of the last clock update, 0 when never. */
+  ref_time: number;
+  /** Last measured offset of the system clock (served time minus true time estimate). */
+  offset_s: number;
+  frequency_ppm: number;
+  residual_freq_ppm: number;
+  skew_ppm: number;
+  root_delay_s: number;
+  root_dispersion_s: number;
+  update_interval_s: number;
+  /** True while serving as an orphan (no source below orphan_stratum). */
+  orphan: boolean;
+}
+
+/** ntpq tally codes: `*` system peer, `+` candidate, `-` outlier, `x` falseticker, `#` backup, ` ` rejected. */
+export type Tally = "*" | "+" | "-" | "x" | "#" | " ";
+
+/** Like one row of `ntpq -p`. */
+export interface SourceReport {
+  tally: Tally;
+  address: string;
+  kind: "server" | "pool" | "peer";
+  refid: string;
+  stratum: number;
+  /** Seconds since the last valid sample, -1 when none. */
+  when_s: number;
+  /** log2 seconds. */
+  poll: number;
+  /** 8-bit reach register (print it in octal). */
+  reach: number;
+  delay_s: number;
+  offset_s: number;
+  jitter_s: number;
+}
+
+export interface EngineReport {
+  system: SystemReport;
+  sources: SourceReport[];
+}
