@@ -40,7 +40,8 @@ function depthChange(fragment: string): number {
 }
 
 function unquoteKey(key: string): string {
-  return key.split(".").map((k) => k.trim().replace(/^["'](.*)["']$/, "$1")).join(".");
+  const parts = key.match(/"[^"]*"|'[^']*'|[^.\s]+/g) ?? [];
+  return parts.map((k) => k.replace(/^["'](.*)["']$/, "$1")).join(".");
 }
 
 const KEY_RE =

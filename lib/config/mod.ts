@@ -16,6 +16,8 @@ export type LoadResult = { ok: true; config: Config } | { ok: false; errors: str
 interface Problem {
   path: string;
   message: string;
+  /** Key whose line to show, when `path` itself may be absent from the file. */
+  at?: string;
 }
 
 function describe(v: unknown): string {
@@ -131,16 +133,25 @@ function crossChecks(c: Config, problems: Problem[]): void {
   });
   const a = c.anycast;
   if (a.mode === "node" && a.addresses.length === 0) {
-    problems.push({ path: "anycast.addresses", message: 'mode "node" needs at least one address' });
+    problems.push({
+      path: "anycast.addresses",
+      message: 'mode "node" needs at least one address',
+      at: "anycast.mode",
+    });
   }
   if (a.mode === "router") {
     if (a.router.vip === "") {
-      problems.push({ path: "anycast.router.vip", message: 'mode "router" needs a vip' });
+      problems.push({
+        path: "anycast.router.vip",
+        message: 'mode "router" needs a vip',
+        at: "anycast.mode",
+      });
     }
     if (a.router.nodes.length === 0) {
       problems.push({
         path: "anycast.router.nodes",
         message: 'mode "router" needs at least one node',
+        at: "anycast.mode",
       });
     }
   }
@@ -164,7 +175,7 @@ export function loadConfig(text: string, file: string): LoadResult {
     return {
       ok: false,
       errors: problems
-        .map((p) => ({ line: lineOf(lines, p.path), p }))
+        .map((p) => ({ line: lineOf(lines, p.at ?? p.path), p }))
         .sort((a, b) => a.line - b.line)
         .map(({ line, p }) => `${file}:${line}: ${p.path}: ${p.message}`),
     };

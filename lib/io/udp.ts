@@ -5,6 +5,7 @@
 import type { SocketAddress } from "../config/socket_address.ts";
 import type { ServerSocket } from "./server_socket.ts";
 import { openPortableSocket } from "./udp_portable.ts";
+import { probeLibc } from "./libc.ts";
 
 export interface OpenedSocket {
   socket: ServerSocket;
@@ -20,6 +21,8 @@ export function ffiAvailability(): { ok: boolean; reason: string } {
   if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
     return { ok: false, reason: "FFI driver needs --allow-ffi" };
   }
+  const libcProblem = probeLibc();
+  if (libcProblem) return { ok: false, reason: libcProblem };
   return { ok: true, reason: "" };
 }
 

@@ -38,7 +38,8 @@ export class RateLimiter {
 
   constructor(opts: RateLimitOptions) {
     this.intervalS = opts.intervalS;
-    this.#burstWindow = opts.intervalS * Math.max(1, opts.burst);
+    // GCRA tolerance: `burst` requests at one instant pass, the next waits an interval.
+    this.#burstWindow = opts.intervalS * (Math.max(1, opts.burst) - 1);
     let size = WAYS;
     while (size < (opts.tableSize ?? 65536)) size *= 2;
     this.#sets = size / WAYS;
@@ -93,7 +94,7 @@ export class RateLimiter {
     }
     this.#seen[slot] = now;
     const tat = Math.max(this.#tat[slot]!, now);
-    if (tat - now < this.#burstWindow) {
+    if (tat - now <= this.#burstWindow) {
       this.#tat[slot] = tat + this.intervalS;
       return "pass";
     }

@@ -1,27 +1,135 @@
-/** The shape of `GET /status`; field names and units are documented in the README. */
+/**
+ * The shape of `GET /status` and the pure function that builds it from the
+ * engine, anycast and server reports. Field names and units are documented
+ * in the README ("Status page, metrics and tools") and checked against
+ * `status.schema.json`. Durations and offsets are seconds (`_s`), rates
+ * are per second (`_per_s`), sizes bytes (`_bytes`), times Unix seconds.
+ */
+import type { AnycastReport } from "../anycast/report.ts";
+import type { EngineReport, SourceReport, SystemReport } from "../engine/report.ts";
 import type { ServerCounters } from "../io/server_pool.ts";
+import type { ServerRates } from "./history.ts";
 
-export interface SystemStatus {
-  synchronised: boolean;
-  leap: number;
-  stratum: number;
-  refid: string;
-  /** Unix seconds of the last update, 0 when never. */
-  ref_time: number;
-  root_delay_ms: number;
-  root_dispersion_ms: number;
-  precision: number;
-  /** Current virtual or kernel correction, seconds. */
-  offset_s: number;
+export type { ServerRates };
+
+/** `chronyc tracking` fields plus the system jitter from the history ring. */
+export interface SystemStatus extends SystemReport {
+  /** RMS of successive clock-update offsets (ntpd `sys_jitter`), seconds. */
+  jitter_s: number;
 }
 
 export interface StatusSnapshot {
   version: string;
+  /** Unix seconds when this snapshot was taken. */
+  time: number;
   uptime_s: number;
   driver: string;
   driver_reason: string;
   workers: number;
   listen: string[];
+  /** What `/healthz` answers. */
+  health: { healthy: boolean; reason: string };
   system: SystemStatus;
+  sources: SourceReport[];
   server: ServerCounters;
+  /** Null until the history ring holds a sample at least a second old. */
+  server_rates: ServerRates | null;
+  /** Null when anycast is off. */
+  anycast: AnycastReport | null;
+  process: { resident_memory_bytes: number; history_bytes: number };
+}
+
+/** Everything `buildSnapshot` needs, read by the caller at one instant. */
+export interface SnapshotInputs {
+  version: string;
+  now: number;
+  uptimeS: number;
+  driver: string;
+  driverReason: string;
+  workers: number;
+  listen: string[];
+  engine: EngineReport;
+  anycast: AnycastReport | null;
+  counters: ServerCounters;
+  rates: ServerRates | null;
+  systemJitterS: number;
+  residentMemoryBytes: number;
+  historyBytes: number;
+}
+
+/**
+ * Why the appliance should not get traffic, or null when it should: the
+ * anycast health gate when anycast is on, else the sync state.
+ */
+export function unhealthyReason(engine: EngineReport, anycast: AnycastReport | null): string | null {
+  if (anycast !== null && anycast.mode !== "off") {
+    return anycast.healthy ? null : `anycast ${anycast.mode} unhealthy: ${anycast.reason || "?"}`;
+  }
+  return engine.system.synchronised ? null : "not synchronised";
+}
+
+/** Builds the `/status` document; picks fields explicitly so the schema stays exact. */
+export function buildSnapshot(i: SnapshotInputs): StatusSnapshot {
+  const s = i.engine.system;
+  const reason = unhealthyReason(i.engine, i.anycast);
+  return {
+    version: i.version,
+    time: i.now,
+    uptime_s: i.uptimeS,
+    driver: i.driver,
+    driver_reason: i.driverReason,
+    workers: i.workers,
+    listen: i.listen,
+    health: { healthy: reason === null, reason: reason ?? "" },
+    system: {
+      synchronised: s.synchronised,
+      leap: s.leap,
+      stratum: s.stratum,
+      refid: s.refid,
+      system_peer: s.system_peer,
+      ref_time: s.ref_time,
+      offset_s: s.offset_s,
+      frequency_ppm: s.frequency_ppm,
+      residual_freq_ppm: s.residual_freq_ppm,
+      skew_ppm: s.skew_ppm,
+      root_delay_s: s.root_delay_s,
+      root_dispersion_s: s.root_dispersion_s,
+      update_interval_s: s.update_interval_s,
+      orphan: s.orphan,
+      jitter_s: i.systemJitterS,
+    },
+    sources: i.engine.sources.map((r) => ({
+      tally: r.tally,
+      address: r.address,
+      kind: r.kind,
+      refid: r.refid,
+      stratum: r.stratum,
+      when_s: r.when_s,
+      poll: r.poll,
+      reach: r.reach,
+      delay_s: r.delay_s,
+      offset_s: r.offset_s,
+      jitter_s: r.jitter_s,
+    })),
+    server: i.counters,
+    server_rates: i.rates,
+    anycast: i.anycast === null ? null : {
+      mode: i.anycast.mode,
+      state: i.anycast.state,
+      healthy: i.anycast.healthy,
+      reason: i.anycast.reason,
+      announced: i.anycast.announced,
+      nexthops: i.anycast.nexthops,
+      transitions: i.anycast.transitions.map((t) => ({
+        at: t.at,
+        from: t.from,
+        to: t.to,
+        reason: t.reason,
+      })),
+    },
+    process: {
+      resident_memory_bytes: i.residentMemoryBytes,
+      history_bytes: i.historyBytes,
+    },
+  };
 }

@@ -1,0 +1,149 @@
+/**
+ * The few libc calls the Linux UDP driver needs, through Deno FFI, with
+ * the constants and struct layouts of Linux on 64-bit (x86_64, aarch64):
+ * LP64, so pointers and size_t are 8 bytes and `struct msghdr` is 56.
+ */
+
+/** Socket and errno constants (Linux, asm-generic). */
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const SOCK_DGRAM = 2;
+export const SOCK_NONBLOCK = 0o4000;
+export const SOCK_CLOEXEC = 0o2000000;
+export const SOL_SOCKET = 1;
+export const SO_REUSEADDR = 2;
+export const SO_SNDBUF = 7;
+export const SO_RCVBUF = 8;
+export const SO_REUSEPORT = 15;
+export const SO_RCVBUFFORCE = 33;
+/** SO_TIMESTAMPNS_OLD: struct timespec in the cmsg; same layout as the new one on LP64. */
+export const SO_TIMESTAMPNS = 35;
+export const SCM_TIMESTAMPNS = SO_TIMESTAMPNS;
+export const IPPROTO_IP = 0;
+export const IPPROTO_IPV6 = 41;
+export const IP_PKTINFO = 8;
+export const IPV6_V6ONLY = 26;
+export const IPV6_RECVPKTINFO = 49;
+export const IPV6_PKTINFO = 50;
+export const MSG_DONTWAIT = 0x40;
+export const MSG_TRUNC = 0x20;
+export const POLLIN = 1;
+export const EFD_NONBLOCK = 0o4000;
+export const EFD_CLOEXEC = 0o2000000;
+export const CLOCK_REALTIME = 0;
+
+export const EINTR = 4;
+export const EAGAIN = 11;
+
+/** errno numbers to the names `bindReason` understands. */
+const ERRNO_NAMES: Record<number, string> = {
+  1: "EPERM",
+  9: "EBADF",
+  13: "EACCES",
+  22: "EINVAL",
+  97: "EAFNOSUPPORT",
+  98: "EADDRINUSE",
+  99: "EADDRNOTAVAIL",
+  101: "ENETUNREACH",
+  111: "ECONNREFUSED",
+};
+
+export function errnoName(errno: number): string {
+  return ERRNO_NAMES[errno] ?? `errno ${errno}`;
+}
+
+/** struct msghdr / mmsghdr layout (bytes). */
+export const MSGHDR = {
+  name: 0,
+  namelen: 8,
+  iov: 16,
+  iovlen: 24,
+  control: 32,
+  controllen: 40,
+  flags: 48,
+  /** struct mmsghdr: msghdr then `unsigned int msg_len`, padded to 64. */
+  msgLen: 56,
+  size: 64,
+} as const;
+export const IOVEC_SIZE = 16;
+/** sizeof(struct sockaddr_in6), enough for either family. */
+export const SOCKADDR_SIZE = 28;
+/** struct cmsghdr: size_t len, int level, int type, then data at 16. */
+export const CMSG_DATA = 16;
+
+/** CMSG_SPACE(n) on LP64. */
+export function cmsgSpace(n: number): number {
+  return CMSG_DATA + ((n + 7) & ~7);
+}
+
+const SYMBOLS = {
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
+  sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
+  sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
+  close: { parameters: ["i32"], result: "i32" },
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
+  /** poll on a pool thread: the worker's event loop keeps turning while idle. */
+  poll_async: {
+    name: "poll",
+    parameters: ["buffer", "u64", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
+  clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] & {
+  /** errno of the last failed call on this thread. */
+  errno(): number;
+};
+
+let cached: Libc | undefined;
+
+/** Opens libc once per thread (worker); throws if it cannot. */
+export function libc(): Libc {
+  if (cached) return cached;
+  const lib = Deno.dlopen("libc.so.6", SYMBOLS);
+  const s = lib.symbols;
+  const loc = s.__errno_location();
+  const view = loc ? new Deno.UnsafePointerView(loc) : null;
+  cached = Object.assign(Object.create(null), s, {
+    errno: () => view ? view.getInt32() : 0,
+  }) as Libc;
+  return cached;
+}
+
+/** Whether libc can be opened through FFI here; the reason if not. */
+export function probeLibc(): string | null {
+  try {
+    libc();
+    return null;
+  } catch (e) {
+    return `cannot open libc.so.6 through FFI (${e instanceof Error ? e.message : e})`;
+  }
+}
+
+/** Address of a buffer, as a bigint, for storing into C structs. */
+export function addressOf(buf: Uint8Array): bigint {
+  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf as Uint8Array<ArrayBuffer>)));
+}
+
+/** Fills a sockaddr_in / sockaddr_in6 for `ip` (4 or 16 bytes); returns its length. */
+export function writeSockaddr(into: Uint8Array, ip: Uint8Array, port: number): number {
+  into.fill(0);
+  const v = new DataView(into.buffer, into.byteOffset, into.byteLength);
+  v.setUint16(0, ip.length === 4 ? AF_INET : AF_INET6, true);
+  v.setUint16(2, port, false);
+  if (ip.length === 4) {
+    into.set(ip, 4);
+    return 16;
+  }
+  into.set(ip, 8);
+  return SOCKADDR_SIZE;
+}
