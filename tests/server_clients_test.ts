@@ -1,0 +1,117 @@
+/**
+ * Real NTP clients measure edge-time on loopback: chronyd (-Q, one-shot,
+ * never touching the clock) and ntpsec's ntpdate. Client and server share
+ * the kernel clock, so the true offset is zero and |offset| is our error.
+ */
+import assert from "assert";
+import { chronyAvailable, chronydMeasure } from "./helpers/chrony.ts";
+import { freeTcpPort, freeUdpPort, startEdgeTime } from "./helpers/edge_time.ts";
+
+const ROOT = new URL("../", import.meta.url);
+
+function config(port: number, driver: string, extra = ""): string {
+  return `[server]
+listen = ["127.0.0.1:${port}", "[::1]:${port}"]
+local_stratum = 8
+driver = "${driver}"
+workers = 1
+rate_limit = { interval_s = 0 }
+[clock]
+control = false
+[status]
+listen = "127.0.0.1:${freeTcpPort()}"
+${extra}`;
+}
+
+for (const driver of ["ffi", "portable"]) {
+  Deno.test({
+    name: `chronyd measures edge-time (${driver} driver) within 1 ms on loopback`,
+    ignore: chronyAvailable() !== null,
+    async fn() {
+      const port = await freeUdpPort();
+      const et = await startEdgeTime(config(port, driver));
+      try {
+        for (const host of ["127.0.0.1", "::1"]) {
+          const { offset, output } = await chronydMeasure(
+            `server ${host} port ${port} iburst maxsamples 4`,
+          );
+          console.log(`chronyd -Q via ${host}: offset ${(offset * 1e6).toFixed(1)} µs`);
+          assert.ok(Math.abs(offset) < 1e-3, output);
+        }
+      } finally {
+        await et.stop();
+      }
+    },
+  });
+}
+
+function ntpdateMissing(): string | null {
+  try {
+    new Deno.Command("ntpdate", { args: ["-h"], stdout: "null", stderr: "null" }).outputSync();
+  } catch {
+    return "ntpdate (ntpsec-ntpdate) is not installed";
+  }
+  try {
+    new Deno.Command("ip", { args: ["netns", "list"], stdout: "null", stderr: "null" })
+      .outputSync();
+  } catch {
+    return "ip (iproute2) is not installed";
+  }
+  return Deno.uid() === 0 ? null : "needs root to make a network namespace";
+}
+
+const whyNoNtpdate = ntpdateMissing();
+if (whyNoNtpdate) console.log(`ntpdate test cannot run here: ${whyNoNtpdate}`);
+
+Deno.test({
+  // ntpdate only speaks to port 123, so edge-time runs in a namespace of its own.
+  name: "ntpdate -q (ntpsec) measures edge-time on port 123 within 1 ms",
+  ignore: whyNoNtpdate !== null,
+  async fn() {
+    const ns = `etq-${crypto.randomUUID().slice(0, 8)}`;
+    const ip = (...a: string[]) => new Deno.Command("ip", { args: a }).outputSync();
+    ip("netns", "add", ns);
+    ip("-n", ns, "link", "set", "lo", "up");
+    const dir = await Deno.makeTempDir({ prefix: "etq-" });
+    const cfg = `${dir}/edge.toml`;
+    await Deno.writeTextFile(
+      cfg,
+      config(123, "ffi").replace(/listen = "127.0.0.1:\d+"/, 'listen = ""'),
+    );
+    const et = await startEdgeTime("", {
+      binary: "ip",
+      args: [
+        "netns",
+        "exec",
+        ns,
+        Deno.execPath(),
+        "run",
+        "-A",
+        "--config",
+        new URL("deno.json", ROOT).pathname,
+        new URL("main.ts", ROOT).pathname,
+        "run",
+        "--config",
+        cfg,
+      ],
+    });
+    try {
+      const out = await new Deno.Command("ip", {
+        args: ["netns", "exec", ns, "ntpdate", "-q", "127.0.0.1"],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+      // e.g. "2026-11-25 09:30:01.123 (+0000) +0.000012 +/- 0.000045 127.0.0.1 s8 no-leap"
+      const m = /([+-]\d+\.\d+) \+\/- \d+\.\d+ 127\.0\.0\.1 s(\d+)/.exec(text);
+      assert.ok(m, text);
+      console.log(`ntpdate: offset ${(Number(m[1]) * 1e6).toFixed(1)} µs, stratum ${m[2]}`);
+      assert.ok(Math.abs(Number(m[1])) < 1e-3, text);
+      assert.equal(m[2], "8");
+    } finally {
+      await et.stop();
+      ip("netns", "del", ns);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
