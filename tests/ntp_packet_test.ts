@@ -89,4 +89,5 @@ Deno.test("refids render as ntpq shows them", () => {
   assert.equal(formatRefid(asciiRefid("LOCL"), 1), "LOCL");
   assert.equal(formatRefid(asciiRefid("RATE"), 0), "RATE");
   assert.equal(formatRefid(0x7f000001, 2), "127.0.0.1");
+  assert.equal(formatRefid(asciiRefid("LOCL"), 8), "LOCL");
 });

@@ -146,9 +146,15 @@ export function asciiRefid(code: string): number {
   return v >>> 0;
 }
 
-/** Renders a refid the way ntpq does: dotted quad, or ASCII for stratum 0/1. */
+const REFID_LOCL = 0x4c4f434c; // "LOCL"
+
+/**
+ * Renders a refid the way ntpq does: ASCII for stratum 0/1, dotted quad
+ * otherwise, except chrony's `LOCL`, which a local-stratum server uses at
+ * any stratum.
+ */
 export function formatRefid(refid: number, stratum: number): string {
-  if (stratum <= 1) {
+  if (stratum <= 1 || refid === REFID_LOCL) {
     let s = "";
     for (let shift = 24; shift >= 0; shift -= 8) {
       const c = (refid >>> shift) & 0xff;
