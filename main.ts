@@ -8,6 +8,11 @@ import { type Config, defaultConfig, loadConfig } from "./lib/config/mod.ts";
 import { splitHostPort } from "./lib/config/socket_address.ts";
 import { queryServer } from "./lib/io/query_client.ts";
 import { runApp } from "./lib/app.ts";
+import { realAnycastIo } from "./lib/anycast/mod.ts";
+import { formatAction } from "./lib/anycast/plan.ts";
+import { applyActions, planOneShot, selfQueryPort } from "./lib/anycast/runtime.ts";
+import { DEFAULT_STATUS_URL, fetchStatus } from "./lib/status/client.ts";
+import { formatPeers, formatTracking } from "./lib/status/text.ts";
 import { VERSION } from "./lib/version.ts";
 
 /** A failure the user caused or must fix: printed as one line, exit 2. */
@@ -22,6 +27,10 @@ Commands:
   run [--config FILE]        serve NTP (embedded default config when omitted)
   check-config FILE          validate a config file; one line per error
   query HOST[:PORT]          one-shot query: offset, delay, stratum, refid, leap
+  peers [--url URL]          ntpq -p style table of a running appliance's sources
+  tracking [--url URL]       chronyc tracking style block of a running appliance
+  anycast plan|apply|withdraw [--config FILE]
+                             show or run the anycast commands (BIRD, ip route)
   version                    print version, Deno version and target
 
 Run 'edge-time <command> --help' for a command's options.`,
@@ -38,6 +47,25 @@ Exit status 0 when valid, 2 otherwise.`,
 Sends one NTP client request (like sntp) and prints the server's offset,
 round-trip delay, stratum, refid and leap indicator. PORT defaults to 123;
 an IPv6 address with a port is written [ADDR]:PORT.`,
+  peers: `Usage: edge-time peers [--url URL]
+
+Prints the sources of a running appliance as an ntpq -p style table
+(delay, offset and jitter in milliseconds), read from its status server.
+URL defaults to http://127.0.0.1:8123 (the default status.listen).`,
+  tracking: `Usage: edge-time tracking [--url URL]
+
+Prints the system clock state of a running appliance as a chronyc tracking
+style block, read from its status server. URL defaults to
+http://127.0.0.1:8123 (the default status.listen).`,
+  anycast: `Usage: edge-time anycast plan|apply|withdraw [--config FILE]
+
+For [anycast] mode "node" or "router" in FILE (default: the embedded config):
+  plan      print the commands 'apply' would run now (dry run), after one
+            health check: the self-query (node) or a query of each node (router)
+  apply     run them: node: hold the addresses, announce through BIRD when
+            healthy; router: route the VIP to the nodes that answer well
+  withdraw  node: announce nothing and remove the addresses; router: remove
+            the route. Use as systemd ExecStopPost= so a crash withdraws too.`,
   version: `Usage: edge-time version
 
 Prints the edge-time version, the Deno version and the build target.`,
@@ -134,6 +162,48 @@ async function main(argv: string[]): Promise<number> {
             } ms`,
         );
       }
+      return 0;
+    }
+    case "peers":
+    case "tracking": {
+      const { values, positionals } = parse(rest, { url: { type: "string", short: "u" } });
+      if (values.help) return console.log(HELP[command]), 0;
+      if (positionals.length > 0) throw new UsageError(`${command} takes no arguments, only --url`);
+      const snap = await fetchStatus(values.url ?? DEFAULT_STATUS_URL);
+      console.log(
+        (command === "peers" ? formatPeers(snap.sources) : formatTracking(snap.system)).trimEnd(),
+      );
+      return 0;
+    }
+    case "anycast": {
+      const { values, positionals } = parse(rest, { config: { type: "string", short: "c" } });
+      if (values.help) return console.log(HELP.anycast), 0;
+      const [action] = positionals;
+      if (positionals.length !== 1 || !["plan", "apply", "withdraw"].includes(action!)) {
+        throw new UsageError("anycast takes one of plan, apply, withdraw");
+      }
+      let config = defaultConfig();
+      if (values.config !== undefined) {
+        const r = readConfig(values.config);
+        if ("errors" in r) {
+          for (const e of r.errors) console.error(e);
+          return 2;
+        }
+        config = r.config;
+      }
+      const io = realAnycastIo();
+      const plan = await planOneShot(config.anycast, io, {
+        kind: action === "withdraw" ? "withdraw" : "apply",
+        selfPort: selfQueryPort(config.server.listen),
+      });
+      if (typeof plan === "string") throw new Error(plan);
+      for (const n of plan.notes) console.log(`# ${n}`);
+      if (plan.actions.length === 0) console.log("# nothing to do");
+      for (const a of plan.actions) console.log(formatAction(a));
+      if (action === "plan") return 0;
+      const r = await applyActions(io, plan.actions);
+      for (const w of r.warnings) console.error(`edge-time: warning: ${w}`);
+      if (r.error !== null) throw new Error(r.error);
       return 0;
     }
     case "version": {

@@ -2,7 +2,8 @@
 # Installs what edge-time needs on a fresh Debian machine, only when missing:
 #   setup.sh deno        Deno (npm package "deno", pinned in package-lock.json)
 #   setup.sh test        Deno plus the real peers the tests use: chrony,
-#                        bird2, iproute2, ntpsec-ntpdate, a C compiler
+#                        bird2, iproute2, ntpsec-ntpdate, a C compiler,
+#                        chromium (headless, for the status page test)
 # Prints the path of the deno binary on its last line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,7 @@ if [ "$want" = test ]; then
   command -v ntpdate >/dev/null || missing+=(ntpsec-ntpdate)
   command -v cc >/dev/null || missing+=(gcc libc6-dev)
   command -v curl >/dev/null || missing+=(curl)
+  command -v chromium >/dev/null || missing+=(chromium)  # tests/browser_test.ts
   if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive

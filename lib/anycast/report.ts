@@ -6,6 +6,8 @@ export interface AnycastTransition {
   from: string;
   to: string;
   reason: string;
+  /** What flipped: "gate" (node mode) or a node address (router mode). */
+  subject?: string;
 }
 
 export interface AnycastReport {
@@ -20,4 +22,8 @@ export interface AnycastReport {
   nexthops: string[];
   /** Last transitions, newest last (at most 100). */
   transitions: AnycastTransition[];
+  /** The last failed apply's one-line error, "" when the last apply worked. */
+  error?: string;
+  /** Router mode: the healthy nodes with their last check's reason ("" = good). */
+  nodes?: { address: string; healthy: boolean; reason: string }[];
 }

@@ -46,9 +46,34 @@ export interface SourceReport {
   delay_s: number;
   offset_s: number;
   jitter_s: number;
+  /** "denied" after a KoD DENY/RSTR stopped the source. */
+  state?: "active" | "denied";
+  /** Per-source event counters (bogus, replay, KoD …). */
+  counters?: Record<string, number>;
 }
 
 export interface EngineReport {
   system: SystemReport;
   sources: SourceReport[];
+  counters?: EngineCounters;
+}
+
+/** Engine event counters: each kind of bad input is also logged once. */
+export interface EngineCounters {
+  /** Packets that could not be parsed. */
+  malformed: number;
+  /** Packets from an address that is no source of ours. */
+  unknown_source: number;
+  /** Replies with a wrong origin timestamp. */
+  bogus: number;
+  /** Duplicate or replayed packets. */
+  replay: number;
+  kod_rate: number;
+  kod_deny: number;
+  /** Offsets beyond panic_threshold_s, never applied. */
+  panic: number;
+  steps: number;
+  /** Step-sized offsets waiting to persist. */
+  spikes: number;
+  clock_updates: number;
 }

@@ -45,7 +45,8 @@ export class ServerPool {
   readonly driver: string;
   /** Why this driver was chosen, for the log and status. */
   readonly driverReason: string;
-  readonly bound: string[];
+  /** Bound addresses; replaced by `relisten()`. */
+  bound: string[];
   readonly errors: string[];
   readonly #workers: Worker[];
   readonly #counters: Float64Array;
@@ -168,6 +169,29 @@ export class ServerPool {
   /** Applies new access and rate-limit options (reload) without rebinding. */
   reconfigure(options: ServerOptions): void {
     this.#broadcast({ kind: "options", options });
+  }
+
+  /**
+   * Reload with a new `server.listen`: each worker opens the new addresses,
+   * then closes the ones no longer listed; unchanged sockets keep serving,
+   * so requests to them are never dropped. Resolves with the bind errors.
+   */
+  async relisten(listen: string[]): Promise<string[]> {
+    const replies = await Promise.all(
+      this.#workers.map((w) =>
+        new Promise<Extract<FromWorker, { kind: "listened" }>>((resolve) => {
+          const onReply = (e: MessageEvent<FromWorker>) => {
+            if (e.data.kind !== "listened") return;
+            w.removeEventListener("message", onReply);
+            resolve(e.data);
+          };
+          w.addEventListener("message", onReply);
+          w.postMessage({ kind: "listen", listen } satisfies ToWorker);
+        })
+      ),
+    );
+    this.bound = replies[0]?.bound ?? [];
+    return [...new Set(replies.flatMap((r) => r.errors))];
   }
 
   /** Sends from the server port (symmetric peers expect our port 123). */

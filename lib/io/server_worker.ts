@@ -37,12 +37,15 @@ export type ToWorker =
     peers: string[];
   }
   | { kind: "options"; options: ServerOptions }
+  /** Reload: close sockets no longer listed, open the new ones, keep the rest. */
+  | { kind: "listen"; listen: string[] }
   | { kind: "peers"; peers: string[] }
   | { kind: "send"; bytes: Uint8Array; host: string; port: number }
   | { kind: "stop" };
 
 export type FromWorker =
   | { kind: "ready"; driver: string; driverNote: string; bound: string[]; errors: string[] }
+  | { kind: "listened"; bound: string[]; errors: string[] }
   | {
     kind: "forward";
     bytes: Uint8Array;
@@ -70,6 +73,8 @@ function peerKey(c: ClientAddress): string {
 }
 
 let sockets: ServerSocket[] = [];
+/** The listen text each socket was opened for (reload compares these). */
+const socketListen = new Map<ServerSocket, string>();
 
 async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
   const shared = new SharedSystemState(init.state);
@@ -126,16 +131,20 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
 
   const errors: string[] = [];
   let driverNote = "";
-  for (const text of init.listen) {
-    const addr = parseSocketAddress(text) as SocketAddress;
-    try {
-      const opened = await openServerSocket(addr, init.driver, init.reusePort);
-      if (opened.note) driverNote = opened.note;
-      sockets.push(opened.socket);
-    } catch (e) {
-      errors.push(e instanceof Error ? e.message : String(e));
+  const open = async (list: string[], errs: string[]) => {
+    for (const text of list) {
+      const addr = parseSocketAddress(text) as SocketAddress;
+      try {
+        const opened = await openServerSocket(addr, init.driver, init.reusePort);
+        if (opened.note) driverNote = opened.note;
+        sockets.push(opened.socket);
+        socketListen.set(opened.socket, text);
+      } catch (e) {
+        errs.push(e instanceof Error ? e.message : String(e));
+      }
     }
-  }
+  };
+  await open(init.listen, errors);
   post({
     kind: "ready",
     driver: sockets[0]?.driver ?? init.driver,
@@ -146,7 +155,22 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
   self.onmessage = (e: MessageEvent<ToWorker>) => {
     const m = e.data;
     if (m.kind === "options") configure(m.options);
-    else if (m.kind === "peers") peers = new Set(m.peers);
+    else if (m.kind === "listen") {
+      // Open the new addresses before closing the old ones; unchanged ones are untouched.
+      const have = new Set(socketListen.values());
+      const gone = sockets.filter((s) => !m.listen.includes(socketListen.get(s) ?? ""));
+      const before = sockets.length;
+      const errs: string[] = [];
+      void open(m.listen.filter((t) => !have.has(t)), errs).then(() => {
+        for (const s of sockets.slice(before)) void s.serve(responder);
+        for (const s of gone) {
+          s.close();
+          socketListen.delete(s);
+        }
+        sockets = sockets.filter((s) => !gone.includes(s));
+        post({ kind: "listened", bound: sockets.map((s) => s.address), errors: errs });
+      });
+    } else if (m.kind === "peers") peers = new Set(m.peers);
     else if (m.kind === "send") {
       sockets.find((s) => s.address.startsWith("[") === m.host.includes(":"))?.sendTo(
         m.bytes,

@@ -75,6 +75,8 @@ const RCVBUF = 8 << 20;
 const YIELD_MS = 4;
 const SPIN_POLL_MS = 2;
 const IDLE_POLL_MS = 1000;
+/** Bytes that make V8 put a typed array's storage outside its moving heap. */
+const OFF_HEAP = 128;
 
 function format(ip: string, port: number, family: 4 | 6): string {
   return family === 6 ? `[${ip}]:${port}` : `${ip}:${port}`;
@@ -143,6 +145,8 @@ class FfiSocket implements ServerSocket {
   #closed = false;
   #serving: Promise<void> | null = null;
   readonly #sendSa = new Uint8Array(SOCKADDR_SIZE);
+  /** Buffers the C structs point into: held here so the GC never frees them under the kernel. */
+  #pinned: ArrayBufferView[] = [];
 
   constructor(fd: number, efd: number, address: string, v6: boolean, pktinfo: boolean) {
     this.#fd = fd;
@@ -252,14 +256,17 @@ class FfiSocket implements ServerSocket {
       }
       txHdrChunks.push(txHdr.subarray(j * MSGHDR.size));
     }
+    this.#pinned = [rxHdr, rxIov, rxBuf, rxName, rxCtrl, txHdr, txIov, txBuf, txCtrl];
     // Which received datagram each reply answers (for its pktinfo).
     const replyTo = new Int32Array(BATCH);
     // Where the pktinfo cmsg of each received datagram starts (int32 index), or -1.
     const infoAt = new Int32Array(BATCH);
 
-    const ts = new Int32Array(4);
+    // V8 keeps typed arrays under 64 bytes inside its heap, where the GC
+    // moves them; a buffer a pool thread writes to (poll_async) must not move.
+    const ts = new Int32Array(OFF_HEAP / 4);
     const tsBytes = new Uint8Array(ts.buffer);
-    const pfd = new Uint8Array(16); // two struct pollfd: the socket and the eventfd
+    const pfd = new Uint8Array(OFF_HEAP); // two struct pollfd: the socket and the eventfd
     const pfd32 = new Int32Array(pfd.buffer);
     pfd32[0] = fd;
     pfd32[1] = POLLIN;

@@ -99,8 +99,11 @@ export function respond(
     c[Counter.dropMalformed]!++;
     return NO_REPLY;
   }
-  const reqView = new DataView(req.buffer, req.byteOffset, length);
-  if (length > HEADER_LEN && walkTrailer(reqView, length, version) === "bad-extension") {
+  if (
+    length > HEADER_LEN &&
+    walkTrailer(new DataView(req.buffer, req.byteOffset, length), length, version) ===
+      "bad-extension"
+  ) {
     c[Counter.dropMalformed]!++;
     return NO_REPLY;
   }
@@ -123,8 +126,10 @@ export function respond(
     return NO_REPLY;
   }
 
-  const o = outOffset;
-  const view = new DataView(out.buffer, out.byteOffset);
+  // `view` spans the whole buffer (cached, no allocation per packet), so
+  // its offsets are `o`; `out` indexes are `outOffset`.
+  const view = viewOf(out);
+  const o = out.byteOffset + outOffset;
   const rxTime = rxSec + rxNsec * 1e-9;
   let kodRefid = 0;
   if (!ctx.access.allows(client)) {
@@ -147,7 +152,7 @@ export function respond(
   }
 
   const s = ctx.system;
-  const reqPoll = reqView.getInt8(2);
+  const reqPoll = (req[2]! << 24) >> 24; // int8
   const poll = Math.min(MAX_POLL, Math.max(reqPoll, ctx.minPoll));
   const corr = correctionAt(s, rxTime);
   if (kodRefid !== 0) {
@@ -181,7 +186,7 @@ export function respond(
     c[Counter.answered]!++;
   }
   // org = request xmt, copied byte for byte.
-  for (let i = 0; i < 8; i++) out[o + 24 + i] = req[40 + i]!;
+  for (let i = 0; i < 8; i++) out[outOffset + 24 + i] = req[40 + i]!;
   writeUnixTime(view, o + 32, rxSec, rxNsec, corr);
   view.setUint32(o + 40, 0);
   view.setUint32(o + 44, 0);
@@ -196,6 +201,27 @@ export function stampTransmit(
   txSec: number,
   txNsec: number,
 ): void {
-  const view = new DataView(out.buffer, out.byteOffset);
-  writeUnixTime(view, outOffset + 40, txSec, txNsec, correctionAt(system, txSec + txNsec * 1e-9));
+  const view = viewOf(out);
+  writeUnixTime(
+    view,
+    out.byteOffset + outOffset + 40,
+    txSec,
+    txNsec,
+    correctionAt(system, txSec + txNsec * 1e-9),
+  );
+}
+
+let cachedBuffer: ArrayBufferLike | null = null;
+let cachedView: DataView | null = null;
+
+/**
+ * A DataView over all of `bytes.buffer`, kept for the next call: drivers
+ * reuse one reply buffer, so the packet path allocates no views.
+ */
+function viewOf(bytes: Uint8Array): DataView {
+  if (bytes.buffer !== cachedBuffer) {
+    cachedBuffer = bytes.buffer;
+    cachedView = new DataView(bytes.buffer);
+  }
+  return cachedView!;
 }

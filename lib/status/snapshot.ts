@@ -6,7 +6,7 @@
  * are per second (`_per_s`), sizes bytes (`_bytes`), times Unix seconds.
  */
 import type { AnycastReport } from "../anycast/report.ts";
-import type { EngineReport, SourceReport, SystemReport } from "../engine/report.ts";
+import type { EngineCounters, EngineReport, SourceReport, SystemReport } from "../engine/report.ts";
 import type { ServerCounters } from "../io/server_pool.ts";
 import type { ServerRates } from "./history.ts";
 
@@ -31,6 +31,8 @@ export interface StatusSnapshot {
   health: { healthy: boolean; reason: string };
   system: SystemStatus;
   sources: SourceReport[];
+  /** Engine event counters; absent until the engine reports them. */
+  engine_counters?: EngineCounters;
   server: ServerCounters;
   /** Null until the history ring holds a sample at least a second old. */
   server_rates: ServerRates | null;
@@ -61,7 +63,10 @@ export interface SnapshotInputs {
  * Why the appliance should not get traffic, or null when it should: the
  * anycast health gate when anycast is on, else the sync state.
  */
-export function unhealthyReason(engine: EngineReport, anycast: AnycastReport | null): string | null {
+export function unhealthyReason(
+  engine: EngineReport,
+  anycast: AnycastReport | null,
+): string | null {
   if (anycast !== null && anycast.mode !== "off") {
     return anycast.healthy ? null : `anycast ${anycast.mode} unhealthy: ${anycast.reason || "?"}`;
   }
@@ -110,7 +115,10 @@ export function buildSnapshot(i: SnapshotInputs): StatusSnapshot {
       delay_s: r.delay_s,
       offset_s: r.offset_s,
       jitter_s: r.jitter_s,
+      ...(r.state === undefined ? {} : { state: r.state }),
+      ...(r.counters === undefined ? {} : { counters: { ...r.counters } }),
     })),
+    ...(i.engine.counters === undefined ? {} : { engine_counters: { ...i.engine.counters } }),
     server: i.counters,
     server_rates: i.rates,
     anycast: i.anycast === null ? null : {
@@ -125,7 +133,16 @@ export function buildSnapshot(i: SnapshotInputs): StatusSnapshot {
         from: t.from,
         to: t.to,
         reason: t.reason,
+        ...(t.subject === undefined ? {} : { subject: t.subject }),
       })),
+      ...(i.anycast.error === undefined ? {} : { error: i.anycast.error }),
+      ...(i.anycast.nodes === undefined ? {} : {
+        nodes: i.anycast.nodes.map((n) => ({
+          address: n.address,
+          healthy: n.healthy,
+          reason: n.reason,
+        })),
+      }),
     },
     process: {
       resident_memory_bytes: i.residentMemoryBytes,

@@ -6,6 +6,14 @@
 import dgram from "node:dgram";
 
 const ROOT = new URL("../../", import.meta.url);
+/** Absolute path of `ip`, so a test may run edge-time with a PATH that lacks it. */
+const IP = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].find((p) => {
+  try {
+    return Deno.statSync(p).isFile;
+  } catch {
+    return false;
+  }
+}) ?? "ip";
 
 export interface EdgeTimeProcess {
   child: Deno.ChildProcess;
@@ -45,6 +53,8 @@ export interface StartOptions {
   /** Run a compiled binary instead of `deno run main.ts`. */
   binary?: string;
   env?: Record<string, string>;
+  /** Run the process inside this network namespace (`ip netns exec NS …`). */
+  netns?: string;
 }
 
 /** Writes `toml` to a temp config and runs `edge-time run --config` on it. */
@@ -56,28 +66,25 @@ export async function startEdgeTime(
   const configPath = `${dir}/edge.toml`;
   await Deno.writeTextFile(configPath, toml);
   const args = opts.args ?? ["run", "--config", configPath];
-  const cmd = opts.binary
-    ? new Deno.Command(opts.binary, {
-      args,
-      stderr: "piped",
-      stdout: "piped",
-      stdin: "null",
-      env: opts.env ?? {},
-    })
-    : new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--allow-all",
-        "--config",
-        new URL("deno.json", ROOT).pathname,
-        new URL("main.ts", ROOT).pathname,
-        ...args,
-      ],
-      stderr: "piped",
-      stdout: "piped",
-      stdin: "null",
-      env: opts.env ?? {},
-    });
+  // `ip netns exec` execs the program in place, so signals reach it directly.
+  const wrap = (program: string, argv: string[]): [string, string[]] =>
+    opts.netns ? [IP, ["netns", "exec", opts.netns, program, ...argv]] : [program, argv];
+  const denoArgv = [
+    "run",
+    "--allow-all",
+    "--config",
+    new URL("deno.json", ROOT).pathname,
+    new URL("main.ts", ROOT).pathname,
+    ...args,
+  ];
+  const [program, argv] = opts.binary ? wrap(opts.binary, args) : wrap(Deno.execPath(), denoArgv);
+  const cmd = new Deno.Command(program, {
+    args: argv,
+    stderr: "piped",
+    stdout: "piped",
+    stdin: "null",
+    env: opts.env ?? {},
+  });
   const child = cmd.spawn();
   const lines: string[] = [];
   const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];

@@ -1,0 +1,96 @@
+/**
+ * Startup time: process start → first answered NTP request, with
+ * `deno run` (goal < 300 ms) and, when given, a compiled binary.
+ * A client sends a request every 5 ms from the moment the process is
+ * spawned; the figure is the arrival time of the first reply.
+ *
+ *   deno run -A bench/startup.ts [--runs 5] [--binary dist/edge-time-x86_64-unknown-linux-gnu]
+ */
+import dgram from "node:dgram";
+import { parseArgs } from "node:util";
+import { freeUdpPort } from "../tests/helpers/edge_time.ts";
+
+const ROOT = new URL("../", import.meta.url);
+const { values } = parseArgs({
+  args: Deno.args,
+  options: { runs: { type: "string", default: "5" }, binary: { type: "string" } },
+});
+
+function request(): Uint8Array {
+  const p = new Uint8Array(48);
+  p[0] = (4 << 3) | 3; // version 4, client
+  p[47] = 1;
+  return p;
+}
+
+/** Spawns `argv` and returns ms until the first NTP reply on `port`, then stops it. */
+async function measure(argv: string[], port: number): Promise<number> {
+  const sock = dgram.createSocket("udp4");
+  await new Promise<void>((r) => sock.bind(0, "127.0.0.1", () => r()));
+  const replied = new Promise<number>((resolve) =>
+    sock.once("message", () => resolve(performance.now()))
+  );
+  const t0 = performance.now();
+  const child = new Deno.Command(argv[0]!, {
+    args: argv.slice(1),
+    stdout: "null",
+    stderr: "null",
+    stdin: "null",
+  }).spawn();
+  const ticker = setInterval(() => sock.send(request(), port, "127.0.0.1"), 5);
+  const timeout = new Promise<number>((r) => setTimeout(() => r(NaN), 10_000));
+  const t1 = await Promise.race([replied, timeout]);
+  clearInterval(ticker);
+  child.kill("SIGTERM");
+  await child.status;
+  sock.close();
+  return t1 - t0;
+}
+
+async function series(name: string, argv: (port: number, config: string) => string[]) {
+  const ms: number[] = [];
+  const dir = await Deno.makeTempDir({ prefix: "edge-time-startup-" });
+  for (let i = 0; i < Number(values.runs); i++) {
+    const port = await freeUdpPort();
+    const config = `${dir}/edge.toml`;
+    await Deno.writeTextFile(
+      config,
+      `[server]\nlisten = ["127.0.0.1:${port}"]\nlocal_stratum = 8\n` +
+        `[clock]\ncontrol = false\ndriftfile = ""\n[status]\nlisten = ""\n`,
+    );
+    ms.push(await measure(argv(port, config), port));
+  }
+  await Deno.remove(dir, { recursive: true });
+  ms.sort((a, b) => a - b);
+  const median = ms[Math.floor(ms.length / 2)]!;
+  console.log(
+    `| ${name} | ${median.toFixed(0)} ms | ${ms[0]!.toFixed(0)}–${
+      ms.at(-1)!.toFixed(0)
+    } ms | ${ms.length} |`,
+  );
+  return median;
+}
+
+console.log("| how | median start → first answer | range | runs |\n|---|---|---|---|");
+const median = await series("deno run", (_port, config) => [
+  Deno.execPath(),
+  "run",
+  "-A",
+  "--config",
+  new URL("deno.json", ROOT).pathname,
+  new URL("main.ts", ROOT).pathname,
+  "run",
+  "--config",
+  config,
+]);
+if (values.binary) {
+  await series(`binary ${values.binary}`, (_port, config) => [
+    values.binary!,
+    "run",
+    "--config",
+    config,
+  ]);
+} else {
+  console.log("| binary | not measured: pass --binary (deno task compile needs denort) | | |");
+}
+Deno.exit(median < 300 ? 0 : 1);

@@ -1,0 +1,645 @@
+/**
+ * The peer engine: the set of associations, source selection, the clock
+ * discipline, orphan mode and the system variables the server answers
+ * with. Pure: every call takes the raw time `now` (Unix seconds read from
+ * the system clock by the driver) and a random source, and returns
+ * actions for the driver (lib/io/engine_driver.ts, lib/sim/) to carry out.
+ *
+ * Pipeline, one step per file as in chrony: source.ts (protocol, reach,
+ * poll) → filter.ts (clock filter) → select.ts (intersection, cluster,
+ * combine) → discipline.ts (regression) → clock.ts (Clock seam).
+ */
+import { Leap, Mode, parsePacket } from "../ntp/packet.ts";
+import { MAXSTRAT, PHI, type SystemState, unsyncedState } from "../ntp/system_state.ts";
+import { type Clock, correctionValue } from "./clock.ts";
+import { Discipline } from "./discipline.ts";
+import type { Sample } from "./filter.ts";
+import { canonicalIp, refidOfAddress } from "./refid.ts";
+import type { EngineCounters, EngineReport, SourceReport, Tally } from "./report.ts";
+import { type Candidate, MAXDIST, MINDIST, selectSources, type Selection } from "./select.ts";
+import { Association, type SourceAction, type SourceKind, sourceId } from "./source.ts";
+import { loopstatsLine, peerStatusWord, peerstatsLine, SELECT_CODE, statsTime } from "./stats.ts";
+import { formatRefid } from "../ntp/packet.ts";
+import { parseIp } from "../ntp/address.ts";
+
+/** One configured source (the `[[source]]` table). */
+export interface EngineSource {
+  /** IP address or name ("host" or "host:port"). */
+  address: string;
+  kind: SourceKind;
+  iburst: boolean;
+  prefer: boolean;
+  minPoll: number;
+  maxPoll: number;
+  maxSources: number;
+}
+
+/** Engine options (from `[clock]` and `[[source]]`). */
+export interface EngineOptions {
+  sources: EngineSource[];
+  /** Seconds. */
+  stepThreshold: number;
+  /** Seconds. */
+  panicThreshold: number;
+  orphanStratum: number;
+  /** Seconds. */
+  orphanWait: number;
+  minSources: number;
+  /** Our clock precision, log2 seconds. */
+  precision: number;
+  /** Our own refid (address): announced as orphan parent, and used for loop detection. */
+  localRefid: number;
+  /** Frequency from the driftfile in ppm, or null when there is none. */
+  driftPpm: number | null;
+  /** Default port of sources given without one. */
+  defaultPort?: number;
+  /** Whether to produce loopstats/peerstats actions. */
+  stats?: boolean;
+}
+
+/** What the engine asks its driver to do. */
+export type Action =
+  | SourceAction
+  | { kind: "setTimer"; at: number }
+  | { kind: "resolve"; name: string; port: number; sourceIndex: number; want: number }
+  | { kind: "stats"; file: "loopstats" | "peerstats"; day: string; line: string };
+
+/** Wait after start before the first clock update unless every source has answered. */
+export const GATHER_S = 4;
+
+interface PendingName {
+  index: number;
+  name: string;
+  port: number;
+  cfg: EngineSource;
+}
+
+/** The engine. */
+export class Engine {
+  readonly opts: EngineOptions;
+  readonly clock: Clock;
+  readonly discipline: Discipline;
+  readonly associations = new Map<string, Association>();
+  readonly counters: EngineCounters = {
+    malformed: 0,
+    unknown_source: 0,
+    bogus: 0,
+    replay: 0,
+    kod_rate: 0,
+    kod_deny: 0,
+    panic: 0,
+    steps: 0,
+    spikes: 0,
+    clock_updates: 0,
+  };
+  #pending: PendingName[] = [];
+  #started: number;
+  #selection: Selection | null = null;
+  #sysPeer: Association | null = null;
+  /** Raw time we last had a usable source below the orphan stratum. */
+  #lastUpstream: number;
+  #synced = false;
+  #orphanParent = false;
+  #orphanChild = false;
+  #stratum = MAXSTRAT;
+  #refid = 0;
+  #leap: number = Leap.unsync;
+  #rootDelay = 0;
+  #rootDisp = 0;
+  #jitter = 0;
+  #lastOffset = 0;
+  #refTime = 0;
+  #lastSampleT = -Infinity;
+  #updateInterval = 0;
+  #sysPoll: number;
+  #goodUpdates = 0;
+  #logged = new Set<string>();
+  #out: Action[] = [];
+  #rand: () => number = Math.random;
+
+  constructor(opts: EngineOptions, clock: Clock, now: number) {
+    this.opts = opts;
+    this.clock = clock;
+    this.#started = now;
+    this.#lastUpstream = now;
+    this.discipline = new Discipline({
+      stepThreshold: opts.stepThreshold,
+      panicThreshold: opts.panicThreshold,
+      stepout: 30,
+      initialFreq: (opts.driftPpm ?? 0) * 1e-6,
+    }, now);
+    clock.apply(this.discipline.model, now, 0);
+    this.#sysPoll = Math.min(...opts.sources.map((s) => s.minPoll), 17);
+    opts.sources.forEach((cfg, index) => {
+      const { host, port } = splitHostPort(cfg.address, opts.defaultPort ?? 123);
+      if (cfg.kind !== "pool" && parseIp(host) !== null) {
+        this.#add(cfg, canonicalIp(host), port, "", now);
+      } else {
+        this.#pending.push({ index, name: host, port, cfg });
+      }
+    });
+  }
+
+  /** Raw time of the next timer the driver must call `handleTimer` at. */
+  nextTimer(): number {
+    let t = this.#started + GATHER_S;
+    if (t <= this.#lastNow) t = Infinity;
+    for (const a of this.associations.values()) t = Math.min(t, a.nextPoll);
+    // Orphan mode and holdover are re-evaluated at least every few seconds.
+    return Math.min(t, this.#lastNow + 8);
+  }
+
+  #lastNow = 0;
+
+  /** The timer fired at raw time `now`: poll due sources, re-run selection. */
+  handleTimer(now: number, rand: () => number = Math.random): Action[] {
+    this.#rand = rand;
+    this.#lastNow = now;
+    for (const p of this.#pending.splice(0)) {
+      const want = p.cfg.kind === "pool" ? p.cfg.maxSources : 1;
+      this.#out.push({ kind: "resolve", name: p.name, port: p.port, sourceIndex: p.index, want });
+    }
+    const ctx = this.#context();
+    for (const a of [...this.associations.values()]) {
+      if (a.nextPoll > now) continue;
+      this.#take(a.handleTimer(now, ctx), now);
+    }
+    this.#update(now, false);
+    return this.#flush();
+  }
+
+  /**
+   * A packet from `host:port` arrived at raw time `recv` (ideally the kernel
+   * receive timestamp). Packets from unknown senders are counted and dropped.
+   */
+  handleIncoming(
+    host: string,
+    port: number,
+    bytes: Uint8Array,
+    recv: number,
+    rand: () => number = Math.random,
+  ): Action[] {
+    this.#rand = rand;
+    this.#lastNow = Math.max(this.#lastNow, recv);
+    const p = parsePacket(bytes);
+    if (typeof p === "string") {
+      this.counters.malformed++;
+      return this.#flush();
+    }
+    const ip = canonicalIp(host);
+    let a = this.associations.get(sourceId(ip, port));
+    if (!a && (p.mode === Mode.symmetricActive || p.mode === Mode.symmetricPassive)) {
+      a = [...this.associations.values()].find((x) => x.opts.kind === "peer" && x.opts.host === ip);
+    }
+    if (!a) {
+      this.counters.unknown_source++;
+      return this.#flush();
+    }
+    const before = { ...a.counters };
+    const r = a.handleIncoming(p, recv, this.#context());
+    this.counters.bogus += a.counters.bogus - before.bogus;
+    this.counters.replay += a.counters.replay - before.replay;
+    this.counters.kod_rate += a.counters.kodRate - before.kodRate;
+    this.counters.kod_deny += a.counters.kodDeny - before.kodDeny;
+    this.#take(r.actions, recv);
+    if (r.fresh && this.opts.stats) {
+      const { day } = statsTime(this.#served(recv));
+      this.#out.push({
+        kind: "stats",
+        file: "peerstats",
+        day,
+        line: peerstatsLine(this.#served(recv), {
+          address: a.opts.host,
+          status: peerStatusWord({ configured: true, reachable: a.reach !== 0, select: SELECT_CODE[this.#tally(a)] ?? 0 }),
+          offset: this.#predicted(a, recv) ?? 0,
+          delay: a.filter.stages[0]?.delay ?? 0,
+          disp: a.filter.output?.disp ?? 0,
+          jitter: a.filter.output?.jitter ?? 0,
+        }),
+      });
+    }
+    this.#update(recv, r.fresh);
+    return this.#flush();
+  }
+
+  /** Addresses for a name the engine asked to resolve (`resolve` action). */
+  addResolved(sourceIndex: number, addresses: string[], now: number): Action[] {
+    const cfg = this.opts.sources[sourceIndex];
+    if (!cfg) return [];
+    const { port } = splitHostPort(cfg.address, this.opts.defaultPort ?? 123);
+    const name = splitHostPort(cfg.address, 123).host;
+    const have = [...this.associations.values()].filter((a) =>
+      cfg.kind === "pool" ? a.opts.pool === name : a.opts.host === canonicalIp(addresses[0] ?? "")
+    ).length;
+    const want = (cfg.kind === "pool" ? cfg.maxSources : 1) - have;
+    let added = 0;
+    for (const addr of addresses) {
+      if (added >= want) break;
+      const ip = canonicalIp(addr);
+      if (this.associations.has(sourceId(ip, port))) continue;
+      this.#add(cfg, ip, port, cfg.kind === "pool" ? name : "", now);
+      added++;
+    }
+    this.#out.push({ kind: "setTimer", at: this.nextTimer() });
+    return this.#flush();
+  }
+
+  /** The configured symmetric peers' addresses (for the server's forwarding list). */
+  peerHosts(): string[] {
+    return [...this.associations.values()].filter((a) => a.opts.kind === "peer").map((a) => a.opts.host);
+  }
+
+  /** Served time at raw time `t`. */
+  #served(t: number): number {
+    return this.clock.steersKernel ? t : t + correctionValue(this.discipline.model, t);
+  }
+
+  #add(cfg: EngineSource, host: string, port: number, pool: string, now: number): void {
+    const a = new Association({
+      host,
+      port,
+      kind: cfg.kind,
+      iburst: cfg.iburst,
+      prefer: cfg.prefer,
+      minPoll: cfg.minPoll,
+      maxPoll: Math.max(cfg.minPoll, cfg.maxPoll),
+      pool,
+    }, now, this.#rand);
+    a.setPoll(this.#sysPoll);
+    this.associations.set(a.id, a);
+  }
+
+  #take(actions: SourceAction[], now: number): void {
+    for (const act of actions) {
+      if (act.kind === "demobilize") {
+        const a = this.associations.get(act.source);
+        if (a && a.opts.pool !== "") {
+          // Replace a lost pool member with a fresh address.
+          this.associations.delete(act.source);
+          const index = this.opts.sources.findIndex((s) =>
+            s.kind === "pool" && splitHostPort(s.address, 123).host === a.opts.pool
+          );
+          const cfg = this.opts.sources[index];
+          if (cfg) {
+            this.#out.push({ kind: "log", level: "info", message: `${act.source}: ${act.reason}, replacing it` });
+            this.#out.push({ kind: "resolve", name: a.opts.pool, port: a.opts.port, sourceIndex: index, want: 1 });
+          }
+        }
+      }
+      this.#out.push(act);
+    }
+    void now;
+  }
+
+  #flush(): Action[] {
+    this.#out.push({ kind: "setTimer", at: this.nextTimer() });
+    const out = this.#out;
+    this.#out = [];
+    return out;
+  }
+
+  #context() {
+    const model = () => this.discipline.model;
+    const corr = (t: number) => correctionValue(model(), t);
+    return {
+      served: (t: number) => this.#served(t),
+      correction: corr,
+      residual: (s: Sample) => s.y - corr(s.t),
+      precision: this.opts.precision,
+      system: this.systemVars(),
+      rand: this.#rand,
+    };
+  }
+
+  /** Our system variables (what the server and our peer packets say). */
+  systemVars(): { leap: number; stratum: number; refid: number; refTime: number; rootDelay: number; rootDisp: number } {
+    if (!this.#synced) {
+      return { leap: Leap.unsync, stratum: MAXSTRAT, refid: 0, refTime: 0, rootDelay: 0, rootDisp: 0 };
+    }
+    return {
+      leap: this.#leap,
+      stratum: this.#stratum,
+      refid: this.#refid,
+      refTime: this.#refTime,
+      rootDelay: this.#rootDelay,
+      rootDisp: this.#rootDisp,
+    };
+  }
+
+  /** The SystemState the server workers answer with. */
+  systemState(): SystemState {
+    const s = unsyncedState(this.opts.precision);
+    const v = this.systemVars();
+    const m = this.discipline.model;
+    return {
+      ...s,
+      leap: v.leap,
+      stratum: v.stratum,
+      refid: v.refid,
+      refTime: v.refTime,
+      rootDelay: v.rootDelay,
+      rootDisp: v.rootDisp,
+      corrOffset: this.clock.steersKernel ? 0 : m.offset,
+      corrFreq: this.clock.steersKernel ? 0 : m.freq,
+      corrEpoch: this.clock.steersKernel ? 0 : m.epoch,
+    };
+  }
+
+  /** True while serving as an orphan (parent or child). */
+  get orphan(): boolean {
+    return this.#orphanParent || this.#orphanChild;
+  }
+
+  /** True when the orphan election made us the parent. */
+  get orphanParent(): boolean {
+    return this.#orphanParent;
+  }
+
+  /** Candidate view of an association at `now`, or null when it is not fit. */
+  #candidate(a: Association, now: number): Candidate | null {
+    // No reply to the last three polls: unfit (RFC 5905 poll() adds a MAXDISP
+    // sample to the filter for the same effect).
+    if (a.state !== "active" || (a.reach & 7) === 0 || a.leap === Leap.unsync || a.stratum >= MAXSTRAT) {
+      return null;
+    }
+    const ctx = this.#context();
+    const f = a.filter.evaluate(now, ctx.residual, this.opts.precision);
+    if (!f) return null;
+    // Loop: the source is synchronised to us.
+    if (a.stratum > 1 && a.refid === this.opts.localRefid && this.opts.localRefid !== 0) return null;
+    const rootDist = Math.max(
+      MINDIST,
+      (a.rootDelay + f.delay) / 2 + a.rootDisp + f.disp + f.jitter + PHI * (now - f.sample.t),
+    );
+    if (rootDist >= MAXDIST + PHI * 2 ** a.hpoll) return null;
+    const offset = this.#predicted(a, now) ?? f.offset;
+    // Combine weight from the static part of the distance only: the aging
+    // terms grow between polls and would make the combined offset jump
+    // whenever one source's sample ages or refreshes.
+    const weight = 1 / Math.max(MINDIST, (a.rootDelay + f.delay) / 2 + a.rootDisp);
+    return { id: a.id, offset, rootDist, weight, stratum: a.stratum, jitter: f.jitter, prefer: a.opts.prefer, leap: a.leap };
+  }
+
+  /** The source's regression-predicted offset against our correction at `now`. */
+  #predicted(a: Association, now: number): number | null {
+    const p = a.stats.predict(now, this.discipline.freq);
+    return p ? p.y - correctionValue(this.discipline.model, now) : null;
+  }
+
+  /** An orphan parent announces the orphan stratum and its own address as refid. */
+  #isOrphanParent(a: Association): boolean {
+    return this.opts.orphanStratum > 0 && a.stratum === this.opts.orphanStratum &&
+      a.refid === refidOfAddress(a.opts.host);
+  }
+
+  /** Selection and, with a fresh sample, a clock update. */
+  #update(now: number, fresh: boolean): void {
+    const orphanOn = this.opts.orphanStratum > 0;
+    const normal: Candidate[] = [];
+    const orphans: { a: Association; c: Candidate }[] = [];
+    for (const a of this.associations.values()) {
+      const c = this.#candidate(a, now);
+      if (!c) continue;
+      if (orphanOn && a.stratum >= this.opts.orphanStratum) {
+        if (this.#isOrphanParent(a)) orphans.push({ a, c });
+        continue;
+      }
+      normal.push(c);
+    }
+    // Hold the first update until every source had a chance to answer, so a
+    // lone fast falseticker cannot set the clock.
+    const gathering = this.discipline.updates === 0 && now < this.#started + GATHER_S &&
+      [...this.associations.values()].some((a) => a.state === "active" && a.filter.output === null);
+    let sel = normal.length > 0
+      ? selectSources(normal, { minSources: this.opts.minSources, previous: this.#sysPeer?.id ?? null })
+      : null;
+    if (sel && !sel.systemPeer) {
+      this.#selection = sel;
+      sel = null;
+    }
+    this.#orphanChild = false;
+    if (sel) {
+      this.#lastUpstream = now;
+      this.#orphanParent = false;
+    } else if (orphanOn && now - this.#lastUpstream >= this.opts.orphanWait) {
+      // Orphan mode: the lowest refid among orphan parents (us included) is
+      // the parent; everyone else follows it.
+      const lower = orphans.filter((o) => o.a.refid < this.opts.localRefid || this.opts.localRefid === 0)
+        .sort((x, y) => x.a.refid - y.a.refid);
+      const parent = lower[0];
+      if (parent) {
+        sel = selectSources([parent.c], { minSources: 1 });
+        this.#orphanChild = true;
+        this.#orphanParent = false;
+      } else if (!this.#orphanParent) {
+        this.#orphanParent = true;
+        this.#log("orphan", "info", `No source below stratum ${this.opts.orphanStratum}: orphan parent`);
+      }
+    }
+    if (!sel && !this.#orphanParent) {
+      this.#selection = this.#selection && normal.length > 0 ? this.#selection : null;
+      this.#sysPeer = null;
+      return; // holdover: keep the last system variables
+    }
+    if (!sel) {
+      // Orphan parent: free-run, announce the orphan stratum.
+      this.#selection = null;
+      this.#sysPeer = null;
+      this.#setSynced(true);
+      this.#stratum = this.opts.orphanStratum;
+      this.#refid = this.opts.localRefid;
+      this.#leap = Leap.none;
+      this.#rootDelay = 0;
+      this.#rootDisp = 0;
+      this.#refTime = this.#served(now);
+      return;
+    }
+    this.#selection = sel;
+    const peer = this.associations.get(sel.systemPeer!.id)!;
+    this.#sysPeer = peer;
+    if (this.#logged.has("orphan") && !this.#orphanChild && !this.#orphanParent) {
+      this.#logged.delete("orphan");
+      this.#out.push({ kind: "log", level: "info", message: "Upstream reachable again: leaving orphan mode" });
+    }
+    // A fresh sample from any combined source drives the discipline: the
+    // combined regression prediction becomes the new correction.
+    const modelFreq = this.discipline.freq;
+    let w = 0, rSum = 0, fw = 0, fSum = 0, skew = Infinity, newest = -Infinity;
+    for (const c of sel.combined) {
+      const a = this.associations.get(c.id)!;
+      const p = a.stats.predict(now, modelFreq);
+      if (!p) continue;
+      newest = Math.max(newest, a.lastSample);
+      const wi = c.weight ?? 1 / c.rootDist;
+      w += wi;
+      rSum += wi * c.offset;
+      if (a.stats.hasFreq) {
+        fw += wi;
+        fSum += wi * p.freq;
+        skew = Math.min(skew, a.stats.fit!.bErr);
+      }
+    }
+    if (gathering || !fresh || newest <= this.#lastSampleT || w === 0) {
+      this.#refreshVars(sel, peer);
+      return;
+    }
+    this.#lastSampleT = newest;
+    const y = correctionValue(this.discipline.model, now) + rSum / w;
+    const freq = fw > 0 ? fSum / fw : modelFreq;
+    const prevUpdate = this.discipline.lastUpdate;
+    const res = this.discipline.update(now, y, freq, Number.isFinite(skew) ? skew : 1e-5);
+    if (res.kind === "panic") {
+      this.counters.panic++;
+      this.#log("panic", "warning", `Offset ${res.offset.toFixed(3)} s exceeds the panic threshold; not applied`);
+      return;
+    }
+    if (res.kind === "spike") {
+      this.counters.spikes++;
+      this.#log("spike", "warning", `Offset ${res.offset.toFixed(3)} s above the step threshold; waiting before a step`);
+      return;
+    }
+    if (res.kind === "step") {
+      this.counters.steps++;
+      this.#out.push({ kind: "log", level: "warning", message: `Clock stepped by ${res.offset.toFixed(6)} s` });
+    }
+    this.counters.clock_updates++;
+    this.#updateInterval = prevUpdate > 0 ? now - prevUpdate : 0;
+    this.clock.apply(this.discipline.model, now, res.kind === "step" ? res.offset : 0);
+    this.#lastOffset = res.offset;
+    this.#jitter = sel.jitter;
+    this.#refTime = this.#served(now);
+    this.#adjustPoll(res.offset);
+    this.#refreshVars(sel, peer);
+    if (this.opts.stats) {
+      const served = this.#served(now);
+      this.#out.push({
+        kind: "stats",
+        file: "loopstats",
+        day: statsTime(served).day,
+        line: loopstatsLine(served, {
+          offset: res.offset,
+          freqPpm: this.discipline.freq * 1e6,
+          jitter: this.#jitter,
+          wanderPpm: this.discipline.skew * 1e6,
+          poll: this.#sysPoll,
+        }),
+      });
+    }
+  }
+
+  #refreshVars(sel: Selection, peer: Association): void {
+    const c = sel.systemPeer!;
+    const f = peer.filter.output;
+    this.#setSynced(true);
+    this.#leap = sel.leap;
+    this.#stratum = Math.min(MAXSTRAT, peer.stratum + 1);
+    this.#refid = refidOfAddress(peer.opts.host);
+    this.#rootDelay = peer.rootDelay + (f?.delay ?? 0);
+    this.#rootDisp = peer.rootDisp + (f?.disp ?? 0) + Math.max(this.#jitter, c.jitter) +
+      Math.abs(this.#lastOffset);
+    this.clock.setLeap(this.#leap);
+  }
+
+  #setSynced(v: boolean): void {
+    if (v !== this.#synced) {
+      this.#synced = v;
+      this.clock.setSync(v, this.#rootDelay / 2 + this.#rootDisp, this.#jitter);
+    }
+  }
+
+  /**
+   * Poll adjustment: lengthen the poll after a run of updates whose offset
+   * is within the expected noise, shorten it when an offset is well outside.
+   */
+  #adjustPoll(offset: number): void {
+    const noise = Math.max(this.#jitter, 1e-6);
+    const enough = [...this.associations.values()].every((a) => a.reach === 0 || a.stats.points.length >= 6);
+    if (Math.abs(offset) < 3 * noise && enough) {
+      if (++this.#goodUpdates >= 4) {
+        this.#goodUpdates = 0;
+        this.#setSysPoll(this.#sysPoll + 1);
+      }
+    } else if (Math.abs(offset) > 6 * noise) {
+      this.#goodUpdates = 0;
+      this.#setSysPoll(this.#sysPoll - 1);
+    }
+  }
+
+  #setSysPoll(p: number): void {
+    this.#sysPoll = Math.max(0, Math.min(17, p));
+    for (const a of this.associations.values()) a.setPoll(this.#sysPoll);
+  }
+
+  #log(key: string, level: "info" | "warning", message: string): void {
+    if (this.#logged.has(key)) return;
+    this.#logged.add(key);
+    this.#out.push({ kind: "log", level, message });
+  }
+
+  #tally(a: Association): Tally {
+    const s = this.#selection;
+    if (!s) return " ";
+    if (this.#sysPeer === a) return "*";
+    if (s.falsetickers.includes(a.id)) return "x";
+    if (s.outliers.includes(a.id)) return "-";
+    if (s.combined.some((c) => c.id === a.id)) return "+";
+    if (s.survivors.some((c) => c.id === a.id)) return "#";
+    return " ";
+  }
+
+  /** Status for `/status` and `edge-time peers`, at raw time `now`. */
+  report(now: number): EngineReport {
+    const v = this.systemVars();
+    const ctx = this.#context();
+    const sources: SourceReport[] = [...this.associations.values()].map((a) => {
+      const f = a.filter.evaluate(now, ctx.residual, this.opts.precision);
+      return {
+        tally: this.#tally(a),
+        address: a.id,
+        kind: a.opts.pool !== "" ? "pool" : a.opts.kind,
+        refid: a.stratum >= MAXSTRAT ? "" : formatRefid(a.refid, a.stratum),
+        stratum: a.stratum,
+        when_s: a.lastSample < 0 ? -1 : Math.max(0, Math.round(now - a.lastSample)),
+        poll: a.hpoll,
+        reach: a.reach,
+        delay_s: f?.delay ?? 0,
+        offset_s: f?.offset ?? 0,
+        jitter_s: f?.jitter ?? 0,
+        state: a.state,
+        counters: { ...a.counters },
+      };
+    });
+    return {
+      system: {
+        synchronised: v.leap !== Leap.unsync,
+        leap: v.leap,
+        stratum: v.stratum,
+        refid: v.leap === Leap.unsync ? "" : formatRefid(v.refid, v.stratum),
+        system_peer: this.#sysPeer?.id ?? "",
+        ref_time: v.refTime,
+        offset_s: this.#lastOffset,
+        frequency_ppm: this.discipline.freq * 1e6,
+        residual_freq_ppm: 0,
+        skew_ppm: this.discipline.skew * 1e6,
+        root_delay_s: v.rootDelay,
+        root_dispersion_s: v.rootDisp,
+        update_interval_s: this.#updateInterval,
+        orphan: this.orphan,
+      },
+      sources,
+      counters: { ...this.counters },
+    };
+  }
+}
+
+/** Splits "host", "host:port", "[v6]:port" or a bare IPv6 address. */
+export function splitHostPort(address: string, defaultPort: number): { host: string; port: number } {
+  const m6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(address);
+  if (m6) return { host: m6[1]!, port: m6[2] ? Number(m6[2]) : defaultPort };
+  const colons = address.split(":").length - 1;
+  if (colons === 1) {
+    const [h, p] = address.split(":");
+    return { host: h!, port: Number(p) };
+  }
+  return { host: address, port: defaultPort };
+}

@@ -1,0 +1,302 @@
+/**
+ * The simulator: virtual clocks (offset, frequency error, random-walk
+ * wander) and links (delay, exponential jitter, loss, asymmetry) driving
+ * the real engine (lib/engine) and the real server core (lib/ntp/server.ts)
+ * on a discrete-event timeline, deterministic for a seed, thousands of
+ * times faster than real time. Plays the role of chrony's clknetsim.
+ */
+import { AccessList, parseCidr } from "../ntp/access.ts";
+import { newClientAddress, parseIp, setClientAddress } from "../ntp/address.ts";
+import { asciiRefid, Leap, Mode } from "../ntp/packet.ts";
+import { RateLimiter } from "../ntp/rate_limit.ts";
+import { COUNTER_COUNT, respond, type ServerContext, stampTransmit } from "../ntp/server.ts";
+import { type SystemState, unsyncedState } from "../ntp/system_state.ts";
+import { VirtualClock } from "../engine/clock.ts";
+import { type Action, Engine, type EngineOptions } from "../engine/engine.ts";
+import { refidOfAddress } from "../engine/refid.ts";
+import { Prng } from "./prng.ts";
+
+/** Simulated time starts here (Unix seconds), so timestamps look real. */
+export const T0 = 1_800_000_000;
+
+/** A free-running oscillator: raw(t) = t + err(t). */
+export interface OscillatorSpec {
+  /** Initial error, seconds (raw minus true). */
+  offset: number;
+  /** Frequency error, dimensionless (1e-4 = 100 ppm fast). */
+  freq: number;
+  /** Random-walk frequency noise, per √second (clknetsim "wander"). */
+  wander: number;
+}
+
+/** A link between two addresses (both directions). */
+export interface LinkSpec {
+  /** One-way base delay, seconds. */
+  delay: number;
+  /** Mean of the exponential extra delay per packet and direction, seconds. */
+  jitter: number;
+  /** Probability a packet is lost. */
+  loss?: number;
+  /** Extra one-way delay a→b minus b→a, seconds (a constant offset error of asym/2). */
+  asym?: number;
+}
+
+class Oscillator {
+  err: number;
+  freq: number;
+  #t: number;
+  constructor(spec: OscillatorSpec, private wander: number, t: number, private rng: Prng) {
+    this.err = spec.offset;
+    this.freq = spec.freq;
+    this.#t = t;
+  }
+  /** Raw time at true time `t` (t never decreases). */
+  raw(t: number): number {
+    const dt = t - this.#t;
+    if (dt > 0) {
+      this.err += this.freq * dt;
+      if (this.wander > 0) this.freq += this.wander * Math.sqrt(dt) * this.rng.gauss();
+      this.#t = t;
+    }
+    return t + this.err;
+  }
+}
+
+/** Something with an address on the simulated network. */
+interface Host {
+  address: string;
+  receive(sim: Simulation, from: string, port: number, bytes: Uint8Array, t: number): void;
+}
+
+function serverContext(system: SystemState): ServerContext {
+  const any = [parseCidr("0.0.0.0/0"), parseCidr("::/0")].filter((c) => typeof c !== "string");
+  return {
+    system,
+    access: new AccessList(any as Exclude<ReturnType<typeof parseCidr>, string>[], []),
+    limiter: new RateLimiter({ intervalS: 0, burst: 1 }),
+    denyKod: false,
+    rateKod: false,
+    minPoll: 0,
+    counters: new Float64Array(COUNTER_COUNT),
+  };
+}
+
+function answer(
+  sim: Simulation,
+  self: string,
+  ctx: ServerContext,
+  raw: (t: number) => number,
+  from: string,
+  port: number,
+  bytes: Uint8Array,
+  t: number,
+): void {
+  const client = newClientAddress();
+  const ip = parseIp(from)!;
+  setClientAddress(client, ip, 0, ip.length as 4 | 16, port);
+  const rx = raw(t);
+  const rxSec = Math.floor(rx);
+  const out = new Uint8Array(48);
+  const n = respond(bytes, bytes.length, client, rxSec, (rx - rxSec) * 1e9, ctx, out);
+  if (n !== 48) return;
+  // A server answers within a few microseconds.
+  const tx = raw(t) + 5e-6;
+  const txSec = Math.floor(tx);
+  stampTransmit(out, 0, ctx.system, txSec, (tx - txSec) * 1e9);
+  sim.send(self, 123, from, port, out, t + 5e-6);
+}
+
+/** A reference server (stratum 1) whose time is off by a fixed `error`. */
+export class ReferenceServer implements Host {
+  readonly ctx: ServerContext;
+  down = false;
+  constructor(readonly address: string, error: number, opts: { rootDisp?: number; leap?: number } = {}) {
+    const s: SystemState = {
+      ...unsyncedState(-20),
+      leap: opts.leap ?? Leap.none,
+      stratum: 1,
+      refid: asciiRefid("GPS"),
+      refTime: T0,
+      rootDelay: 0,
+      rootDisp: opts.rootDisp ?? 0.0001,
+      corrOffset: error,
+    };
+    this.ctx = serverContext(s);
+  }
+  receive(sim: Simulation, from: string, port: number, bytes: Uint8Array, t: number): void {
+    if (this.down) return;
+    this.ctx.system.refTime = t - 8; // as if updated a few seconds ago
+    answer(sim, this.address, this.ctx, (x) => x, from, port, bytes, t);
+  }
+}
+
+/** A node running the real engine and server core on a virtual clock. */
+export class EngineNode implements Host {
+  readonly engine: Engine;
+  readonly clock = new VirtualClock();
+  readonly osc: Oscillator;
+  readonly ctx: ServerContext;
+  down = false;
+  #timerGen = 0;
+  constructor(
+    sim: Simulation,
+    readonly address: string,
+    osc: OscillatorSpec,
+    opts: Omit<EngineOptions, "localRefid" | "precision">,
+  ) {
+    this.osc = new Oscillator(osc, osc.wander, sim.now, sim.rng);
+    this.engine = new Engine(
+      { ...opts, precision: -20, localRefid: refidOfAddress(address) },
+      this.clock,
+      this.osc.raw(sim.now),
+    );
+    this.ctx = serverContext(this.engine.systemState());
+  }
+  /** Served minus true time at true time `t`. */
+  error(t: number): number {
+    const raw = this.osc.raw(t);
+    const m = this.clock.model;
+    return raw + m.offset + m.freq * (raw - m.epoch) - t;
+  }
+  start(sim: Simulation): void {
+    this.#run(sim, this.engine.handleTimer(this.osc.raw(sim.now), sim.rng.fn()));
+  }
+  receive(sim: Simulation, from: string, port: number, bytes: Uint8Array, t: number): void {
+    if (this.down || bytes.length < 48) return;
+    const mode = bytes[0]! & 7;
+    const isPeer = this.engine.peerHosts().includes(from);
+    if (mode === Mode.client || ((mode === Mode.symmetricActive) && !isPeer)) {
+      this.ctx.system = this.engine.systemState();
+      answer(sim, this.address, this.ctx, (x) => this.osc.raw(x), from, port, bytes, t);
+      return;
+    }
+    this.#run(sim, this.engine.handleIncoming(from, port, bytes, this.osc.raw(t), sim.rng.fn()));
+  }
+  #run(sim: Simulation, actions: Action[]): void {
+    for (const a of actions) {
+      if (a.kind === "send") {
+        sim.send(this.address, 123, a.host, a.port, a.bytes, sim.now);
+      } else if (a.kind === "setTimer") {
+        const gen = ++this.#timerGen;
+        const wait = Math.max(0, a.at - this.osc.raw(sim.now));
+        if (!Number.isFinite(wait)) continue;
+        sim.at(sim.now + wait, () => {
+          if (gen !== this.#timerGen || this.down) return;
+          this.#run(sim, this.engine.handleTimer(this.osc.raw(sim.now), sim.rng.fn()));
+        });
+      } else if (a.kind === "resolve") {
+        const addrs = sim.dns.get(a.name) ?? [];
+        const got = this.engine.addResolved(a.sourceIndex, addrs, this.osc.raw(sim.now));
+        sim.at(sim.now, () => this.#run(sim, got));
+      }
+    }
+  }
+}
+
+interface Event {
+  t: number;
+  seq: number;
+  fn: () => void;
+}
+
+/** The discrete-event simulation. */
+export class Simulation {
+  now = T0;
+  readonly rng: Prng;
+  readonly hosts = new Map<string, Host>();
+  readonly links = new Map<string, LinkSpec & { down?: boolean }>();
+  readonly dns = new Map<string, string[]>();
+  defaultLink: LinkSpec = { delay: 100e-6, jitter: 10e-6 };
+  #heap: Event[] = [];
+  #seq = 0;
+
+  constructor(seed: number) {
+    this.rng = new Prng(seed);
+  }
+
+  add<H extends Host>(h: H): H {
+    this.hosts.set(h.address, h);
+    return h;
+  }
+
+  /** Sets the link between `a` and `b` (asymmetry counts from a to b). */
+  link(a: string, b: string, spec: LinkSpec): void {
+    this.links.set(`${a}|${b}`, spec);
+    this.links.set(`${b}|${a}`, { ...spec, asym: -(spec.asym ?? 0) });
+  }
+
+  /** Cuts or restores the link between `a` and `b`. */
+  setLinkDown(a: string, b: string, down: boolean): void {
+    for (const k of [`${a}|${b}`, `${b}|${a}`]) {
+      const l = this.links.get(k) ?? { ...this.defaultLink };
+      this.links.set(k, { ...l, down });
+    }
+  }
+
+  at(t: number, fn: () => void): void {
+    const e = { t, seq: this.#seq++, fn };
+    const h = this.#heap;
+    h.push(e);
+    let i = h.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (less(h[p]!, e)) break;
+      h[i] = h[p]!;
+      i = p;
+    }
+    h[i] = e;
+  }
+
+  send(from: string, fromPort: number, to: string, toPort: number, bytes: Uint8Array, t: number): void {
+    const l = this.links.get(`${from}|${to}`) ?? this.defaultLink;
+    if ((l as { down?: boolean }).down) return;
+    if (l.loss && this.rng.next() < l.loss) return;
+    const d = l.delay + (l.asym ?? 0) / 2 + this.rng.exp(l.jitter);
+    const host = this.hosts.get(to);
+    if (!host) return;
+    const copy = bytes.slice();
+    this.at(Math.max(t, this.now) + d, () => host.receive(this, from, fromPort, copy, this.now));
+  }
+
+  /** Runs events until `end` (true time, seconds since T0). */
+  run(end: number, onStep?: (t: number) => void, step = 1): void {
+    let nextSample = this.now;
+    for (;;) {
+      const e = this.#heap[0];
+      const tNext = e ? e.t : Infinity;
+      if (nextSample <= tNext && nextSample <= T0 + end) {
+        this.now = nextSample;
+        onStep?.(nextSample);
+        nextSample += step;
+        continue;
+      }
+      if (!e || e.t > T0 + end) break;
+      this.#pop();
+      this.now = e.t;
+      e.fn();
+    }
+    this.now = T0 + end;
+  }
+
+  #pop(): void {
+    const h = this.#heap;
+    const last = h.pop()!;
+    if (h.length === 0) return;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1, r = l + 1;
+      let m = i;
+      const cand = (j: number) => j < h.length && less(h[j]!, m === i ? last : h[m]!);
+      if (cand(l)) m = l;
+      if (cand(r)) m = r;
+      if (m === i) break;
+      h[i] = h[m]!;
+      i = m;
+    }
+    h[i] = last;
+  }
+}
+
+function less(a: Event, b: Event): boolean {
+  return a.t < b.t || (a.t === b.t && a.seq < b.seq);
+}

@@ -1,0 +1,43 @@
+/** Graceful stop: SIGTERM (and SIGINT) under load exits 0 within 2 s with its sockets closed. */
+import assert from "assert";
+import { freeTcpPort, freeUdpPort, startEdgeTime } from "./helpers/edge_time.ts";
+import { buildNtpload, runNtpload } from "./helpers/ntpload.ts";
+import { queryServer } from "../lib/io/query_client.ts";
+
+function toml(port: number, statusPort: number): string {
+  return `[server]
+listen = ["127.0.0.1:${port}"]
+workers = 1
+local_stratum = 8
+rate_limit = { interval_s = 0, burst = 8, kod = false }
+[clock]
+control = false
+driftfile = ""
+[status]
+listen = "127.0.0.1:${statusPort}"
+`;
+}
+
+for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  Deno.test(`${signal} under load exits 0 within 2 s and frees its ports`, async () => {
+    await buildNtpload();
+    const port = await freeUdpPort();
+    const statusPort = freeTcpPort();
+    const et = await startEdgeTime(toml(port, statusPort));
+    const load = runNtpload("127.0.0.1", port, { rate: 2000, seconds: 2, sockets: 8 });
+    await new Promise((r) => setTimeout(r, 1000));
+    const t0 = performance.now();
+    const code = await et.stop(signal);
+    const ms = performance.now() - t0;
+    await load;
+    console.log(`  ${signal} → exit ${code} in ${ms.toFixed(0)} ms`);
+    assert.equal(code, 0);
+    assert.ok(ms < 2000, `stopped in ${ms.toFixed(0)} ms`);
+    assert.ok(et.logs().some((l) => l.includes(`Stopping on ${signal}`)));
+    assert.ok(et.logs().some((l) => / INFO +app: Stopped$/.test(l)), "stop sequence finished");
+    // Both ports are free again: the process is gone and nothing answers.
+    await assert.rejects(queryServer("127.0.0.1", port, { timeoutMs: 200, attempts: 1 }));
+    const l = Deno.listen({ hostname: "127.0.0.1", port: statusPort });
+    l.close();
+  });
+}
