@@ -64,7 +64,17 @@ async function ntpload(
   port: number,
   args: string[],
 ): Promise<Record<string, number>[]> {
-  return parseLines(await run(bin, ["-p", String(port), "--json", ...args, "127.0.0.1"]));
+  // Exit code 1 means nothing was answered: that is a result too.
+  const out = await new Deno.Command(bin, {
+    args: ["-p", String(port), "--json", ...args, "127.0.0.1"],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const lines = parseLines(new TextDecoder().decode(out.stdout));
+  if (lines.length === 0) {
+    throw new Error(`ntpload ${args.join(" ")}: ${new TextDecoder().decode(out.stderr).trim()}`);
+  }
+  return lines;
 }
 
 function rssMb(pid: number, field = "VmRSS"): number {

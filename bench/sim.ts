@@ -4,7 +4,12 @@
  * --json one JSON object per line.
  */
 import { parseArgs } from "node:util";
-import { DEFAULT_DURATION, runScenario, SCENARIOS, type ScenarioName } from "../lib/sim/scenarios.ts";
+import {
+  DEFAULT_DURATION,
+  runScenario,
+  type ScenarioName,
+  SCENARIOS,
+} from "../lib/sim/scenarios.ts";
 
 const { values, positionals } = parseArgs({
   args: Deno.args,
@@ -35,11 +40,19 @@ for (const n of names as ScenarioName[]) {
     continue;
   }
   const notes = [
-    r.relative_p99_after_cut_us !== undefined ? `rel_p99_after_cut=${r.relative_p99_after_cut_us}us` : "",
+    r.relative_p99_after_cut_us !== undefined
+      ? `rel_p99_after_cut=${r.relative_p99_after_cut_us}us`
+      : "",
     r.liar_tally ? `liar tally=${r.liar_tally.join("")}` : "",
     `${((performance.now() - started) / 1000).toFixed(1)}s wall`,
   ].filter(Boolean).join(" ");
   console.log(
-    [r.scenario.padEnd(20), ...[r.sync_s, r.rms_offset_us, r.max_offset_us, r.relative_p99_us, r.absolute_p99_us].map((v) => fmt(v).padStart(10)), " " + notes].join(" "),
+    [
+      r.scenario.padEnd(20),
+      ...[r.sync_s, r.rms_offset_us, r.max_offset_us, r.relative_p99_us, r.absolute_p99_us].map((
+        v,
+      ) => fmt(v).padStart(10)),
+      " " + notes,
+    ].join(" "),
   );
 }

@@ -15,6 +15,7 @@ import {
   unsyncedState,
 } from "./ntp/system_state.ts";
 import type { EngineReport } from "./engine/report.ts";
+import { EngineDriver } from "./io/engine_driver.ts";
 import {
   SAMPLE_INTERVAL_S,
   startStatusServer,
@@ -154,13 +155,35 @@ export async function runApp(config: Config, configPath: string | null): Promise
   const timers: ReturnType<typeof setInterval>[] = [];
   let anycast: AnycastRuntime | null = null;
 
+  // The peer engine, when [[source]]s exist: it publishes the system state
+  // and takes over from local_stratum.
+  let engine: EngineDriver | null = null;
+  if (config.source.length > 0) {
+    serveLocal(0);
+    const drv = await EngineDriver.start({
+      config,
+      precision,
+      publish,
+      sendFromServerPort: (bytes, host, port) => pool.sendTo(bytes, host, port),
+      setPeers: (hosts) => pool.setPeers(hosts),
+    });
+    engine = drv;
+    const attach = (p: ServerPool) => {
+      p.onForward((m) => drv.forward(m.bytes, m.host, m.port, m.rxSec, m.rxNsec));
+      p.setPeers(drv.engine.peerHosts());
+    };
+    attach(pool);
+    parts.push({ name: "engine", stop: () => drv.stop(), serverPool: attach });
+  }
+
   const statusModel = new StatusModel({
     version: VERSION,
     pool: () => pool,
     now: realtimeSeconds,
     uptimeS: () => Math.round((performance.now() - started) / 1000),
     engine: () =>
-      engineReportFromState(system, current.server.localStratum > 0 ? LOCAL_REFRESH_MS / 1e3 : 0),
+      engine?.report() ??
+        engineReportFromState(system, current.server.localStratum > 0 ? LOCAL_REFRESH_MS / 1e3 : 0),
     anycast: () => anycast?.report() ?? null,
     residentMemoryBytes: () => Deno.memoryUsage().rss,
   });

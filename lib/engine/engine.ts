@@ -16,9 +16,9 @@ import { Discipline } from "./discipline.ts";
 import type { Sample } from "./filter.ts";
 import { canonicalIp, refidOfAddress } from "./refid.ts";
 import type { EngineCounters, EngineReport, SourceReport, Tally } from "./report.ts";
-import { type Candidate, MAXDIST, MINDIST, selectSources, type Selection } from "./select.ts";
-import { Association, type SourceAction, type SourceKind, sourceId } from "./source.ts";
-import { loopstatsLine, peerStatusWord, peerstatsLine, SELECT_CODE, statsTime } from "./stats.ts";
+import { type Candidate, MAXDIST, MINDIST, type Selection, selectSources } from "./select.ts";
+import { Association, type SourceAction, sourceId, type SourceKind } from "./source.ts";
+import { loopstatsLine, peerstatsLine, peerStatusWord, SELECT_CODE, statsTime } from "./stats.ts";
 import { formatRefid } from "../ntp/packet.ts";
 import { parseIp } from "../ntp/address.ts";
 
@@ -55,6 +55,8 @@ export interface EngineOptions {
   defaultPort?: number;
   /** Whether to produce loopstats/peerstats actions. */
   stats?: boolean;
+  /** Random source for the first poll times (later calls pass their own). */
+  rand?: () => number;
 }
 
 /** What the engine asks its driver to do. */
@@ -122,6 +124,7 @@ export class Engine {
     this.clock = clock;
     this.#started = now;
     this.#lastUpstream = now;
+    if (opts.rand) this.#rand = opts.rand;
     this.discipline = new Discipline({
       stepThreshold: opts.stepThreshold,
       panicThreshold: opts.panicThreshold,
@@ -210,7 +213,11 @@ export class Engine {
         day,
         line: peerstatsLine(this.#served(recv), {
           address: a.opts.host,
-          status: peerStatusWord({ configured: true, reachable: a.reach !== 0, select: SELECT_CODE[this.#tally(a)] ?? 0 }),
+          status: peerStatusWord({
+            configured: true,
+            reachable: a.reach !== 0,
+            select: SELECT_CODE[this.#tally(a)] ?? 0,
+          }),
           offset: this.#predicted(a, recv) ?? 0,
           delay: a.filter.stages[0]?.delay ?? 0,
           disp: a.filter.output?.disp ?? 0,
@@ -228,9 +235,10 @@ export class Engine {
     if (!cfg) return [];
     const { port } = splitHostPort(cfg.address, this.opts.defaultPort ?? 123);
     const name = splitHostPort(cfg.address, 123).host;
-    const have = [...this.associations.values()].filter((a) =>
-      cfg.kind === "pool" ? a.opts.pool === name : a.opts.host === canonicalIp(addresses[0] ?? "")
-    ).length;
+    const have =
+      [...this.associations.values()].filter((a) =>
+        cfg.kind === "pool" ? a.opts.pool === name : a.opts.host === canonicalIp(addresses[0] ?? "")
+      ).length;
     const want = (cfg.kind === "pool" ? cfg.maxSources : 1) - have;
     let added = 0;
     for (const addr of addresses) {
@@ -246,7 +254,9 @@ export class Engine {
 
   /** The configured symmetric peers' addresses (for the server's forwarding list). */
   peerHosts(): string[] {
-    return [...this.associations.values()].filter((a) => a.opts.kind === "peer").map((a) => a.opts.host);
+    return [...this.associations.values()].filter((a) => a.opts.kind === "peer").map((a) =>
+      a.opts.host
+    );
   }
 
   /** Served time at raw time `t`. */
@@ -255,16 +265,20 @@ export class Engine {
   }
 
   #add(cfg: EngineSource, host: string, port: number, pool: string, now: number): void {
-    const a = new Association({
-      host,
-      port,
-      kind: cfg.kind,
-      iburst: cfg.iburst,
-      prefer: cfg.prefer,
-      minPoll: cfg.minPoll,
-      maxPoll: Math.max(cfg.minPoll, cfg.maxPoll),
-      pool,
-    }, now, this.#rand);
+    const a = new Association(
+      {
+        host,
+        port,
+        kind: cfg.kind,
+        iburst: cfg.iburst,
+        prefer: cfg.prefer,
+        minPoll: cfg.minPoll,
+        maxPoll: Math.max(cfg.minPoll, cfg.maxPoll),
+        pool,
+      },
+      now,
+      this.#rand,
+    );
     a.setPoll(this.#sysPoll);
     this.associations.set(a.id, a);
   }
@@ -281,8 +295,18 @@ export class Engine {
           );
           const cfg = this.opts.sources[index];
           if (cfg) {
-            this.#out.push({ kind: "log", level: "info", message: `${act.source}: ${act.reason}, replacing it` });
-            this.#out.push({ kind: "resolve", name: a.opts.pool, port: a.opts.port, sourceIndex: index, want: 1 });
+            this.#out.push({
+              kind: "log",
+              level: "info",
+              message: `${act.source}: ${act.reason}, replacing it`,
+            });
+            this.#out.push({
+              kind: "resolve",
+              name: a.opts.pool,
+              port: a.opts.port,
+              sourceIndex: index,
+              want: 1,
+            });
           }
         }
       }
@@ -312,9 +336,23 @@ export class Engine {
   }
 
   /** Our system variables (what the server and our peer packets say). */
-  systemVars(): { leap: number; stratum: number; refid: number; refTime: number; rootDelay: number; rootDisp: number } {
+  systemVars(): {
+    leap: number;
+    stratum: number;
+    refid: number;
+    refTime: number;
+    rootDelay: number;
+    rootDisp: number;
+  } {
     if (!this.#synced) {
-      return { leap: Leap.unsync, stratum: MAXSTRAT, refid: 0, refTime: 0, rootDelay: 0, rootDisp: 0 };
+      return {
+        leap: Leap.unsync,
+        stratum: MAXSTRAT,
+        refid: 0,
+        refTime: 0,
+        rootDelay: 0,
+        rootDisp: 0,
+      };
     }
     return {
       leap: this.#leap,
@@ -359,14 +397,18 @@ export class Engine {
   #candidate(a: Association, now: number): Candidate | null {
     // No reply to the last three polls: unfit (RFC 5905 poll() adds a MAXDISP
     // sample to the filter for the same effect).
-    if (a.state !== "active" || (a.reach & 7) === 0 || a.leap === Leap.unsync || a.stratum >= MAXSTRAT) {
+    if (
+      a.state !== "active" || (a.reach & 7) === 0 || a.leap === Leap.unsync || a.stratum >= MAXSTRAT
+    ) {
       return null;
     }
     const ctx = this.#context();
     const f = a.filter.evaluate(now, ctx.residual, this.opts.precision);
     if (!f) return null;
     // Loop: the source is synchronised to us.
-    if (a.stratum > 1 && a.refid === this.opts.localRefid && this.opts.localRefid !== 0) return null;
+    if (a.stratum > 1 && a.refid === this.opts.localRefid && this.opts.localRefid !== 0) {
+      return null;
+    }
     const rootDist = Math.max(
       MINDIST,
       (a.rootDelay + f.delay) / 2 + a.rootDisp + f.disp + f.jitter + PHI * (now - f.sample.t),
@@ -377,7 +419,16 @@ export class Engine {
     // terms grow between polls and would make the combined offset jump
     // whenever one source's sample ages or refreshes.
     const weight = 1 / Math.max(MINDIST, (a.rootDelay + f.delay) / 2 + a.rootDisp);
-    return { id: a.id, offset, rootDist, weight, stratum: a.stratum, jitter: f.jitter, prefer: a.opts.prefer, leap: a.leap };
+    return {
+      id: a.id,
+      offset,
+      rootDist,
+      weight,
+      stratum: a.stratum,
+      jitter: f.jitter,
+      prefer: a.opts.prefer,
+      leap: a.leap,
+    };
   }
 
   /** The source's regression-predicted offset against our correction at `now`. */
@@ -400,7 +451,10 @@ export class Engine {
     for (const a of this.associations.values()) {
       const c = this.#candidate(a, now);
       if (!c) continue;
-      if (orphanOn && a.stratum >= this.opts.orphanStratum) {
+      // Symmetric peers at or above the orphan stratum take part in the orphan
+      // election only (that also ends the stratum count-up of peers that lost
+      // their upstream together); servers at any stratum are ordinary sources.
+      if (orphanOn && a.opts.kind === "peer" && a.stratum >= this.opts.orphanStratum) {
         if (this.#isOrphanParent(a)) orphans.push({ a, c });
         continue;
       }
@@ -411,7 +465,10 @@ export class Engine {
     const gathering = this.discipline.updates === 0 && now < this.#started + GATHER_S &&
       [...this.associations.values()].some((a) => a.state === "active" && a.filter.output === null);
     let sel = normal.length > 0
-      ? selectSources(normal, { minSources: this.opts.minSources, previous: this.#sysPeer?.id ?? null })
+      ? selectSources(normal, {
+        minSources: this.opts.minSources,
+        previous: this.#sysPeer?.id ?? null,
+      })
       : null;
     if (sel && !sel.systemPeer) {
       this.#selection = sel;
@@ -424,7 +481,9 @@ export class Engine {
     } else if (orphanOn && now - this.#lastUpstream >= this.opts.orphanWait) {
       // Orphan mode: the lowest refid among orphan parents (us included) is
       // the parent; everyone else follows it.
-      const lower = orphans.filter((o) => o.a.refid < this.opts.localRefid || this.opts.localRefid === 0)
+      const lower = orphans.filter((o) =>
+        o.a.refid < this.opts.localRefid || this.opts.localRefid === 0
+      )
         .sort((x, y) => x.a.refid - y.a.refid);
       const parent = lower[0];
       if (parent) {
@@ -433,7 +492,11 @@ export class Engine {
         this.#orphanParent = false;
       } else if (!this.#orphanParent) {
         this.#orphanParent = true;
-        this.#log("orphan", "info", `No source below stratum ${this.opts.orphanStratum}: orphan parent`);
+        this.#log(
+          "orphan",
+          "info",
+          `No source below stratum ${this.opts.orphanStratum}: orphan parent`,
+        );
       }
     }
     if (!sel && !this.#orphanParent) {
@@ -459,7 +522,11 @@ export class Engine {
     this.#sysPeer = peer;
     if (this.#logged.has("orphan") && !this.#orphanChild && !this.#orphanParent) {
       this.#logged.delete("orphan");
-      this.#out.push({ kind: "log", level: "info", message: "Upstream reachable again: leaving orphan mode" });
+      this.#out.push({
+        kind: "log",
+        level: "info",
+        message: "Upstream reachable again: leaving orphan mode",
+      });
     }
     // A fresh sample from any combined source drives the discipline: the
     // combined regression prediction becomes the new correction.
@@ -490,17 +557,29 @@ export class Engine {
     const res = this.discipline.update(now, y, freq, Number.isFinite(skew) ? skew : 1e-5);
     if (res.kind === "panic") {
       this.counters.panic++;
-      this.#log("panic", "warning", `Offset ${res.offset.toFixed(3)} s exceeds the panic threshold; not applied`);
+      this.#log(
+        "panic",
+        "warning",
+        `Offset ${res.offset.toFixed(3)} s exceeds the panic threshold; not applied`,
+      );
       return;
     }
     if (res.kind === "spike") {
       this.counters.spikes++;
-      this.#log("spike", "warning", `Offset ${res.offset.toFixed(3)} s above the step threshold; waiting before a step`);
+      this.#log(
+        "spike",
+        "warning",
+        `Offset ${res.offset.toFixed(3)} s above the step threshold; waiting before a step`,
+      );
       return;
     }
     if (res.kind === "step") {
       this.counters.steps++;
-      this.#out.push({ kind: "log", level: "warning", message: `Clock stepped by ${res.offset.toFixed(6)} s` });
+      this.#out.push({
+        kind: "log",
+        level: "warning",
+        message: `Clock stepped by ${res.offset.toFixed(6)} s`,
+      });
     }
     this.counters.clock_updates++;
     this.#updateInterval = prevUpdate > 0 ? now - prevUpdate : 0;
@@ -553,7 +632,9 @@ export class Engine {
    */
   #adjustPoll(offset: number): void {
     const noise = Math.max(this.#jitter, 1e-6);
-    const enough = [...this.associations.values()].every((a) => a.reach === 0 || a.stats.points.length >= 6);
+    const enough = [...this.associations.values()].every((a) =>
+      a.reach === 0 || a.stats.points.length >= 6
+    );
     if (Math.abs(offset) < 3 * noise && enough) {
       if (++this.#goodUpdates >= 4) {
         this.#goodUpdates = 0;
@@ -633,7 +714,10 @@ export class Engine {
 }
 
 /** Splits "host", "host:port", "[v6]:port" or a bare IPv6 address. */
-export function splitHostPort(address: string, defaultPort: number): { host: string; port: number } {
+export function splitHostPort(
+  address: string,
+  defaultPort: number,
+): { host: string; port: number } {
   const m6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(address);
   if (m6) return { host: m6[1]!, port: m6[2] ? Number(m6[2]) : defaultPort };
   const colons = address.split(":").length - 1;

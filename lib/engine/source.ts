@@ -7,7 +7,14 @@
  * Like ntpd-rs's NtpSource it does no I/O: `handleTimer` and
  * `handleIncoming` take the time as an argument and return actions.
  */
-import { asciiRefid, formatRefid, Leap, Mode, type NtpPacket, serializePacket } from "../ntp/packet.ts";
+import {
+  asciiRefid,
+  formatRefid,
+  Leap,
+  Mode,
+  type NtpPacket,
+  serializePacket,
+} from "../ntp/packet.ts";
 import { MAXSTRAT, PHI } from "../ntp/system_state.ts";
 import { diff, fromUnixSeconds, type NtpTimestamp } from "../ntp/timestamp.ts";
 import { ClockFilter, type FilterOutput, type Sample } from "./filter.ts";
@@ -67,7 +74,14 @@ export interface SourceContext {
   residual(s: Sample): number;
   precision: number;
   /** Our system variables, sent in symmetric-mode packets. */
-  system: { leap: number; stratum: number; refid: number; refTime: number; rootDelay: number; rootDisp: number };
+  system: {
+    leap: number;
+    stratum: number;
+    refid: number;
+    refTime: number;
+    rootDelay: number;
+    rootDisp: number;
+  };
   /** Uniform in [0, 1). */
   rand(): number;
 }
@@ -234,7 +248,11 @@ export class Association {
     this.counters.received++;
     const t4 = fromUnixSeconds(ctx.served(recv));
     const symmetric = this.mode === Mode.symmetricActive;
-    if (symmetric ? p.mode !== Mode.symmetricActive && p.mode !== Mode.symmetricPassive : p.mode !== Mode.server) {
+    if (
+      symmetric
+        ? p.mode !== Mode.symmetricActive && p.mode !== Mode.symmetricPassive
+        : p.mode !== Mode.server
+    ) {
       return none;
     }
     if (p.xmt === this.#lastRxXmt || p.xmt === 0n) {
@@ -297,7 +315,11 @@ export class Association {
         return none;
       }
       this.counters.bogus++;
-      const l = this.#once("bogus", "warning", `${this.id}: reply with a bogus origin timestamp dropped`);
+      const l = this.#once(
+        "bogus",
+        "warning",
+        `${this.id}: reply with a bogus origin timestamp dropped`,
+      );
       if (l) actions.push(l);
       return none;
     }
@@ -346,7 +368,11 @@ export class Association {
       this.reach = 0;
       this.nextPoll = Infinity;
       const code = formatRefid(p.refid, 0);
-      actions.push({ kind: "log", level: "warning", message: `${this.id}: kiss-o'-death ${code}, source stopped` });
+      actions.push({
+        kind: "log",
+        level: "warning",
+        message: `${this.id}: kiss-o'-death ${code}, source stopped`,
+      });
       actions.push({ kind: "demobilize", source: this.id, reason: `kiss-o'-death ${code}` });
     }
   }

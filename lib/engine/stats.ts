@@ -41,7 +41,9 @@ export function loopstatsLine(
  * configured/authenable/authentic/reach/bcast, bits 10–8 selection code,
  * bits 7–0 event count and code (0 here).
  */
-export function peerStatusWord(v: { configured: boolean; reachable: boolean; select: number }): number {
+export function peerStatusWord(
+  v: { configured: boolean; reachable: boolean; select: number },
+): number {
   return ((v.configured ? 0x80 : 0) | (v.reachable ? 0x10 : 0) | (v.select & 7)) << 8;
 }
 
@@ -60,7 +62,14 @@ export const SELECT_CODE: Record<string, number> = {
 /** One peerstats line (without newline). */
 export function peerstatsLine(
   t: number,
-  v: { address: string; status: number; offset: number; delay: number; disp: number; jitter: number },
+  v: {
+    address: string;
+    status: number;
+    offset: number;
+    delay: number;
+    disp: number;
+    jitter: number;
+  },
 ): string {
   const { mjd, seconds } = statsTime(t);
   return `${mjd} ${seconds} ${v.address} ${v.status.toString(16)} ${v.offset.toFixed(9)} ${

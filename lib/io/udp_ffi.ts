@@ -65,7 +65,7 @@ import { BindError, bindReason, type Responder, type ServerSocket } from "./serv
 /** Datagrams per recvmmsg. */
 export const BATCH = 64;
 /** Replies stamped with one clock read and sent by one sendmmsg. */
-export const STAMP_CHUNK = 16;
+export const STAMP_CHUNK = 4;
 /** Receive buffer per datagram; longer ones are truncated and dropped as malformed. */
 const SLOT = 2048;
 const REPLY = 48;
@@ -135,6 +135,44 @@ function open(addr: SocketAddress, reusePort: boolean): ServerSocket {
   return new FfiSocket(fd, efd, format(addr.hostname, boundPort, addr.family), v6, wildcard);
 }
 
+/** The sockets this thread (worker) is serving. */
+const serving = new Set<number>();
+/** Bumped when `serving` changes, so waitAny rebuilds its pollfd array. */
+let servingVersion = 0;
+let pollVersion = -1;
+let pollSet = new Uint8Array(0);
+let pollFds = new Int32Array(0);
+let pollCount = 0;
+let pollCountBig = 0n;
+
+/**
+ * Blocks up to SPIN_POLL_MS for any socket of this thread; returns a
+ * ready fd (`mine` first), or -1. Synchronous: only while traffic flows.
+ */
+function waitAny(mine: number): number {
+  if (pollVersion !== servingVersion) {
+    pollVersion = servingVersion;
+    pollCount = serving.size;
+    pollCountBig = BigInt(pollCount);
+    pollSet = new Uint8Array(Math.max(OFF_HEAP, pollCount * 8));
+    pollFds = new Int32Array(pollSet.buffer);
+    let i = 0;
+    for (const fd of serving) {
+      pollFds[i * 2] = fd;
+      pollFds[i * 2 + 1] = POLLIN;
+      i++;
+    }
+  }
+  if (libc().poll(pollSet, pollCountBig, SPIN_POLL_MS) <= 0) return -1;
+  let other = -1;
+  for (let i = 0; i < pollCount; i++) {
+    if ((pollFds[i * 2 + 1]! >>> 16) === 0) continue; // revents
+    if (pollFds[i * 2] === mine) return mine;
+    other = pollFds[i * 2]!;
+  }
+  return other;
+}
+
 class FfiSocket implements ServerSocket {
   readonly driver = "ffi-recvmmsg";
   readonly address: string;
@@ -157,7 +195,11 @@ class FfiSocket implements ServerSocket {
   }
 
   serve(responder: Responder): Promise<void> {
+    serving.add(this.#fd);
+    servingVersion++;
     this.#serving ??= this.#loop(responder).finally(() => {
+      serving.delete(this.#fd);
+      servingVersion++;
       libc().close(this.#fd);
       libc().close(this.#efd);
     });
@@ -295,9 +337,17 @@ class FfiSocket implements ServerSocket {
           await c.poll_async(pfd, 2n, 10);
           continue;
         }
-        // Dry: a short blocking wait is the cheapest wake-up while traffic flows.
-        if (performance.now() - lastYield < YIELD_MS && c.poll(pfd, 1n, SPIN_POLL_MS) > 0) {
-          continue;
+        // Dry: a short blocking wait is the cheapest wake-up while traffic
+        // flows. It watches every socket of this thread, so a busy socket
+        // never makes another one wait: if that one is ready, we yield to it.
+        if (performance.now() - lastYield < YIELD_MS) {
+          const ready = waitAny(fd);
+          if (ready === fd) continue;
+          if (ready >= 0) {
+            await c.poll_async(pfd, 2n, 0);
+            lastYield = performance.now();
+            continue;
+          }
         }
         await c.poll_async(pfd, 2n, IDLE_POLL_MS);
         lastYield = performance.now();

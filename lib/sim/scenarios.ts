@@ -56,8 +56,23 @@ const CLOCK: Omit<EngineOptions, "localRefid" | "precision" | "sources"> = {
   driftPpm: null,
 };
 
-function src(address: string, kind: EngineSource["kind"] = "server", extra: Partial<EngineSource> = {}): EngineSource {
-  return { address, kind, iburst: true, prefer: false, minPoll: 4, maxPoll: 8, maxSources: 4, ...extra };
+/** A source: external servers poll 16–256 s; cluster-internal ones (LAN) 16–64 s. */
+function src(
+  address: string,
+  kind: EngineSource["kind"] = "server",
+  extra: Partial<EngineSource> = {},
+): EngineSource {
+  const lan = !address.startsWith("192.0.2.");
+  return {
+    address,
+    kind,
+    iburst: true,
+    prefer: false,
+    minPoll: 4,
+    maxPoll: lan ? 6 : 8,
+    maxSources: 4,
+    ...extra,
+  };
 }
 
 const EXT = ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"];
@@ -95,20 +110,25 @@ export function runScenario(
     return n;
   };
   const nodes5 = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"];
-  const wan = (n: string) => EXT.forEach((e) => sim.link(n, e, { ...WAN, asym: sim.rng.uniform(-20e-6, 20e-6) }));
+  const wan = (n: string) =>
+    EXT.forEach((e) => sim.link(n, e, { ...WAN, asym: sim.rng.uniform(-20e-6, 20e-6) }));
   sim.defaultLink = LAN;
 
   switch (name) {
     case "single-upstream": {
       sim.add(new ReferenceServer("192.0.2.1", 0, { rootDisp: 0 }));
       sim.link("10.0.0.1", "192.0.2.1", { delay: 100e-6, jitter: 100e-6 });
-      measured = [node("10.0.0.1", [src("192.0.2.1")], { offset: 0.1, freq: 100e-6, wander: 1e-9 })];
+      measured = [
+        node("10.0.0.1", [src("192.0.2.1")], { offset: 0.1, freq: 100e-6, wander: 1e-9 }),
+      ];
       break;
     }
     case "falseticker": {
       externals(sim, [0.0002, -0.0001, 0.0001, 1.0]);
       liar = "192.0.2.4:123";
-      measured = [node("10.0.0.1", EXT.map((e) => src(e)), { offset: 0.05, freq: 30e-6, wander: 1e-9 })];
+      measured = [
+        node("10.0.0.1", EXT.map((e) => src(e)), { offset: 0.05, freq: 30e-6, wander: 1e-9 }),
+      ];
       wan("10.0.0.1");
       break;
     }
@@ -116,7 +136,10 @@ export function runScenario(
     case "mesh-orphan": {
       externals(sim);
       measured = nodes5.map((a) =>
-        node(a, [...EXT.map((e) => src(e)), ...nodes5.filter((b) => b !== a).map((b) => src(b, "peer"))])
+        node(a, [
+          ...EXT.map((e) => src(e)),
+          ...nodes5.filter((b) => b !== a).map((b) => src(b, "peer")),
+        ])
       );
       nodes5.forEach(wan);
       if (name === "mesh-orphan") cutAt = duration / 2;
@@ -163,11 +186,22 @@ export function runScenario(
     times.push(t - T0);
     abs.push(measured.map((n) => n.error(t)));
     if (trace && (t - T0) % trace === 0) {
-      console.log((t - T0).toFixed(0), all.map((n) => {
-        const r = n.engine.report(n.osc.raw(t));
-        const detail = n === all[0] ? r.sources.map((s) => `${s.tally}${(s.offset_s * 1e6).toFixed(0)}/${s.poll}/${n.engine.associations.get(s.address)?.stats.points.length}`).join(" ") : r.sources.map((s) => s.tally + s.reach.toString(8)).join("");
-        return `${(n.error(t) * 1e6).toFixed(0)}[s${r.system.stratum}${r.system.orphan ? "o" : ""} ${detail}]`;
-      }).join(" "));
+      console.log(
+        (t - T0).toFixed(0),
+        all.map((n) => {
+          const r = n.engine.report(n.osc.raw(t));
+          const detail = n === all[0]
+            ? r.sources.map((s) =>
+              `${s.tally}${(s.offset_s * 1e6).toFixed(0)}/${s.poll}/${
+                n.engine.associations.get(s.address)?.stats.points.length
+              }`
+            ).join(" ")
+            : r.sources.map((s) => s.tally + s.reach.toString(8)).join("");
+          return `${(n.error(t) * 1e6).toFixed(0)}[s${r.system.stratum}${
+            r.system.orphan ? "o" : ""
+          } ${detail}]`;
+        }).join(" "),
+      );
     }
   });
 
@@ -185,14 +219,20 @@ export function runScenario(
   const absAll = after.flat().map(Math.abs);
   const rel = (rows: number[][]) => {
     const out: number[] = [];
-    for (const e of rows) for (let i = 0; i < e.length; i++) for (let j = i + 1; j < e.length; j++) out.push(Math.abs(e[i]! - e[j]!));
+    for (const e of rows) {
+      for (let i = 0; i < e.length; i++) {
+        for (let j = i + 1; j < e.length; j++) out.push(Math.abs(e[i]! - e[j]!));
+      }
+    }
     return out;
   };
   const us = (x: number) => Math.round(x * 1e7) / 10;
   const result: ScenarioResult = {
     scenario: name,
     sync_s: synced ? times[syncIdx]! : null,
-    rms_offset_us: us(Math.sqrt(absAll.reduce((a, x) => a + x * x, 0) / Math.max(1, absAll.length))),
+    rms_offset_us: us(
+      Math.sqrt(absAll.reduce((a, x) => a + x * x, 0) / Math.max(1, absAll.length)),
+    ),
     max_offset_us: us(Math.max(0, ...absAll)),
     relative_p99_us: single ? null : us(p99(rel(after))),
     absolute_p99_us: us(p99(absAll)),
@@ -202,7 +242,9 @@ export function runScenario(
     result.relative_p99_after_cut_us = us(p99(rel(abs.slice(Math.max(cutIdx, syncIdx)))));
   }
   if (liar) {
-    result.liar_tally = measured.map((n) => n.engine.report(n.osc.raw(sim.now)).sources.find((s) => s.address === liar)?.tally ?? "?");
+    result.liar_tally = measured.map((n) =>
+      n.engine.report(n.osc.raw(sim.now)).sources.find((s) => s.address === liar)?.tally ?? "?"
+    );
   }
   return result;
 }

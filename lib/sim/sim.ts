@@ -110,7 +110,11 @@ function answer(
 export class ReferenceServer implements Host {
   readonly ctx: ServerContext;
   down = false;
-  constructor(readonly address: string, error: number, opts: { rootDisp?: number; leap?: number } = {}) {
+  constructor(
+    readonly address: string,
+    error: number,
+    opts: { rootDisp?: number; leap?: number } = {},
+  ) {
     const s: SystemState = {
       ...unsyncedState(-20),
       leap: opts.leap ?? Leap.none,
@@ -146,7 +150,7 @@ export class EngineNode implements Host {
   ) {
     this.osc = new Oscillator(osc, osc.wander, sim.now, sim.rng);
     this.engine = new Engine(
-      { ...opts, precision: -20, localRefid: refidOfAddress(address) },
+      { ...opts, precision: -20, localRefid: refidOfAddress(address), rand: sim.rng.fn() },
       this.clock,
       this.osc.raw(sim.now),
     );
@@ -247,7 +251,14 @@ export class Simulation {
     h[i] = e;
   }
 
-  send(from: string, fromPort: number, to: string, toPort: number, bytes: Uint8Array, t: number): void {
+  send(
+    from: string,
+    fromPort: number,
+    to: string,
+    _toPort: number,
+    bytes: Uint8Array,
+    t: number,
+  ): void {
     const l = this.links.get(`${from}|${to}`) ?? this.defaultLink;
     if ((l as { down?: boolean }).down) return;
     if (l.loss && this.rng.next() < l.loss) return;
