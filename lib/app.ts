@@ -190,7 +190,7 @@ export async function runApp(config: Config, configPath: string | null): Promise
   if (config.anycast.mode !== "off") {
     // Announce (node) or route (router) only while time is good; withdraw before the sockets close.
     anycast = await startAnycast(config, () => {
-      const s = engineReportFromState(system, 0).system;
+      const s = (engine?.report() ?? engineReportFromState(system, 0)).system;
       return { synchronised: s.synchronised, leap: s.leap, offsetS: s.offset_s };
     });
     const rt = anycast;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what edge-time needs on a fresh Debian machine, only when missing:
-#   setup.sh deno        Deno (npm package "deno", pinned in package-lock.json)
+#   setup.sh deno        Deno (npm package "deno", pinned in tools/package-lock.json)
 #   setup.sh test        Deno plus the real peers the tests use: chrony,
 #                        bird2, iproute2, ntpsec-ntpdate, a C compiler,
 #                        chromium (headless, for the status page test)
@@ -9,10 +9,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 want=${1:-deno}
 
-if [ ! -x node_modules/.bin/deno ]; then
+# The npm package lives in tools/, not at the root: a root package.json would
+# make `deno task` resolve the `deno` command through the npm package.
+if [ ! -x tools/node_modules/deno/deno ]; then
   command -v npm >/dev/null || { echo "setup: npm is needed to install Deno (apt-get install npm)" >&2; exit 1; }
-  npm ci --no-audit --no-fund --loglevel=error >&2
+  npm ci --prefix tools --no-audit --no-fund --loglevel=error >&2
 fi
+# .deno/bin/deno is where editors, hooks and `export PATH=$PWD/.deno/bin:$PATH` find it.
+mkdir -p .deno/bin
+ln -sf ../../tools/node_modules/deno/deno .deno/bin/deno
 
 if [ "$want" = test ]; then
   missing=()
@@ -34,4 +39,4 @@ if [ "$want" = test ]; then
     systemctl stop chrony >&2 || true
   fi
 fi
-echo "$PWD/node_modules/.bin/deno"
+echo "$PWD/.deno/bin/deno"
