@@ -33,7 +33,7 @@ export const WRITE_PATHS = [
  * The permission flags compiled into the binary. Why each (README says the same):
  * net: UDP 123, the status port, DNS and NTP to sources; read: the config file
  * given at run time and the drift file; write: only the appliance's own folders;
- * ffi: libc recvmmsg/sendmmsg and adjtimex; run: `ip` and `birdc` for anycast.
+ * ffi: libc recvmmsg/sendmmsg and adjtimex; run: `ip`, `birdc` and `sysctl` (router hash policy) for anycast.
  * No env, no sys: nothing reads them.
  */
 export const PERMISSION_FLAGS = [
@@ -41,7 +41,7 @@ export const PERMISSION_FLAGS = [
   "--allow-read",
   `--allow-write=${WRITE_PATHS.join(",")}`,
   "--allow-ffi",
-  "--allow-run=ip,birdc",
+  "--allow-run=ip,birdc,sysctl",
 ];
 
 /** Modules only reached through `new Worker(new URL(...))` or dynamic import. */

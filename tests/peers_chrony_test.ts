@@ -105,54 +105,111 @@ Deno.test({
   }
 });
 
-// Known bug: chronyd receives our symmetric packets but its reach for us
-// stays 0 (our side reaches chronyd). Kept visible until fixed.
-const PEER_BUG = "chronyd does not yet accept edge-time's symmetric packets (its reach stays 0)";
-if (!skip) console.log(`peers_chrony_test: symmetric chronyd peer test ignored: ${PEER_BUG}`);
+/** chronyc's line for `addr`: mode/state characters and the reach register. */
+async function chronySource(
+  chrony: { chronyc(...a: string[]): Promise<string> },
+  addr: string,
+): Promise<{ ms: string; stratum: number; reach: number } | null> {
+  const out = await chrony.chronyc("-n", "sources");
+  const line = out.split("\n").find((l) => l.slice(3).trim().startsWith(addr + " "));
+  if (!line) return null;
+  const f = line.slice(3).trim().split(/\s+/);
+  return { ms: line.slice(0, 2), stratum: Number(f[1]), reach: parseInt(f[3] ?? "0", 8) };
+}
 
+/** 8-bit reach register: number of set bits. */
+function bits(reach: number): number {
+  let n = 0;
+  for (let r = reach; r; r >>= 1) n += r & 1;
+  return n;
+}
+
+// edge-time listens on 127.0.0.2 and chronyd on 127.0.0.1: on one address
+// chronyd's loop test (its test D: "the source's refid is my own address")
+// would reject every packet of ours, whether we follow it or are an orphan
+// parent announcing our own address, and chronyc would show `=?`.
 Deno.test({
   name: "engine and chronyd as symmetric peers reach each other",
-  ignore: true,
+  ignore: skip !== null,
   sanitizeResources: false,
   sanitizeOps: false,
-}, async () => {
-  const cport = await freeUdpPort(), eport = await freeUdpPort(), sport = freeTcpPort();
-  const chrony = await startChronyd([
-    `port ${cport}`,
-    "bindaddress 127.0.0.1",
-    "local stratum 8",
-    "allow 127.0.0.1",
-    `peer 127.0.0.1 port ${eport} minpoll 0 maxpoll 0`,
-    "user root", // chronyc needs the socket directory owned by chronyd's user
-  ]);
-  let edge: EdgeTimeProcess | null = null;
-  try {
-    edge = await startEdgeTime(edgeConfig({
-      listen: `127.0.0.1:${eport}`,
-      status: sport,
-      sources: [
-        `[[source]]\naddress = "127.0.0.1:${cport}"\nkind = "peer"\nmin_poll = 0\nmax_poll = 1`,
-      ],
-    }));
-    const reaches: number[] = [];
-    await until("chronyd reach growing", async () => {
-      const out = await chrony.chronyc("-n", "sources");
-      const line = out.split("\n").find((l) => l.startsWith("=") && l.includes("127.0.0.1"));
-      if (!line) return null;
-      const reach = parseInt(line.trim().split(/\s+/)[4] ?? "0", 8);
-      reaches.push(reach);
-      return reaches.length >= 2 && reach > reaches[0]! && reach >= 3 ? reach : null;
-    }, 20_000);
-    const s = await until("our peer reach", async () => {
+}, async (t) => {
+  const run = async (
+    orphanStratum: number,
+    check: (
+      chrony: Awaited<ReturnType<typeof startChronyd>>,
+      sport: number,
+      cport: number,
+    ) => Promise<void>,
+  ) => {
+    const cport = await freeUdpPort(), eport = await freeUdpPort(), sport = freeTcpPort();
+    const chrony = await startChronyd([
+      `port ${cport}`,
+      "bindaddress 127.0.0.1",
+      "local stratum 8",
+      "allow 127.0.0.0/8",
+      `peer 127.0.0.2 port ${eport} minpoll 0 maxpoll 0`,
+      "user root", // chronyc needs the socket directory owned by chronyd's user
+    ]);
+    let edge: EdgeTimeProcess | null = null;
+    try {
+      edge = await startEdgeTime(
+        edgeConfig({
+          listen: `127.0.0.2:${eport}`,
+          status: sport,
+          sources: [
+            `[[source]]\naddress = "127.0.0.1:${cport}"\nkind = "peer"\nmin_poll = 0\nmax_poll = 1`,
+          ],
+        }).replace("orphan_stratum = 7", `orphan_stratum = ${orphanStratum}`),
+      );
+      await check(chrony, sport, cport);
+    } catch (e) {
+      console.log(await chrony.chronyc("-n", "ntpdata", "127.0.0.2").catch(() => ""));
+      throw e;
+    } finally {
+      await edge?.stop();
+      await chrony.stop();
+    }
+  };
+
+  await t.step("chronyd follows edge-time (orphan parent, stratum 7): `=*`", async () => {
+    await run(7, async (chrony, sport, cport) => {
+      const first = await until("chronyd reaching us", () =>
+        chronySource(chrony, "127.0.0.2")
+          .then((s) => s && s.ms[0] === "=" && s.reach > 0 ? s : null), 15_000);
+      const sel = await until("chronyd selecting us", () =>
+        chronySource(chrony, "127.0.0.2")
+          .then((s) => s && s.ms === "=*" && bits(s.reach) > bits(first.reach) ? s : null), 30_000);
+      assert.equal(sel.stratum, 7);
       const s = await status(sport);
+      assert.ok(s.system.orphan && s.system.stratum === 7, JSON.stringify(s.system));
       const p = s.sources.find((x) => x.address === `127.0.0.1:${cport}`);
-      return p && p.reach >= 3 ? s : null;
-    }, 15_000);
-    assert.ok(s.sources[0]!.reach > 0);
-  } finally {
-    await edge?.stop();
-    await chrony.stop();
-  }
+      assert.ok(p && bits(p.reach) >= 3, `our reach for chronyd: ${JSON.stringify(p)}`);
+    });
+  });
+
+  await t.step("edge-time follows chronyd (stratum 8 peer): chronyd shows `=`", async () => {
+    // orphan_stratum 0: chronyd's stratum 8 is an ordinary peer to follow. chronyd
+    // then sees our refid 127.0.0.1 (itself), so it counts us in its reach but,
+    // rightly, takes no samples (`=?`): a loop guard, not a failure to reach.
+    await run(0, async (chrony, sport, cport) => {
+      const st = await until("following chronyd", async () => {
+        const s = await status(sport);
+        return s.system.stratum === 9 && s.system.system_peer === `127.0.0.1:${cport}` ? s : null;
+      }, 20_000);
+      assert.equal(st.sources[0]?.tally, "*");
+      const first = await until("chronyd reaching us", () =>
+        chronySource(chrony, "127.0.0.2")
+          .then((s) => s && s.ms[0] === "=" && s.reach > 0 ? s : null), 10_000);
+      await until(
+        "chronyd reach growing",
+        () =>
+          chronySource(chrony, "127.0.0.2")
+            .then((s) => s && bits(s.reach) > bits(first.reach) && bits(s.reach) >= 3 ? s : null),
+        15_000,
+      );
+    });
+  });
 });
 
 Deno.test({

@@ -66,6 +66,9 @@ export type Action =
   | { kind: "resolve"; name: string; port: number; sourceIndex: number; want: number }
   | { kind: "stats"; file: "loopstats" | "peerstats"; day: string; line: string };
 
+/** Weight of the peers' mean offset against our own upstream estimate. */
+export let PEER_PULL = Number(Deno.env.get("ZZ_PULL") ?? 0.8);
+
 /** Wait after start before the first clock update unless every source has answered. */
 export const GATHER_S = 4;
 
@@ -173,7 +176,8 @@ export class Engine {
 
   /**
    * A packet from `host:port` arrived at raw time `recv` (ideally the kernel
-   * receive timestamp). Packets from unknown senders are counted and dropped.
+   * receive timestamp) and is handled at raw time `now` (when a reply built
+   * now will leave). Packets from unknown senders are counted and dropped.
    */
   handleIncoming(
     host: string,
@@ -181,9 +185,10 @@ export class Engine {
     bytes: Uint8Array,
     recv: number,
     rand: () => number = Math.random,
+    now: number = recv,
   ): Action[] {
     this.#rand = rand;
-    this.#lastNow = Math.max(this.#lastNow, recv);
+    this.#lastNow = Math.max(this.#lastNow, recv, now);
     const p = parsePacket(bytes);
     if (typeof p === "string") {
       this.counters.malformed++;
@@ -199,7 +204,7 @@ export class Engine {
       return this.#flush();
     }
     const before = { ...a.counters };
-    const r = a.handleIncoming(p, recv, this.#context());
+    const r = a.handleIncoming(p, recv, this.#context(), Math.max(now, recv));
     this.counters.bogus += a.counters.bogus - before.bogus;
     this.counters.replay += a.counters.replay - before.replay;
     this.counters.kod_rate += a.counters.kodRate - before.kodRate;
@@ -546,12 +551,18 @@ export class Engine {
         skew = Math.min(skew, a.stats.fit!.bErr);
       }
     }
+    let offset = w > 0 ? rSum / w : 0;
+    const pull = this.#peerPull(sel);
+    if (pull && w > 0) {
+      newest = Math.max(newest, pull.newest);
+      offset = (1 - PEER_PULL) * offset + PEER_PULL * pull.offset;
+    }
     if (gathering || !fresh || newest <= this.#lastSampleT || w === 0) {
       this.#refreshVars(sel, peer);
       return;
     }
     this.#lastSampleT = newest;
-    const y = correctionValue(this.discipline.model, now) + rSum / w;
+    const y = correctionValue(this.discipline.model, now) + offset;
     const freq = fw > 0 ? fSum / fw : modelFreq;
     const prevUpdate = this.discipline.lastUpdate;
     const res = this.discipline.update(now, y, freq, Number.isFinite(skew) ? skew : 1e-5);
@@ -604,6 +615,25 @@ export class Engine {
         }),
       });
     }
+  }
+
+  /**
+   * The mean offset of the symmetric peers that selection kept as backups
+   * (truechimers one stratum below the combined upstreams), or null.
+   */
+  #peerPull(sel: Selection): { offset: number; newest: number } | null {
+    if (sel.combined.some((c) => this.associations.get(c.id)?.opts.kind === "peer")) return null;
+    if (sel.combined.some((c) => c.prefer)) return null;
+    let n = 0, sum = 0, newest = -Infinity;
+    for (const c of sel.survivors) {
+      if (sel.combined.includes(c)) continue;
+      const a = this.associations.get(c.id);
+      if (!a || a.opts.kind !== "peer") continue;
+      n++;
+      sum += c.offset;
+      newest = Math.max(newest, a.lastSample);
+    }
+    return n > 0 ? { offset: sum / n, newest } : null;
   }
 
   #refreshVars(sel: Selection, peer: Association): void {

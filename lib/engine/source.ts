@@ -234,13 +234,15 @@ export class Association {
   }
 
   /**
-   * A packet from this source arrived at raw time `recv`. Returns actions
-   * and, when the clock filter produced a new estimate, its output.
+   * A packet from this source arrived at raw time `recv` and is handled at
+   * raw time `now`. Returns actions and, when the clock filter produced a
+   * new estimate, its output.
    */
   handleIncoming(
     p: NtpPacket,
     recv: number,
     ctx: SourceContext,
+    now: number = recv,
   ): { actions: SourceAction[]; output: FilterOutput | null; fresh: boolean } {
     const actions: SourceAction[] = [];
     const none = { actions, output: null, fresh: false };
@@ -276,8 +278,11 @@ export class Association {
       this.#rec = t4;
       if (p.mode === Mode.symmetricActive) {
         // Answer a configured peer's active packet with a passive one, so it
-        // gets a sample at its own pace.
-        const xmt = fromUnixSeconds(ctx.served(recv));
+        // gets a sample at its own pace. The transmit timestamp is the time
+        // of sending, not of receipt: the peer takes (rec, xmt) as the time
+        // we held its packet, and a stale xmt biases its offset by half the
+        // processing delay (1-3 ms between a server worker and the engine).
+        const xmt = fromUnixSeconds(ctx.served(now));
         this.#replyXmt = xmt;
         const s = ctx.system;
         actions.push({

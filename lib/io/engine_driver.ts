@@ -114,7 +114,16 @@ export class EngineDriver {
   /** A symmetric-mode packet the server forwarded (configured peer). */
   forward(bytes: Uint8Array, host: string, port: number, rxSec: number, rxNsec: number): void {
     if (this.#stopped) return;
-    this.#run(this.engine.handleIncoming(host, port, bytes, rxSec + rxNsec * 1e-9));
+    this.#run(
+      this.engine.handleIncoming(
+        host,
+        port,
+        bytes,
+        rxSec + rxNsec * 1e-9,
+        Math.random,
+        realtimeSeconds(),
+      ),
+    );
   }
 
   /** Status for the status page. */
