@@ -165,6 +165,7 @@ Deno.test({
       await check(chrony, sport, cport);
     } catch (e) {
       console.log(await chrony.chronyc("-n", "ntpdata", "127.0.0.2").catch(() => ""));
+      console.log((edge?.logs() ?? []).slice(-20).join("\n"));
       throw e;
     } finally {
       await edge?.stop();

@@ -66,8 +66,27 @@ export type Action =
   | { kind: "resolve"; name: string; port: number; sourceIndex: number; want: number }
   | { kind: "stats"; file: "loopstats" | "peerstats"; day: string; line: string };
 
-/** Weight of the peers' mean offset against our own upstream estimate. */
-export let PEER_PULL = Number(Deno.env.get("ZZ_PULL") ?? 0.8);
+/**
+ * Peer pull: how far each clock update moves toward the mean offset of the
+ * symmetric peers at our stratum (siblings that follow the same kind of
+ * upstreams), as a fraction of the difference, and the bound of that move
+ * in units of the combined upstreams' mean jitter.
+ *
+ * Why: nodes that follow the same external servers each measure them over
+ * their own WAN paths, so each node's combined estimate carries its own
+ * noise (tens of µs with 50 µs WAN jitter at 256 s polls), and two nodes
+ * disagree by the difference of two such errors. Their LAN peers measure
+ * that disagreement to a few µs. Moving a fraction β of the way to the
+ * peers' mean is distributed averaging: in a mesh of n nodes the fixed
+ * point shrinks differences by (1 − β)/(1 + β/(n − 1)) while the common
+ * time stays anchored to the upstreams (the cluster's mean estimate). The
+ * bound keeps it to noise-sized corrections, so a cluster that is off
+ * together (start-up, a step) converges at the upstreams' pace and a
+ * wrong peer cannot drag us beyond the upstreams' own error. The weights
+ * are fixed and equal for every peer (no node-local noise decides them).
+ */
+export const PEER_PULL = 0.8;
+export const PULL_BOUND = 2;
 
 /** Wait after start before the first clock update unless every source has answered. */
 export const GATHER_S = 4;
@@ -170,7 +189,7 @@ export class Engine {
       if (a.nextPoll > now) continue;
       this.#take(a.handleTimer(now, ctx), now);
     }
-    this.#update(now, false);
+    this.#update(now, null);
     return this.#flush();
   }
 
@@ -230,7 +249,7 @@ export class Engine {
         }),
       });
     }
-    this.#update(recv, r.fresh);
+    this.#update(recv, r.fresh ? a.id : null);
     return this.#flush();
   }
 
@@ -448,14 +467,21 @@ export class Engine {
       a.refid === refidOfAddress(a.opts.host);
   }
 
-  /** Selection and, with a fresh sample, a clock update. */
-  #update(now: number, fresh: boolean): void {
+  /**
+   * Selection and, when `fresh` (the source that just gave a new sample) is
+   * one of the combined sources, a clock update.
+   */
+  #update(now: number, fresh: string | null): void {
     const orphanOn = this.opts.orphanStratum > 0;
     const normal: Candidate[] = [];
     const orphans: { a: Association; c: Candidate }[] = [];
+    /** Peers that count in the intersection and pull, but are not followed. */
+    const pullOnly = new Set<string>();
+    const ourStratum = this.#synced ? this.#stratum : MAXSTRAT;
     for (const a of this.associations.values()) {
       const c = this.#candidate(a, now);
       if (!c) continue;
+      if (a.opts.kind === "peer" && !this.#followable(a, now, ourStratum)) pullOnly.add(a.id);
       // Symmetric peers at or above the orphan stratum take part in the orphan
       // election only (that also ends the stratum count-up of peers that lost
       // their upstream together); servers at any stratum are ordinary sources.
@@ -475,6 +501,28 @@ export class Engine {
         previous: this.#sysPeer?.id ?? null,
       })
       : null;
+    if (sel && sel.combined.some((c) => pullOnly.has(c.id))) {
+      // Follow only followable sources; pull-only peers that survived stay
+      // backups (tally `#`) and still pull.
+      const backups = sel.survivors.filter((c) => pullOnly.has(c.id));
+      const follow = normal.filter((c) => !pullOnly.has(c.id) && !sel!.falsetickers.includes(c.id));
+      const inner = follow.length > 0
+        ? selectSources(follow, {
+          minSources: this.opts.minSources,
+          previous: this.#sysPeer?.id ?? null,
+        })
+        : null;
+      sel = {
+        falsetickers: [...sel.falsetickers, ...(inner?.falsetickers ?? [])],
+        outliers: [...sel.outliers.filter((id) => !pullOnly.has(id)), ...(inner?.outliers ?? [])],
+        survivors: [...(inner?.survivors ?? []), ...backups],
+        combined: inner?.combined ?? [],
+        systemPeer: inner?.systemPeer ?? null,
+        offset: inner?.offset ?? 0,
+        jitter: inner?.jitter ?? 0,
+        leap: inner?.leap ?? 0,
+      };
+    }
     if (sel && !sel.systemPeer) {
       this.#selection = sel;
       sel = null;
@@ -553,17 +601,40 @@ export class Engine {
     }
     let offset = w > 0 ? rSum / w : 0;
     const pull = this.#peerPull(sel);
+    const bound = PULL_BOUND * sel.combined.reduce((m, c) => m + c.jitter, 0) /
+      Math.max(1, sel.combined.length);
     if (pull && w > 0) {
-      newest = Math.max(newest, pull.newest);
-      offset = (1 - PEER_PULL) * offset + PEER_PULL * pull.offset;
+      offset += Math.max(-bound, Math.min(bound, PEER_PULL * (pull.offset - offset)));
     }
-    if (gathering || !fresh || newest <= this.#lastSampleT || w === 0) {
-      this.#refreshVars(sel, peer);
+    // Only a new sample from a combined source updates the clock. Not a
+    // change of the combined set alone: when an upstream drops out (or a
+    // pruned one comes back) with no new measurement, re-combining stale
+    // predictions of sources with different errors would shift the clock.
+    // An orphan child that never set its clock may also start from the
+    // parent's samples it already has, when the election is decided.
+    const freshCombined = newest > this.#lastSampleT &&
+      ((this.discipline.updates === 0 && this.#orphanChild) ||
+        sel.combined.some((c) => c.id === fresh));
+    // A new sample from a pulling peer re-applies the same upstream estimate
+    // with a new pull: in holdover (upstream samples stopped) the peers keep
+    // the cluster together. It is no upstream update: the reference time,
+    // which tells peers how fresh our upstream is, stays.
+    const freshPull = !freshCombined && fresh !== null && pull !== null &&
+      pull.ids.includes(fresh) && this.discipline.updates > 0;
+    if (gathering || (!freshCombined && !freshPull) || w === 0) {
+      // Announce a stratum only once the clock has been set: peers that
+      // saw us "synchronised" with the start-up error would take it as time.
+      if (this.discipline.updates > 0) this.#refreshVars(sel, peer);
       return;
     }
-    this.#lastSampleT = newest;
-    const y = correctionValue(this.discipline.model, now) + offset;
-    const freq = fw > 0 ? fSum / fw : modelFreq;
+    if (freshCombined) this.#lastSampleT = newest;
+    // A pull-only update nudges the offset toward the peers and keeps the
+    // frequency: the upstream estimate has not changed.
+    const nudge = freshPull && pull
+      ? Math.max(-bound, Math.min(bound, PEER_PULL * pull.offset))
+      : offset;
+    const y = correctionValue(this.discipline.model, now) + nudge;
+    const freq = freshPull ? modelFreq : fw > 0 ? fSum / fw : modelFreq;
     const prevUpdate = this.discipline.lastUpdate;
     const res = this.discipline.update(now, y, freq, Number.isFinite(skew) ? skew : 1e-5);
     if (res.kind === "panic") {
@@ -597,7 +668,7 @@ export class Engine {
     this.clock.apply(this.discipline.model, now, res.kind === "step" ? res.offset : 0);
     this.#lastOffset = res.offset;
     this.#jitter = sel.jitter;
-    this.#refTime = this.#served(now);
+    if (freshCombined) this.#refTime = this.#served(now);
     this.#adjustPoll(res.offset);
     this.#refreshVars(sel, peer);
     if (this.opts.stats) {
@@ -618,22 +689,44 @@ export class Engine {
   }
 
   /**
+   * Whether a symmetric peer may be followed (become the system peer), or
+   * only counts in the intersection and pulls: we follow a peer that is
+   * closer to the reference than we are (a lower stratum), or one we
+   * `prefer`; while we are an orphan, its clock must also have been updated
+   * from its own upstream within `orphan_wait_s`. Peers at our stratum are siblings, not references; and a
+   * peer in holdover (its reference time growing old) is no better than we
+   * are. Without this rule, peers that lose their upstreams together follow
+   * each other and count their strata up (2, 3, … 7) before orphan mode,
+   * shifting each node's time at every hop.
+   */
+  #followable(a: Association, now: number, ourStratum: number): boolean {
+    if (a.opts.prefer) return true;
+    if (a.stratum >= ourStratum) return false;
+    if (!this.orphan) return true;
+    const age = this.#served(now) - a.refTime;
+    return a.refTime > 0 && age <= Math.max(this.opts.orphanWait, 2 ** a.hpoll);
+  }
+
+  /**
    * The mean offset of the symmetric peers that selection kept as backups
    * (truechimers one stratum below the combined upstreams), or null.
    */
-  #peerPull(sel: Selection): { offset: number; newest: number } | null {
+  #peerPull(sel: Selection): { offset: number; ids: string[] } | null {
     if (sel.combined.some((c) => this.associations.get(c.id)?.opts.kind === "peer")) return null;
     if (sel.combined.some((c) => c.prefer)) return null;
-    let n = 0, sum = 0, newest = -Infinity;
+    let n = 0, sum = 0;
+    const ids: string[] = [];
     for (const c of sel.survivors) {
       if (sel.combined.includes(c)) continue;
       const a = this.associations.get(c.id);
       if (!a || a.opts.kind !== "peer") continue;
+      const recent = a.filter.stages.slice(0, 3).sort((x, y) => x.delay - y.delay)[0];
+      if (!recent) continue;
       n++;
-      sum += c.offset;
-      newest = Math.max(newest, a.lastSample);
+      sum += this.#context().residual(recent);
+      ids.push(a.id);
     }
-    return n > 0 ? { offset: sum / n, newest } : null;
+    return n > 0 ? { offset: sum / n, ids } : null;
   }
 
   #refreshVars(sel: Selection, peer: Association): void {

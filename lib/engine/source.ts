@@ -16,7 +16,7 @@ import {
   serializePacket,
 } from "../ntp/packet.ts";
 import { MAXSTRAT, PHI } from "../ntp/system_state.ts";
-import { diff, fromUnixSeconds, type NtpTimestamp } from "../ntp/timestamp.ts";
+import { diff, fromUnixSeconds, type NtpTimestamp, toUnixSeconds } from "../ntp/timestamp.ts";
 import { ClockFilter, type FilterOutput, type Sample } from "./filter.ts";
 import { MAXDIST } from "./select.ts";
 import { SourceStats } from "./discipline.ts";
@@ -112,6 +112,8 @@ export class Association {
   rootDelay = 0;
   rootDisp = 0;
   precision = 0;
+  /** The source's reference time (its last clock update), Unix seconds; 0 when none. */
+  refTime = 0;
   /** Raw time of the last valid sample, -1 when none. */
   lastSample = -1;
   readonly filter = new ClockFilter();
@@ -349,6 +351,7 @@ export class Association {
     this.rootDelay = p.rootDelay;
     this.rootDisp = p.rootDisp;
     this.precision = p.precision;
+    this.refTime = p.ref === 0n ? 0 : toUnixSeconds(p.ref, ctx.served(recv));
     const t2 = p.rec, t3 = p.xmt;
     const offset = (diff(t2, t1) + diff(t3, t4)) / 2;
     const delay = Math.max(diff(t4, t1) - diff(t3, t2), 2 ** ctx.precision);
