@@ -155,26 +155,49 @@ export async function runApp(config: Config, configPath: string | null): Promise
   const timers: ReturnType<typeof setInterval>[] = [];
   let anycast: AnycastRuntime | null = null;
 
-  // The peer engine, when [[source]]s exist: it publishes the system state
-  // and takes over from local_stratum.
+  // The peer engine, while [[source]]s exist: it publishes the system state
+  // and takes over from local_stratum. A reload starts it when the first
+  // sources appear, reconfigures it in place (kept sources keep their
+  // state), and stops it when the last one goes (back to local_stratum).
   let engine: EngineDriver | null = null;
-  if (config.source.length > 0) {
+  const attachEngine = (p: ServerPool) => {
+    const drv = engine;
+    if (drv) p.onForward((m) => drv.forward(m.bytes, m.host, m.port, m.rxSec, m.rxNsec));
+    else p.onForward(() => {});
+    p.setPeers(drv?.engine.peerHosts() ?? []);
+  };
+  const startEngine = async (c: Config) => {
     serveLocal(0);
-    const drv = await EngineDriver.start({
-      config,
+    engine = await EngineDriver.start({
+      config: c,
       precision,
       publish,
       sendFromServerPort: (bytes, host, port) => pool.sendTo(bytes, host, port),
       setPeers: (hosts) => pool.setPeers(hosts),
     });
-    engine = drv;
-    const attach = (p: ServerPool) => {
-      p.onForward((m) => drv.forward(m.bytes, m.host, m.port, m.rxSec, m.rxNsec));
-      p.setPeers(drv.engine.peerHosts());
-    };
-    attach(pool);
-    parts.push({ name: "engine", stop: () => drv.stop(), serverPool: attach });
-  }
+    attachEngine(pool);
+  };
+  if (config.source.length > 0) await startEngine(config);
+  parts.push({
+    name: "engine",
+    stop: () => engine?.stop(),
+    serverPool: attachEngine,
+    reload: async (next) => {
+      if (engine && next.source.length > 0) return engine.reconfigure(next);
+      if (next.source.length > 0) {
+        logger("engine").info("Sources configured: starting the peer engine");
+        return await startEngine(next);
+      }
+      if (!engine) return;
+      const old = engine;
+      engine = null;
+      attachEngine(pool);
+      await old.stop(); // saves the drift file
+      logger("engine").info("No sources left: peer engine stopped");
+      serveLocal(next.server.localStratum);
+      if (next.server.localStratum === 0) publish(unsyncedState(precision));
+    },
+  });
 
   const statusModel = new StatusModel({
     version: VERSION,
@@ -285,7 +308,8 @@ export async function runApp(config: Config, configPath: string | null): Promise
     if (plan.logLevel) await setupLogging(next.log.level);
     // A relistened pool keeps its workers and so its old options (a new pool has them already).
     if (plan.reconfigureServer) pool.reconfigure(serverOptionsFrom(next));
-    if (plan.localStratum) {
+    if (plan.localStratum && !engine) {
+      // (With sources the engine publishes; local_stratum applies when it stops.)
       serveLocal(next.server.localStratum);
       if (next.server.localStratum === 0) publish(unsyncedState(precision));
     }

@@ -63,7 +63,16 @@ export interface EngineOptions {
 export type Action =
   | SourceAction
   | { kind: "setTimer"; at: number }
-  | { kind: "resolve"; name: string; port: number; sourceIndex: number; want: number }
+  | {
+    kind: "resolve";
+    name: string;
+    port: number;
+    /** Index of the source in `opts.sources` when the action was made. */
+    sourceIndex: number;
+    /** The source's identity (`sourceKey`): pass it back to `addResolved`, it survives reloads. */
+    source: string;
+    want: number;
+  }
   | { kind: "stats"; file: "loopstats" | "peerstats"; day: string; line: string };
 
 /**
@@ -91,11 +100,28 @@ export const PULL_BOUND = 2;
 /** Wait after start before the first clock update unless every source has answered. */
 export const GATHER_S = 4;
 
+/** Seconds before a name is resolved again when it gave fewer addresses than wanted. */
+export const RESOLVE_RETRY_S = 64;
+
+/** Identity of a source across reloads: kind and address (as lib/reload.ts matches them). */
+export function sourceKey(s: Pick<EngineSource, "kind" | "address">): string {
+  return `${s.kind} ${s.address.toLowerCase()}`;
+}
+
+/** What `reconfigure` can change on a running engine (the live part of `[clock]`, and sources). */
+export type EngineReconfig =
+  & Pick<
+    EngineOptions,
+    "sources" | "stepThreshold" | "panicThreshold" | "orphanStratum" | "orphanWait" | "minSources"
+  >
+  & Partial<Pick<EngineOptions, "stats" | "localRefid">>;
+
 interface PendingName {
-  index: number;
+  key: string;
   name: string;
   port: number;
-  cfg: EngineSource;
+  /** Raw time at which to resolve. */
+  at: number;
 }
 
 /** The engine. */
@@ -117,6 +143,10 @@ export class Engine {
     clock_updates: 0,
   };
   #pending: PendingName[] = [];
+  /** Association id → `sourceKey` of the configured source it came from. */
+  #origin = new Map<string, string>();
+  /** Per pool (`sourceKey`): members dropped as unreachable, tried last when refilling. */
+  #dropped = new Map<string, Set<string>>();
   #started: number;
   #selection: Selection | null = null;
   #sysPeer: Association | null = null;
@@ -142,7 +172,7 @@ export class Engine {
   #rand: () => number = Math.random;
 
   constructor(opts: EngineOptions, clock: Clock, now: number) {
-    this.opts = opts;
+    this.opts = { ...opts, sources: dedupe(opts.sources) };
     this.clock = clock;
     this.#started = now;
     this.#lastUpstream = now;
@@ -155,14 +185,100 @@ export class Engine {
     }, now);
     clock.apply(this.discipline.model, now, 0);
     this.#sysPoll = Math.min(...opts.sources.map((s) => s.minPoll), 17);
-    opts.sources.forEach((cfg, index) => {
-      const { host, port } = splitHostPort(cfg.address, opts.defaultPort ?? 123);
-      if (cfg.kind !== "pool" && parseIp(host) !== null) {
-        this.#add(cfg, canonicalIp(host), port, "", now);
-      } else {
-        this.#pending.push({ index, name: host, port, cfg });
+    for (const cfg of this.opts.sources) this.#mobilize(cfg, now);
+  }
+
+  /**
+   * A reload (SIGHUP) at raw time `now`: sources are matched by `sourceKey`.
+   * Removed ones are demobilised; added ones mobilised (names resolved);
+   * changed ones (iburst, prefer, polls, max_sources) keep their
+   * associations and take the new options; kept ones are not touched, so
+   * their reach, clock filter, regression and poll survive. Thresholds,
+   * `min_sources` and the orphan settings apply from the next update.
+   */
+  reconfigure(next: EngineReconfig, now: number): Action[] {
+    this.#lastNow = Math.max(this.#lastNow, now);
+    const before = new Map(this.opts.sources.map((s) => [sourceKey(s), s]));
+    const after = dedupe(next.sources);
+    const keys = new Set(after.map(sourceKey));
+    const members = (key: string) =>
+      [...this.associations.values()].filter((a) => this.#origin.get(a.id) === key);
+    for (const [key, cfg] of before) {
+      if (keys.has(key)) continue;
+      for (const a of members(key)) {
+        this.#drop(a.id);
+        this.#out.push({ kind: "demobilize", source: a.id, reason: "removed from the config" });
       }
-    });
+      this.#pending = this.#pending.filter((p) => p.key !== key);
+      this.#dropped.delete(key);
+      this.#out.push({ kind: "log", level: "info", message: `Source ${cfg.address} removed` });
+    }
+    this.opts.sources = after;
+    for (const cfg of after) {
+      const key = sourceKey(cfg);
+      const old = before.get(key);
+      if (!old) {
+        this.#mobilize(cfg, now);
+        this.#out.push({ kind: "log", level: "info", message: `Source ${cfg.address} added` });
+        continue;
+      }
+      if (JSON.stringify(old) === JSON.stringify(cfg)) continue;
+      const list = members(key);
+      for (const a of list) {
+        a.update(
+          { iburst: cfg.iburst, prefer: cfg.prefer, minPoll: cfg.minPoll, maxPoll: cfg.maxPoll },
+          now,
+        );
+        a.setPoll(this.#sysPoll);
+      }
+      if (cfg.kind === "pool") {
+        // Fewer members wanted: drop the least useful (not the system peer, lowest reach).
+        const extra = list.length - cfg.maxSources;
+        const worst = [...list].sort((x, y) =>
+          Number(x === this.#sysPeer) - Number(y === this.#sysPeer) ||
+          bitCount(x.reach) - bitCount(y.reach)
+        ).slice(0, Math.max(0, extra));
+        for (const a of worst) {
+          this.#drop(a.id);
+          this.#out.push({ kind: "demobilize", source: a.id, reason: "max_sources lowered" });
+        }
+        if (list.length < cfg.maxSources && !this.#pending.some((p) => p.key === key)) {
+          const { host, port } = splitHostPort(cfg.address, this.opts.defaultPort ?? 123);
+          this.#pending.push({ key, name: host, port, at: now });
+        }
+      }
+      this.#out.push({ kind: "log", level: "info", message: `Source ${cfg.address} updated` });
+    }
+    const o = this.opts;
+    o.stepThreshold = this.discipline.opts.stepThreshold = next.stepThreshold;
+    o.panicThreshold = this.discipline.opts.panicThreshold = next.panicThreshold;
+    o.minSources = next.minSources;
+    o.orphanWait = next.orphanWait;
+    if (next.stats !== undefined) o.stats = next.stats;
+    if (next.localRefid !== undefined) o.localRefid = next.localRefid;
+    if (next.orphanStratum !== o.orphanStratum) {
+      o.orphanStratum = next.orphanStratum;
+      if (this.orphan) {
+        // Re-elect under the new settings; with orphan mode off an orphan has no time to serve.
+        const wasParent = this.#orphanParent;
+        this.#orphanParent = this.#orphanChild = false;
+        this.#logged.delete("orphan");
+        if (wasParent) this.#setSynced(false);
+      }
+    }
+    this.#resolveDue(now);
+    this.#update(now, null);
+    return this.#flush();
+  }
+
+  /** Starts the associations of a configured source, or asks for its name to be resolved. */
+  #mobilize(cfg: EngineSource, now: number): void {
+    const { host, port } = splitHostPort(cfg.address, this.opts.defaultPort ?? 123);
+    if (cfg.kind !== "pool" && parseIp(host) !== null) {
+      this.#add(cfg, canonicalIp(host), port, "", now);
+    } else {
+      this.#pending.push({ key: sourceKey(cfg), name: host, port, at: now });
+    }
   }
 
   /** Raw time of the next timer the driver must call `handleTimer` at. */
@@ -170,6 +286,7 @@ export class Engine {
     let t = this.#started + GATHER_S;
     if (t <= this.#lastNow) t = Infinity;
     for (const a of this.associations.values()) t = Math.min(t, a.nextPoll);
+    for (const p of this.#pending) t = Math.min(t, p.at);
     // Orphan mode and holdover are re-evaluated at least every few seconds.
     return Math.min(t, this.#lastNow + 8);
   }
@@ -180,10 +297,7 @@ export class Engine {
   handleTimer(now: number, rand: () => number = Math.random): Action[] {
     this.#rand = rand;
     this.#lastNow = now;
-    for (const p of this.#pending.splice(0)) {
-      const want = p.cfg.kind === "pool" ? p.cfg.maxSources : 1;
-      this.#out.push({ kind: "resolve", name: p.name, port: p.port, sourceIndex: p.index, want });
-    }
+    this.#resolveDue(now);
     const ctx = this.#context();
     for (const a of [...this.associations.values()]) {
       if (a.nextPoll > now) continue;
@@ -253,27 +367,62 @@ export class Engine {
     return this.#flush();
   }
 
-  /** Addresses for a name the engine asked to resolve (`resolve` action). */
-  addResolved(sourceIndex: number, addresses: string[], now: number): Action[] {
-    const cfg = this.opts.sources[sourceIndex];
-    if (!cfg) return [];
-    const { port } = splitHostPort(cfg.address, this.opts.defaultPort ?? 123);
-    const name = splitHostPort(cfg.address, 123).host;
-    const have =
-      [...this.associations.values()].filter((a) =>
-        cfg.kind === "pool" ? a.opts.pool === name : a.opts.host === canonicalIp(addresses[0] ?? "")
-      ).length;
-    const want = (cfg.kind === "pool" ? cfg.maxSources : 1) - have;
-    let added = 0;
-    for (const addr of addresses) {
-      if (added >= want) break;
-      const ip = canonicalIp(addr);
-      if (this.associations.has(sourceId(ip, port))) continue;
+  /**
+   * Addresses for a name the engine asked to resolve (`resolve` action);
+   * `source` is the action's `source` key (or, for drivers that never
+   * reconfigure, its `sourceIndex`). An empty list is a failed lookup. A
+   * pool takes fresh addresses first, then ones it dropped as unreachable
+   * (a lone dead address is retried rather than leaving the slot empty);
+   * when still short, the name is resolved again after RESOLVE_RETRY_S.
+   */
+  addResolved(source: number | string, addresses: string[], now: number): Action[] {
+    const cfg = typeof source === "number"
+      ? this.opts.sources[source]
+      : this.opts.sources.find((s) => sourceKey(s) === source);
+    if (!cfg) return this.#flush(); // removed by a reload meanwhile
+    const key = sourceKey(cfg);
+    const { host: name, port } = splitHostPort(cfg.address, this.opts.defaultPort ?? 123);
+    const members = () =>
+      [...this.associations.values()].filter((a) => this.#origin.get(a.id) === key);
+    let want = (cfg.kind === "pool" ? cfg.maxSources : 1) - members().length;
+    const dropped = this.#dropped.get(key) ?? new Set<string>();
+    const ips = [...new Set(addresses.map(canonicalIp))]
+      .filter((ip) => !this.associations.has(sourceId(ip, port)));
+    const fresh = ips.filter((ip) => !dropped.has(sourceId(ip, port)));
+    const stale = ips.filter((ip) => dropped.has(sourceId(ip, port)));
+    for (const ip of [...fresh, ...stale]) {
+      if (want <= 0) break;
+      dropped.delete(sourceId(ip, port));
       this.#add(cfg, ip, port, cfg.kind === "pool" ? name : "", now);
-      added++;
+      want--;
     }
-    this.#out.push({ kind: "setTimer", at: this.nextTimer() });
+    if (want > 0 && !this.#pending.some((p) => p.key === key)) {
+      this.#pending.push({ key, name, port, at: now + RESOLVE_RETRY_S });
+    }
     return this.#flush();
+  }
+
+  /** Emits `resolve` actions for names whose time has come. */
+  #resolveDue(now: number): void {
+    const due = this.#pending.filter((p) => p.at <= now);
+    this.#pending = this.#pending.filter((p) => p.at > now);
+    for (const p of due) {
+      const index = this.opts.sources.findIndex((s) => sourceKey(s) === p.key);
+      const cfg = this.opts.sources[index];
+      if (!cfg) continue;
+      const have = [...this.associations.values()].filter((a) => this.#origin.get(a.id) === p.key)
+        .length;
+      const want = (cfg.kind === "pool" ? cfg.maxSources : 1) - have;
+      if (want <= 0) continue;
+      this.#out.push({
+        kind: "resolve",
+        name: p.name,
+        port: p.port,
+        sourceIndex: index,
+        source: p.key,
+        want,
+      });
+    }
   }
 
   /** The configured symmetric peers' addresses (for the server's forwarding list). */
@@ -289,6 +438,7 @@ export class Engine {
   }
 
   #add(cfg: EngineSource, host: string, port: number, pool: string, now: number): void {
+    this.#origin.set(sourceId(host, port), sourceKey(cfg));
     const a = new Association(
       {
         host,
@@ -310,33 +460,36 @@ export class Engine {
   #take(actions: SourceAction[], now: number): void {
     for (const act of actions) {
       if (act.kind === "demobilize") {
+        const key = this.#origin.get(act.source);
         const a = this.associations.get(act.source);
-        if (a && a.opts.pool !== "") {
-          // Replace a lost pool member with a fresh address.
-          this.associations.delete(act.source);
-          const index = this.opts.sources.findIndex((s) =>
-            s.kind === "pool" && splitHostPort(s.address, 123).host === a.opts.pool
-          );
-          const cfg = this.opts.sources[index];
-          if (cfg) {
-            this.#out.push({
-              kind: "log",
-              level: "info",
-              message: `${act.source}: ${act.reason}, replacing it`,
-            });
-            this.#out.push({
-              kind: "resolve",
-              name: a.opts.pool,
-              port: a.opts.port,
-              sourceIndex: index,
-              want: 1,
-            });
-          }
+        const cfg = this.opts.sources.find((s) => sourceKey(s) === key);
+        if (a && key && cfg && a.opts.pool !== "") {
+          // A denied or unreachable server stays listed (state shows why); a pool member goes.
+          this.#drop(act.source);
+          // Replace a lost pool member with a fresh address from a new lookup.
+          let d = this.#dropped.get(key);
+          if (!d) this.#dropped.set(key, d = new Set());
+          d.add(act.source);
+          this.#out.push({
+            kind: "log",
+            level: "info",
+            message: `${act.source}: ${act.reason}, replacing it`,
+          });
+          this.#pending = this.#pending.filter((p) => p.key !== key);
+          this.#pending.push({ key, name: a.opts.pool, port: a.opts.port, at: now });
+          this.#resolveDue(now);
         }
       }
       this.#out.push(act);
     }
-    void now;
+  }
+
+  /** Forgets an association (demobilised, or its source removed from the config). */
+  #drop(id: string): void {
+    const a = this.associations.get(id);
+    this.associations.delete(id);
+    this.#origin.delete(id);
+    if (a && this.#sysPeer === a) this.#sysPeer = null;
   }
 
   #flush(): Action[] {
@@ -849,4 +1002,16 @@ export function splitHostPort(
     return { host: h!, port: Number(p) };
   }
   return { host: address, port: defaultPort };
+}
+
+/** The sources without duplicates (same `sourceKey`: the first one counts). */
+function dedupe(sources: EngineSource[]): EngineSource[] {
+  const seen = new Set<string>();
+  return sources.filter((s) => !seen.has(sourceKey(s)) && seen.add(sourceKey(s)) !== undefined);
+}
+
+function bitCount(v: number): number {
+  let n = 0;
+  for (let r = v; r; r >>= 1) n += r & 1;
+  return n;
 }

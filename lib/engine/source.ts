@@ -164,6 +164,26 @@ export class Association {
     this.hpoll = p;
   }
 
+  /**
+   * New options from a reload; the protocol state (reach, filter,
+   * regression, timestamps) stays. Turning `iburst` on for a source that
+   * has not answered yet starts a burst, as at mobilisation.
+   */
+  update(
+    o: Pick<SourceOptions, "iburst" | "prefer" | "minPoll" | "maxPoll">,
+    now: number,
+  ): void {
+    if (o.iburst && !this.opts.iburst && this.reach === 0 && this.state === "active") {
+      this.burst = BURST_COUNT;
+      this.nextPoll = Math.min(this.nextPoll, now);
+    }
+    this.opts.iburst = o.iburst;
+    this.opts.prefer = o.prefer;
+    this.opts.minPoll = o.minPoll;
+    this.opts.maxPoll = Math.max(o.minPoll, o.maxPoll);
+    this.setPoll(this.hpoll);
+  }
+
   /** The poll timer fired: shift reach, maybe send. */
   handleTimer(now: number, ctx: SourceContext): SourceAction[] {
     const out: SourceAction[] = [];

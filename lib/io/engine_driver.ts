@@ -9,7 +9,7 @@ import dgram from "node:dgram";
 import { lookup } from "node:dns/promises";
 import type { Config } from "../config/mod.ts";
 import { type Clock, VirtualClock } from "../engine/clock.ts";
-import { type Action, Engine } from "../engine/engine.ts";
+import { type Action, Engine, type EngineReconfig } from "../engine/engine.ts";
 import type { EngineReport } from "../engine/report.ts";
 import { refidOfAddress } from "../engine/refid.ts";
 import { parseSocketAddress } from "../config/socket_address.ts";
@@ -18,8 +18,8 @@ import { logger } from "../log.ts";
 import { realtimeSeconds } from "./realtime.ts";
 import { appendStats, readDrift, writeDrift } from "./stats_files.ts";
 
-/** How often the driftfile is rewritten (ntpd: hourly). */
-const DRIFT_SAVE_MS = 3600_000;
+/** How often the driftfile is rewritten (ntpd and chrony: hourly; also at stop). */
+export const DRIFT_SAVE_MS = 3600_000;
 
 export interface EngineDriverOptions {
   config: Config;
@@ -32,6 +32,32 @@ export interface EngineDriverOptions {
   setPeers(hosts: string[]): void;
   /** Clock to steer; default: virtual with `clock.control = false`, else the kernel. */
   clock?: Clock;
+  /** Driftfile save interval, ms (default DRIFT_SAVE_MS; tests shorten it). */
+  driftSaveMs?: number;
+}
+
+/** The engine's view of a config: sources and the live part of `[clock]`. */
+export function engineReconfig(
+  c: Config,
+): EngineReconfig & { stats: boolean; localRefid: number } {
+  return {
+    sources: c.source.map((s) => ({
+      address: s.address,
+      kind: s.kind,
+      iburst: s.iburst,
+      prefer: s.prefer,
+      minPoll: s.minPoll,
+      maxPoll: s.maxPoll,
+      maxSources: s.maxSources,
+    })),
+    stepThreshold: c.clock.stepThresholdMs / 1000,
+    panicThreshold: c.clock.panicThresholdS,
+    orphanStratum: c.clock.orphanStratum,
+    orphanWait: c.clock.orphanWaitS,
+    minSources: c.clock.minSources,
+    stats: c.stats.dir !== "",
+    localRefid: localRefid(c.server.listen),
+  };
 }
 
 /** The refid we announce as orphan parent: our first specific listen address, else an interface's. */
@@ -55,21 +81,25 @@ export function localRefid(listen: string[]): number {
 export class EngineDriver {
   readonly engine: Engine;
   readonly #o: EngineDriverOptions;
+  /** The config in force (replaced by `reconfigure`). */
+  #config: Config;
   readonly #log = logger("engine");
   readonly #sockets = new Map<string, dgram.Socket>();
   #timer: ReturnType<typeof setTimeout> | null = null;
   #driftTimer: ReturnType<typeof setInterval> | null = null;
   #stopped = false;
+  readonly #unresolved = new Set<string>();
 
   private constructor(o: EngineDriverOptions, engine: Engine) {
     this.#o = o;
+    this.#config = o.config;
     this.engine = engine;
   }
 
   /** Reads the driftfile, creates the engine and starts polling. */
   static async start(o: EngineDriverOptions): Promise<EngineDriver> {
     const c = o.config;
-    const drift = await readDrift(c.clock.driftfile);
+    const { ppm: drift, warning } = await readDrift(c.clock.driftfile);
     let clock = o.clock;
     if (!clock) {
       if (c.clock.control) {
@@ -81,32 +111,18 @@ export class EngineDriver {
     }
     const engine = new Engine(
       {
-        sources: c.source.map((s) => ({
-          address: s.address,
-          kind: s.kind,
-          iburst: s.iburst,
-          prefer: s.prefer,
-          minPoll: s.minPoll,
-          maxPoll: s.maxPoll,
-          maxSources: s.maxSources,
-        })),
-        stepThreshold: c.clock.stepThresholdMs / 1000,
-        panicThreshold: c.clock.panicThresholdS,
-        orphanStratum: c.clock.orphanStratum,
-        orphanWait: c.clock.orphanWaitS,
-        minSources: c.clock.minSources,
+        ...engineReconfig(c),
         precision: o.precision,
-        localRefid: localRefid(c.server.listen),
         driftPpm: drift,
-        stats: c.stats.dir !== "",
       },
       clock,
       realtimeSeconds(),
     );
     const d = new EngineDriver(o, engine);
     if (drift !== null) d.#log.info(`Frequency ${drift.toFixed(3)} ppm from ${c.clock.driftfile}`);
+    if (warning) d.#log.warn(warning);
     o.setPeers(engine.peerHosts());
-    d.#driftTimer = setInterval(() => void d.saveDrift(), DRIFT_SAVE_MS);
+    d.#driftTimer = setInterval(() => void d.saveDrift(), o.driftSaveMs ?? DRIFT_SAVE_MS);
     d.#run(engine.handleTimer(realtimeSeconds()));
     return d;
   }
@@ -131,9 +147,25 @@ export class EngineDriver {
     return this.engine.report(realtimeSeconds());
   }
 
+  /**
+   * A reload: hands the new sources and clock settings to the engine
+   * (kept sources keep their state) and uses the new driftfile and stats
+   * paths from now on. `clock.control` only changes on restart.
+   */
+  reconfigure(next: Config): void {
+    if (this.#stopped) return;
+    if (next.clock.control !== this.#config.clock.control) {
+      this.#log.warn("clock.control changes on restart only; keeping the running clock");
+    }
+    this.#config = next;
+    this.#run(this.engine.reconfigure(engineReconfig(next), realtimeSeconds()));
+    this.#o.setPeers(this.engine.peerHosts());
+  }
+
+  /** Writes the current frequency to the driftfile (once the clock was updated at least once). */
   async saveDrift(): Promise<void> {
     if (this.engine.discipline.updates === 0) return;
-    const err = await writeDrift(this.#o.config.clock.driftfile, this.engine.discipline.freq * 1e6);
+    const err = await writeDrift(this.#config.clock.driftfile, this.engine.discipline.freq * 1e6);
     if (err) this.#log.warn(err);
   }
 
@@ -169,10 +201,11 @@ export class EngineDriver {
           this.#sockets.delete(a.source);
           break;
         case "resolve":
-          void this.#resolve(a.name, a.sourceIndex);
+          void this.#resolve(a.name, a.source);
           break;
         case "stats": {
-          const dir = this.#o.config.stats.dir;
+          const dir = this.#config.stats.dir;
+          if (dir === "") break;
           void appendStats(dir, a.file, a.day, a.line).then((err) => err && this.#log.warn(err));
           break;
         }
@@ -181,16 +214,22 @@ export class EngineDriver {
     this.#o.publish(this.engine.systemState());
   }
 
-  async #resolve(name: string, index: number): Promise<void> {
+  /** Resolves a source's name; a failed lookup is an empty answer, the engine retries later. */
+  async #resolve(name: string, source: string): Promise<void> {
+    let addresses: string[] = [];
     try {
-      const all = await lookup(name, { all: true });
-      if (this.#stopped) return;
-      this.#run(this.engine.addResolved(index, all.map((r) => r.address), realtimeSeconds()));
-      this.#o.setPeers(this.engine.peerHosts());
-    } catch {
-      this.#log.warn(`Cannot resolve source ${name}; retrying in 60 s`);
-      setTimeout(() => !this.#stopped && void this.#resolve(name, index), 60_000);
+      addresses = (await lookup(name, { all: true })).map((r) => r.address);
+    } catch (e) {
+      // Logged once until the name resolves again: the engine retries every few minutes.
+      if (!this.#unresolved.has(name)) {
+        this.#log.warn(`Cannot resolve source ${name}: ${e instanceof Error ? e.message : e}`);
+      }
+      this.#unresolved.add(name);
     }
+    if (addresses.length > 0) this.#unresolved.delete(name);
+    if (this.#stopped) return;
+    this.#run(this.engine.addResolved(source, addresses, realtimeSeconds()));
+    this.#o.setPeers(this.engine.peerHosts());
   }
 
   #sendClient(id: string, host: string, port: number, bytes: Uint8Array): void {

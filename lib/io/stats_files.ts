@@ -19,15 +19,35 @@ export async function appendStats(
   }
 }
 
-/** Reads a driftfile (one number, ppm, as ntpd writes it); null when absent or unreadable. */
-export async function readDrift(path: string): Promise<number | null> {
-  if (path === "") return null;
+/**
+ * Reads a driftfile (ntpd: one number, ppm; chrony: "ppm skew"; the first
+ * field counts). `ppm` is null when there is none, with a one-line
+ * `warning` when the file is missing, unreadable or not a frequency: the
+ * engine then starts at 0 ppm.
+ */
+export async function readDrift(
+  path: string,
+): Promise<{ ppm: number | null; warning: string | null }> {
+  if (path === "") return { ppm: null, warning: null };
+  let text: string;
   try {
-    const v = Number((await Deno.readTextFile(path)).trim().split(/\s+/)[0]);
-    return Number.isFinite(v) && Math.abs(v) < 500 ? v : null;
-  } catch {
-    return null;
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    const why = e instanceof Deno.errors.NotFound
+      ? "not found"
+      : `unreadable (${e instanceof Error ? e.message : e})`;
+    return { ppm: null, warning: `Driftfile ${path} ${why}; starting at 0 ppm` };
   }
+  const first = text.trim().split(/\s+/)[0] ?? "";
+  const v = first === "" ? NaN : Number(first);
+  if (!Number.isFinite(v) || Math.abs(v) >= 500) {
+    const shown = JSON.stringify(text.trim().slice(0, 40));
+    return {
+      ppm: null,
+      warning: `Driftfile ${path}: ${shown} is not a frequency in ppm; starting at 0 ppm`,
+    };
+  }
+  return { ppm: v, warning: null };
 }
 
 /** Writes the driftfile atomically (temp file + rename). */
