@@ -104,6 +104,15 @@ export async function runApp(config: Config, configPath: string | null): Promise
   let hupEarly = false;
   const hupEarlyListener = () => hupEarly = true;
   Deno.addSignalListener("SIGHUP", hupEarlyListener);
+  // SIGTERM/SIGINT are caught from the start too: one that arrives while we
+  // start up still gets the clean stop (drift saved, anycast withdrawn).
+  const stop = Promise.withResolvers<string>();
+  const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
+  const onSignal: Record<string, () => void> = {};
+  for (const sig of signals) {
+    onSignal[sig] = () => stop.resolve(sig);
+    Deno.addSignalListener(sig, onSignal[sig]);
+  }
   await setupLogging(config.log.level);
   const log = logger("app");
   let current = config;
@@ -340,13 +349,6 @@ export async function runApp(config: Config, configPath: string | null): Promise
     log.info(`Reloaded ${configPath}: ${describePlan(plan)}`);
   };
 
-  const stop = Promise.withResolvers<string>();
-  const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
-  const onSignal: Record<string, () => void> = {};
-  for (const sig of signals) {
-    onSignal[sig] = () => stop.resolve(sig);
-    Deno.addSignalListener(sig, onSignal[sig]);
-  }
   // Reloads run one at a time, in the order the signals came.
   let reloading = Promise.resolve();
   const onHup = () => reloading = reloading.then(reload).catch((e) => log.error(message(e)));

@@ -41,3 +41,12 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
     l.close();
   });
 }
+
+Deno.test("SIGTERM during start-up still stops cleanly with exit 0", async () => {
+  const port = await freeUdpPort();
+  // Stop as soon as the app logs its first line, before the server is up.
+  const et = await startEdgeTime(toml(port, freeTcpPort()), { readyPattern: /starting with/ });
+  const code = await et.stop("SIGTERM");
+  assert.equal(code, 0, et.logs().join("\n"));
+  assert.ok(et.logs().some((l) => l.includes("Stopping on SIGTERM")), et.logs().join("\n"));
+});
