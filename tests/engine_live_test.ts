@@ -16,6 +16,7 @@ import { loadConfig } from "../lib/config/mod.ts";
 import { EngineDriver } from "../lib/io/engine_driver.ts";
 import { readDrift } from "../lib/io/stats_files.ts";
 import { statsTime } from "../lib/engine/stats.ts";
+import { until } from "./helpers/wait.ts";
 
 const skip = chronyAvailable();
 if (skip) console.log(`engine_live_test: skipped: ${skip}`);
@@ -34,21 +35,6 @@ interface Status {
 async function status(port: number): Promise<Status> {
   const r = await fetch(`http://127.0.0.1:${port}/status`);
   return await r.json();
-}
-
-async function until<T>(what: string, fn: () => Promise<T | null>, timeoutMs: number): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown = null;
-  while (Date.now() < end) {
-    try {
-      const v = await fn();
-      if (v !== null) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`Timed out waiting for ${what}${last ? `: ${last}` : ""}`);
 }
 
 function bits(reach: number): number {

@@ -13,6 +13,7 @@ import {
   startEdgeTime,
 } from "./helpers/edge_time.ts";
 import { queryServer } from "../lib/io/query_client.ts";
+import { until } from "./helpers/wait.ts";
 
 const skip = chronyAvailable();
 if (skip) console.log(`peers_chrony_test: skipped: ${skip}`);
@@ -29,21 +30,6 @@ async function status(port: number): Promise<{
 }> {
   const r = await fetch(`http://127.0.0.1:${port}/status`);
   return await r.json();
-}
-
-async function until<T>(what: string, fn: () => Promise<T | null>, timeoutMs: number): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown = null;
-  while (Date.now() < end) {
-    try {
-      const v = await fn();
-      if (v !== null) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`Timed out waiting for ${what}${last ? `: ${last}` : ""}`);
 }
 
 function edgeConfig(

@@ -8,6 +8,7 @@
  * Also the parsers for what `ip -j` and `birdc -v` print.
  */
 import { parseCidr } from "../ntp/access.ts";
+import { formatIp } from "../ntp/address.ts";
 
 /**
  * One step. `check` says how the applier judges a command: "exit" (code 0),
@@ -32,28 +33,7 @@ function shellQuote(s: string): string {
 export function canonicalCidr(text: string): string {
   const c = parseCidr(text);
   if (typeof c === "string") return text;
-  return `${formatBytes(c.bytes)}/${c.prefix}`;
-}
-
-function formatBytes(b: Uint8Array): string {
-  if (b.length === 4) return Array.from(b).join(".");
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((b[i]! << 8) | b[i + 1]!);
-  // RFC 5952: compress the longest run (≥ 2) of zero groups.
-  let best = -1, bestLen = 1;
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) [best, bestLen] = [i, j - i];
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (best < 0) return hex.join(":");
-  return `${hex.slice(0, best).join(":")}::${hex.slice(best + bestLen).join(":")}`;
+  return `${formatIp(c.bytes)}/${c.prefix}`;
 }
 
 /** True for an IPv6 prefix or address. */
