@@ -256,7 +256,10 @@ listen = "127.0.0.1:${statusPort}"
         const lost = await kernelDrops(sock.port);
         assert.equal(s.answered, replies.length + lost, "answered = replies seen + client drops");
         assert.ok(s.dropped.malformed > 0 && s.dropped.control > 0 && s.dropped.mode > 0);
-        assert.ok(drops < PACKETS / 2, `kernel dropped ${drops}: too few packets reached the server`);
+        assert.ok(
+          drops < PACKETS / 2,
+          `kernel dropped ${drops}: too few packets reached the server`,
+        );
       });
 
       await t.step("the process is still running", () => {

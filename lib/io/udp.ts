@@ -4,7 +4,6 @@
  */
 import type { SocketAddress } from "../config/socket_address.ts";
 import type { ServerSocket } from "./server_socket.ts";
-import { openPortableSocket } from "./udp_portable.ts";
 import { probeLibc } from "./libc.ts";
 
 export interface OpenedSocket {
@@ -24,6 +23,12 @@ export function ffiAvailability(): { ok: boolean; reason: string } {
   const libcProblem = probeLibc();
   if (libcProblem) return { ok: false, reason: libcProblem };
   return { ok: true, reason: "" };
+}
+
+// Loaded only when used: node:dgram brings the Node compatibility layer
+// into the worker, megabytes of heap the FFI driver does not need.
+async function openPortableSocket(addr: SocketAddress): Promise<ServerSocket> {
+  return (await import("./udp_portable.ts")).openPortableSocket(addr);
 }
 
 export async function openServerSocket(

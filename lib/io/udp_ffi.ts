@@ -4,15 +4,23 @@
  * - Up to BATCH datagrams per system call each way; every datagram carries
  *   its own kernel receive timestamp (SO_TIMESTAMPNS), so batching does
  *   not blur `rec`.
- * - Replies go out in chunks of STAMP_CHUNK: the transmit time is read
- *   (clock_gettime, ~44 ns) right before each chunk's `sendmmsg`, so no
- *   reply's `xmt` is older than the few sends ahead of it in its chunk.
+ * - The transmit time is read (clock_gettime, ~44 ns) right before each
+ *   `sendmmsg`. While we keep up (batches of up to SMALL_BATCH) each reply
+ *   is stamped and sent on its own, as chronyd does; when we fall behind,
+ *   in chunks of STAMP_CHUNK, so no `xmt` is older than the few sends
+ *   ahead of it in its chunk, and system calls stay few per packet.
+ * - A read that returns less than a full batch means the queue is empty:
+ *   we wait before reading again rather than pay for an empty recvmmsg.
  * - On a wildcard address the destination address of each request comes
  *   back as IP_PKTINFO / IPV6_PKTINFO and is used as the reply's source,
  *   as chronyd does, so multi-homed and anycast hosts answer from the
  *   address that was asked.
  * - All buffers and C structs are made once per socket; the packet path
- *   allocates nothing.
+ *   allocates nothing. Buffers the kernel or a pool thread write to are
+ *   pinned on the socket (the GC must neither free nor move them).
+ * - SO_RCVBUF is 4 MiB: a few thousand requests, enough to ride out a
+ *   pause of some milliseconds at full load, not so many that an overload
+ *   turns into long queueing (a late answer is worse than none for NTP).
  * - The event loop keeps turning: while packets keep coming we read
  *   without blocking and hand control back every YIELD_MS; when the
  *   socket runs dry we wait in a blocking `poll` for at most SPIN_POLL_MS
@@ -66,13 +74,16 @@ import { BindError, bindReason, type Responder, type ServerSocket } from "./serv
 export const BATCH = 64;
 /** Replies stamped with one clock read and sent by one sendmmsg. */
 export const STAMP_CHUNK = 4;
+/** Batches up to this size send each reply on its own (see the loop). */
+export const SMALL_BATCH = 4;
 /** Receive buffer per datagram; longer ones are truncated and dropped as malformed. */
 const SLOT = 2048;
 const REPLY = 48;
 /** Room for a timestamp and a pktinfo cmsg (and one we do not expect). */
 const RX_CTRL = 128;
-const RCVBUF = 8 << 20;
-const YIELD_MS = 4;
+/** Receive buffer (see the header comment). */
+const RCVBUF = 4 << 20;
+const YIELD_MS = 10;
 const SPIN_POLL_MS = 2;
 const IDLE_POLL_MS = 1000;
 /** Bytes that make V8 put a typed array's storage outside its moving heap. */
@@ -320,24 +331,15 @@ class FfiSocket implements ServerSocket {
     const ctrlWords = RX_CTRL / 4;
     let lastYield = performance.now();
 
+    // The kernel rewrites name and control lengths only in the headers it fills.
+    let used = BATCH;
+    // The last read took less than a full batch: the queue is likely empty,
+    // so wait first instead of paying for a recvmmsg that finds nothing.
+    let dry = false;
     while (!this.#closed) {
-      for (let i = 0; i < BATCH; i++) {
-        const h = i * hdrWords;
-        rxHdr32[h + MSGHDR.namelen / 4] = 32;
-        rxHdr32[h + MSGHDR.controllen / 4] = RX_CTRL;
-        rxHdr32[h + MSGHDR.controllen / 4 + 1] = 0;
-      }
-      const n = c.recvmmsg(fd, rxHdr, BATCH, MSG_DONTWAIT, null);
-      if (n <= 0) {
-        const err = n < 0 ? c.errno() : EAGAIN;
-        if (err === EINTR) continue;
-        if (err !== EAGAIN) {
-          if (this.#closed) break;
-          // A socket error (e.g. ENOMEM) must not spin the CPU; wait and retry.
-          await c.poll_async(pfd, 2n, 10);
-          continue;
-        }
-        // Dry: a short blocking wait is the cheapest wake-up while traffic
+      if (dry) {
+        dry = false;
+        // A short blocking wait is the cheapest wake-up while traffic
         // flows. It watches every socket of this thread, so a busy socket
         // never makes another one wait: if that one is ready, we yield to it.
         if (performance.now() - lastYield < YIELD_MS) {
@@ -353,6 +355,28 @@ class FfiSocket implements ServerSocket {
         lastYield = performance.now();
         continue;
       }
+      for (let i = 0; i < used; i++) {
+        const h = i * hdrWords;
+        rxHdr32[h + MSGHDR.namelen / 4] = 32;
+        rxHdr32[h + MSGHDR.controllen / 4] = RX_CTRL;
+        rxHdr32[h + MSGHDR.controllen / 4 + 1] = 0;
+      }
+      used = 0;
+      const n = c.recvmmsg(fd, rxHdr, BATCH, MSG_DONTWAIT, null);
+      if (n <= 0) {
+        const err = n < 0 ? c.errno() : EAGAIN;
+        if (err === EINTR) continue;
+        if (err !== EAGAIN) {
+          if (this.#closed) break;
+          // A socket error (e.g. ENOMEM) must not spin the CPU; wait and retry.
+          await c.poll_async(pfd, 2n, 10);
+          continue;
+        }
+        dry = true;
+        continue;
+      }
+      used = n;
+      dry = n < BATCH;
 
       let m = 0;
       for (let i = 0; i < n; i++) {
@@ -419,8 +443,11 @@ class FfiSocket implements ServerSocket {
           }
         }
       }
-      for (let s = 0; s < m; s += STAMP_CHUNK) {
-        const e = Math.min(m, s + STAMP_CHUNK);
+      // Keeping up (a small batch): each reply is stamped right before its
+      // own send, as chronyd does. Behind: chunks, fewer system calls.
+      const chunk = m <= SMALL_BATCH ? 1 : STAMP_CHUNK;
+      for (let s = 0; s < m; s += chunk) {
+        const e = Math.min(m, s + chunk);
         c.clock_gettime(CLOCK_REALTIME, tsBytes);
         const txSec = (ts[0]! >>> 0) + ts[1]! * 4294967296, txNsec = ts[2]!;
         for (let j = s; j < e; j++) responder.stamp(txBuf, j * REPLY, txSec, txNsec);
