@@ -38,6 +38,7 @@ export interface ServerCounters {
 }
 
 export type ForwardHandler = (m: Extract<FromWorker, { kind: "forward" }>) => void;
+export type SentHandler = (m: Extract<FromWorker, { kind: "sent" }>) => void;
 
 const MAX_WORKERS = 64;
 
@@ -51,6 +52,7 @@ export class ServerPool {
   readonly #workers: Worker[];
   readonly #counters: Float64Array;
   #onForward: ForwardHandler = () => {};
+  #onSent: SentHandler = () => {};
 
   private constructor(
     workers: Worker[],
@@ -66,6 +68,7 @@ export class ServerPool {
     for (const w of workers) {
       w.addEventListener("message", (e: MessageEvent<FromWorker>) => {
         if (e.data.kind === "forward") this.#onForward(e.data);
+        else if (e.data.kind === "sent") this.#onSent(e.data);
       });
     }
   }
@@ -162,6 +165,11 @@ export class ServerPool {
     this.#onForward = handler;
   }
 
+  /** Receives the transmit timestamps of stamped sends (`sendTo` with `stamp`). */
+  onSent(handler: SentHandler): void {
+    this.#onSent = handler;
+  }
+
   setPeers(peers: string[]): void {
     this.#broadcast({ kind: "peers", peers });
   }
@@ -194,9 +202,16 @@ export class ServerPool {
     return [...new Set(replies.flatMap((r) => r.errors))];
   }
 
-  /** Sends from the server port (symmetric peers expect our port 123). */
-  sendTo(bytes: Uint8Array, host: string, port: number): void {
-    this.#workers[0]?.postMessage({ kind: "send", bytes, host, port } satisfies ToWorker);
+  /**
+   * Sends from the server port (symmetric peers expect our port 123). With
+   * `stamp`, the worker writes the transmit timestamp right before the
+   * datagram leaves and reports it to `onSent` with this cookie.
+   */
+  sendTo(bytes: Uint8Array, host: string, port: number, stamp?: number): void {
+    const m: ToWorker = stamp === undefined
+      ? { kind: "send", bytes, host, port }
+      : { kind: "send", bytes, host, port, stamp };
+    this.#workers[0]?.postMessage(m);
   }
 
   async stop(): Promise<void> {
@@ -220,4 +235,3 @@ export class ServerPool {
   }
 }
 
-export { MAX_WORKERS };

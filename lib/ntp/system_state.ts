@@ -70,7 +70,7 @@ const FIELDS = [
 ] as const;
 
 /** Bytes of shared memory a `SharedSystemState` needs. */
-export const SHARED_STATE_BYTES = 8 + FIELDS.length * 8;
+const SHARED_STATE_BYTES = 8 + FIELDS.length * 8;
 
 /** A SystemState in shared memory: one writer (the main thread), many readers. */
 export class SharedSystemState {

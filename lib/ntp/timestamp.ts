@@ -102,8 +102,3 @@ export function toShort(seconds: number): number {
   const v = Math.round(seconds * 65536);
   return v > 0xffffffff ? 0xffffffff : v;
 }
-
-/** Converts a log2-seconds value (poll, precision) to seconds. */
-export function log2ToSeconds(exp: number): number {
-  return Math.pow(2, exp);
-}
