@@ -154,8 +154,8 @@ async function main(argv: string[]): Promise<number> {
         const sign = r.offset >= 0 ? "+" : "";
         console.log(
           `${host}:${port} stratum ${r.stratum} refid ${
-            r.kiss ? `${r.kiss} (kiss-o'-death)` : r.refid
-          } leap ${r.leap}` +
+            r.kiss ? `${r.kiss} (kiss-o'-death)` : r.refid || "-"
+          } leap ${r.leap}${r.leap === 3 && !r.kiss ? " (not synchronised)" : ""}` +
             ` offset ${sign}${r.offset.toFixed(6)} s delay ${r.delay.toFixed(6)} s` +
             ` root delay ${(r.rootDelay * 1e3).toFixed(3)} ms root dispersion ${
               (r.rootDisp * 1e3).toFixed(3)
