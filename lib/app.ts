@@ -173,6 +173,7 @@ export async function runApp(config: Config, configPath: string | null): Promise
     const drv = engine;
     if (drv) p.onForward((m) => drv.forward(m.bytes, m.host, m.port, m.rxSec, m.rxNsec));
     else p.onForward(() => {});
+    p.onSent(drv ? (m) => drv.sent(m.stamp, m.xmt) : () => {});
     p.setPeers(drv?.engine.peerHosts() ?? []);
   };
   const startEngine = async (c: Config) => {
@@ -181,7 +182,7 @@ export async function runApp(config: Config, configPath: string | null): Promise
       config: c,
       precision,
       publish,
-      sendFromServerPort: (bytes, host, port) => pool.sendTo(bytes, host, port),
+      sendFromServerPort: (bytes, host, port, stamp) => pool.sendTo(bytes, host, port, stamp),
       setPeers: (hosts) => pool.setPeers(hosts),
     });
     attachEngine(pool);

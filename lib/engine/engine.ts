@@ -9,7 +9,8 @@
  * poll) → filter.ts (clock filter) → select.ts (intersection, cluster,
  * combine) → discipline.ts (regression) → clock.ts (Clock seam).
  */
-import { Leap, Mode, parsePacket } from "../ntp/packet.ts";
+import { Leap, Mode, type NtpPacket, parsePacket } from "../ntp/packet.ts";
+import type { NtpTimestamp } from "../ntp/timestamp.ts";
 import { MAXSTRAT, PHI, type SystemState, unsyncedState } from "../ntp/system_state.ts";
 import { type Clock, correctionValue } from "./clock.ts";
 import { Discipline } from "./discipline.ts";
@@ -57,6 +58,11 @@ export interface EngineOptions {
   stats?: boolean;
   /** Random source for the first poll times (later calls pass their own). */
   rand?: () => number;
+  /**
+   * The driver stamps symmetric-mode packets right before they leave and
+   * reports the stamp with `confirmTransmit` (send actions carry `stamp`).
+   */
+  confirmSends?: boolean;
 }
 
 /** What the engine asks its driver to do. */
@@ -292,6 +298,8 @@ export class Engine {
   }
 
   #lastNow = 0;
+  /** Last cookie handed out for a send to confirm (`confirmTransmit`). */
+  #cookie = 0;
 
   /** The timer fired at raw time `now`: poll due sources, re-run selection. */
   handleTimer(now: number, rand: () => number = Math.random): Action[] {
@@ -336,8 +344,31 @@ export class Engine {
       this.counters.unknown_source++;
       return this.#flush();
     }
+    this.#incoming(a, p, recv, Math.max(now, recv));
+    return this.#flush();
+  }
+
+  /**
+   * The driver sent the packet of the send action with `stamp` (a cookie)
+   * and `xmt` is the transmit timestamp it really carried (null: it could
+   * not be sent). Our xmt for the peer's origin check and our t1 become
+   * that value; packets that arrived before this report are handled now.
+   */
+  confirmTransmit(stamp: number, xmt: NtpTimestamp | null, now: number): Action[] {
+    this.#lastNow = Math.max(this.#lastNow, now);
+    for (const a of this.associations.values()) {
+      if (!a.awaits(stamp)) continue;
+      for (const h of a.confirmTransmit(stamp, xmt)) {
+        this.#incoming(a, h.p, h.recv, Math.max(now, h.recv));
+      }
+      break;
+    }
+    return this.#flush();
+  }
+
+  #incoming(a: Association, p: NtpPacket, recv: number, now: number): void {
     const before = { ...a.counters };
-    const r = a.handleIncoming(p, recv, this.#context(), Math.max(now, recv));
+    const r = a.handleIncoming(p, recv, this.#context(), now);
     this.counters.bogus += a.counters.bogus - before.bogus;
     this.counters.replay += a.counters.replay - before.replay;
     this.counters.kod_rate += a.counters.kodRate - before.kodRate;
@@ -364,7 +395,6 @@ export class Engine {
       });
     }
     this.#update(recv, r.fresh ? a.id : null);
-    return this.#flush();
   }
 
   /**
@@ -509,6 +539,7 @@ export class Engine {
       precision: this.opts.precision,
       system: this.systemVars(),
       rand: this.#rand,
+      ...(this.opts.confirmSends ? { cookie: () => ++this.#cookie } : {}),
     };
   }
 

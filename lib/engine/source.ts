@@ -31,7 +31,20 @@ export const POOL_UNREACH_LIMIT = 8;
 
 /** What an association asks its driver to do. */
 export type SourceAction =
-  | { kind: "send"; source: string; host: string; port: number; mode: number; bytes: Uint8Array }
+  | {
+    kind: "send";
+    source: string;
+    host: string;
+    port: number;
+    mode: number;
+    bytes: Uint8Array;
+    /**
+     * Symmetric packets, when the driver confirms sends (`SourceContext.cookie`):
+     * write the transmit timestamp right before the datagram leaves and report
+     * it with `Engine.confirmTransmit(stamp, xmt, now)`.
+     */
+    stamp?: number;
+  }
   | { kind: "log"; level: "info" | "warning"; message: string }
   | { kind: "demobilize"; source: string; reason: string };
 
@@ -84,7 +97,25 @@ export interface SourceContext {
   };
   /** Uniform in [0, 1). */
   rand(): number;
+  /**
+   * Present when the driver stamps symmetric packets at send time and
+   * confirms them: a new cookie for each such send. Absent, a packet leaves
+   * with the xmt it was built with.
+   */
+  cookie?: () => number;
 }
+
+/** A packet held until the real transmit timestamps of our sends are known. */
+export interface HeldPacket {
+  p: NtpPacket;
+  recv: number;
+  now: number;
+}
+
+/** Seconds after which a send's confirmation counts as lost (it takes milliseconds). */
+export const CONFIRM_TIMEOUT_S = 1;
+/** Packets held per association at most while confirmations are outstanding. */
+const MAX_HELD = 4;
 
 const KISS_RATE = asciiRefid("RATE");
 const KISS_DENY = asciiRefid("DENY");
@@ -137,6 +168,9 @@ export class Association {
   #org: NtpTimestamp = 0n;
   #rec: NtpTimestamp = 0n;
   #lastRxXmt: NtpTimestamp = 0n;
+  /** Sends whose real xmt the driver has not confirmed yet: cookie -> which one, raw send time. */
+  #unconfirmed = new Map<number, { slot: "poll" | "reply"; at: number }>();
+  #held: HeldPacket[] = [];
   #logged = new Set<string>();
 
   constructor(opts: SourceOptions, now: number, rand: () => number) {
@@ -203,6 +237,10 @@ export class Association {
       const l = this.#once("unreach", "info", msg);
       if (l) out.push(l);
     }
+    for (const [cookie, u] of this.#unconfirmed) {
+      if (u.at < now - CONFIRM_TIMEOUT_S) this.#unconfirmed.delete(cookie);
+    }
+    if (this.#unconfirmed.size === 0) this.#dropHeld();
     out.push(this.#transmit(now, ctx));
     let interval = this.pollInterval;
     if (this.burst > 0) {
@@ -245,6 +283,7 @@ export class Association {
       rec: peer ? this.#rec : 0n,
       xmt,
     });
+    const stamp = peer ? this.#expect("poll", now, ctx) : undefined;
     return {
       kind: "send",
       source: this.id,
@@ -252,7 +291,49 @@ export class Association {
       port: this.opts.port,
       mode: this.mode,
       bytes,
+      ...(stamp === undefined ? {} : { stamp }),
     };
+  }
+
+  /** A new cookie for a send whose xmt the driver restamps; it replaces any older one of `slot`. */
+  #expect(slot: "poll" | "reply", now: number, ctx: SourceContext): number | undefined {
+    if (!ctx.cookie) return undefined;
+    for (const [cookie, u] of this.#unconfirmed) if (u.slot === slot) this.#unconfirmed.delete(cookie);
+    const cookie = ctx.cookie();
+    this.#unconfirmed.set(cookie, { slot, at: now });
+    return cookie;
+  }
+
+  /** Whether this association waits for the confirmation with `cookie`. */
+  awaits(cookie: number): boolean {
+    return this.#unconfirmed.has(cookie);
+  }
+
+  /**
+   * The driver reports what the send with `cookie` really carried as xmt,
+   * read right before the datagram left (null: it did not go out). That
+   * value is what the peer echoes as `org` and our true t1. Returns the
+   * packets held meanwhile, to be handled again now (see handleIncoming).
+   */
+  confirmTransmit(cookie: number, xmt: NtpTimestamp | null): HeldPacket[] {
+    const u = this.#unconfirmed.get(cookie);
+    if (!u) return [];
+    this.#unconfirmed.delete(cookie);
+    if (xmt !== null && xmt !== 0n) {
+      // 0n: that timestamp was used up by a reply already; it stays so.
+      if (u.slot === "poll" && this.#xmt !== 0n) this.#xmt = this.#t1 = xmt;
+      else if (u.slot === "reply" && this.#replyXmt !== 0n) this.#replyXmt = xmt;
+    }
+    if (this.#unconfirmed.size > 0) return [];
+    const held = this.#held;
+    this.#held = [];
+    return held;
+  }
+
+  /** Held packets whose confirmation was lost: they cannot match anything we know. */
+  #dropHeld(): void {
+    this.counters.bogus += this.#held.length;
+    this.#held = [];
   }
 
   /**
@@ -269,6 +350,22 @@ export class Association {
     const actions: SourceAction[] = [];
     const none = { actions, output: null, fresh: false };
     if (this.state !== "active") return none;
+    if (
+      this.#unconfirmed.size > 0 && p.org !== 0n && p.org !== this.#xmt && p.org !== this.#replyXmt
+    ) {
+      // Our send and its confirmation race the peer's answer: the datagram
+      // left with a timestamp read in the server worker, which reports it
+      // by message, and the answer can come through another worker first.
+      // An org we do not know yet may be that timestamp: hold the packet
+      // until the confirmation arrives, then judge it (guessing it from a
+      // window around our provisional xmt would weaken the origin check).
+      this.#held.push({ p, recv, now });
+      if (this.#held.length > MAX_HELD) {
+        this.#held.shift();
+        this.counters.bogus++;
+      }
+      return none;
+    }
     this.counters.received++;
     const t4 = fromUnixSeconds(ctx.served(recv));
     const symmetric = this.mode === Mode.symmetricActive;
@@ -307,6 +404,7 @@ export class Association {
         const xmt = fromUnixSeconds(ctx.served(now));
         this.#replyXmt = xmt;
         const s = ctx.system;
+        const stamp = this.#expect("reply", now, ctx);
         actions.push({
           kind: "send",
           source: this.id,
@@ -328,6 +426,7 @@ export class Association {
             rec: t4,
             xmt,
           }),
+          ...(stamp === undefined ? {} : { stamp }),
         });
         this.counters.sent++;
       }

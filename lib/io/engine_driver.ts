@@ -26,8 +26,12 @@ export interface EngineDriverOptions {
   precision: number;
   /** Publishes new system state to the server workers. */
   publish(s: SystemState): void;
-  /** Sends a symmetric-mode packet from the server port. */
-  sendFromServerPort(bytes: Uint8Array, host: string, port: number): void;
+  /**
+   * Sends a symmetric-mode packet from the server port. With `stamp`, the
+   * transmit timestamp is written right before it leaves, and reported
+   * back through `EngineDriver.sent(stamp, xmt)`.
+   */
+  sendFromServerPort(bytes: Uint8Array, host: string, port: number, stamp?: number): void;
   /** Tells the server which hosts are configured peers. */
   setPeers(hosts: string[]): void;
   /** Clock to steer; default: virtual with `clock.control = false`, else the kernel. */
@@ -114,6 +118,7 @@ export class EngineDriver {
         ...engineReconfig(c),
         precision: o.precision,
         driftPpm: drift,
+        confirmSends: true,
       },
       clock,
       realtimeSeconds(),
@@ -140,6 +145,15 @@ export class EngineDriver {
         realtimeSeconds(),
       ),
     );
+  }
+
+  /**
+   * The server worker sent the packet of a send with `stamp`: `xmt` is the
+   * transmit timestamp it carried (null: not sent).
+   */
+  sent(stamp: number, xmt: bigint | null): void {
+    if (this.#stopped) return;
+    this.#run(this.engine.confirmTransmit(stamp, xmt, realtimeSeconds()));
   }
 
   /** Status for the status page. */
@@ -184,7 +198,7 @@ export class EngineDriver {
       switch (a.kind) {
         case "send":
           if (a.mode === 3) this.#sendClient(a.source, a.host, a.port, a.bytes);
-          else this.#o.sendFromServerPort(a.bytes, a.host, a.port);
+          else this.#o.sendFromServerPort(a.bytes, a.host, a.port, a.stamp);
           break;
         case "setTimer": {
           if (this.#timer) clearTimeout(this.#timer);

@@ -24,6 +24,9 @@ export interface Responder {
   sendFailed(): void;
 }
 
+/** Writes a transmit timestamp (raw clock reading `txSec`/`txNsec`) into a packet about to be sent. */
+export type TransmitStamp = (bytes: Uint8Array, txSec: number, txNsec: number) => void;
+
 export interface ServerSocket {
   /** "ffi-recvmmsg" or "portable". */
   readonly driver: string;
@@ -31,8 +34,12 @@ export interface ServerSocket {
   readonly address: string;
   /** Serves until `close()`; resolves then. */
   serve(responder: Responder): Promise<void>;
-  /** Sends a datagram from this socket (engine packets to symmetric peers). */
-  sendTo(bytes: Uint8Array, host: string, port: number): void;
+  /**
+   * Sends a datagram from this socket (engine packets to symmetric peers).
+   * With `stamp`, the clock is read right before the send and `stamp`
+   * writes the transmit timestamp into `bytes`. Returns whether it went out.
+   */
+  sendTo(bytes: Uint8Array, host: string, port: number, stamp?: TransmitStamp): boolean;
   close(): void;
 }
 

@@ -21,7 +21,7 @@ import {
 import { SharedSystemState, unsyncedState } from "../ntp/system_state.ts";
 import { parseSocketAddress, type SocketAddress } from "../config/socket_address.ts";
 import { cidrs, type ServerOptions } from "./server_options.ts";
-import type { Responder, ServerSocket } from "./server_socket.ts";
+import type { Responder, ServerSocket, TransmitStamp } from "./server_socket.ts";
 import { openServerSocket } from "./udp.ts";
 
 export type ToWorker =
@@ -40,7 +40,12 @@ export type ToWorker =
   /** Reload: close sockets no longer listed, open the new ones, keep the rest. */
   | { kind: "listen"; listen: string[] }
   | { kind: "peers"; peers: string[] }
-  | { kind: "send"; bytes: Uint8Array; host: string; port: number }
+  /**
+   * A packet for a symmetric peer. With `stamp` (the engine's cookie) the
+   * worker writes the transmit timestamp right before sending and answers
+   * with a `sent` message.
+   */
+  | { kind: "send"; bytes: Uint8Array; host: string; port: number; stamp?: number }
   | { kind: "stop" };
 
 export type FromWorker =
@@ -54,6 +59,8 @@ export type FromWorker =
     rxSec: number;
     rxNsec: number;
   }
+  /** The transmit timestamp a `send` with `stamp` carried (32.32), null if it did not go out. */
+  | { kind: "sent"; stamp: number; xmt: bigint | null }
   | { kind: "stopped" };
 
 function post(msg: FromWorker): void {
@@ -102,13 +109,21 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
   };
   configure(init.options);
 
+  const refresh = () => {
+    const v = shared.version;
+    if (v !== seen) {
+      shared.read(system);
+      seen = v;
+    }
+  };
+  // Served time, as in our replies: the engine's peer packets go out with the same clock.
+  const stampPeer: TransmitStamp = (bytes, txSec, txNsec) => {
+    refresh();
+    stampTransmit(bytes, 0, system, txSec, txNsec);
+  };
   const responder: Responder = {
     respond(req, length, client, rxSec, rxNsec, out, outOffset) {
-      const v = shared.version;
-      if (v !== seen) {
-        shared.read(system);
-        seen = v;
-      }
+      refresh();
       return respond(req, length, client, rxSec, rxNsec, ctx, out, outOffset);
     },
     stamp(out, outOffset, txSec, txNsec) {
@@ -172,11 +187,17 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
       });
     } else if (m.kind === "peers") peers = new Set(m.peers);
     else if (m.kind === "send") {
-      sockets.find((s) => s.address.startsWith("[") === m.host.includes(":"))?.sendTo(
-        m.bytes,
-        m.host,
-        m.port,
-      );
+      const s = sockets.find((s) => s.address.startsWith("[") === m.host.includes(":"));
+      const stamp = m.stamp;
+      if (stamp === undefined) {
+        s?.sendTo(m.bytes, m.host, m.port);
+        return;
+      }
+      const ok = s?.sendTo(m.bytes, m.host, m.port, stampPeer) ?? false;
+      const xmt = ok && m.bytes.length >= 48
+        ? new DataView(m.bytes.buffer, m.bytes.byteOffset).getBigUint64(40)
+        : null;
+      post({ kind: "sent", stamp, xmt });
     } else if (m.kind === "stop") {
       for (const s of sockets) s.close();
       sockets = [];

@@ -68,7 +68,13 @@ import {
   SOL_SOCKET,
   writeSockaddr,
 } from "./libc.ts";
-import { BindError, bindReason, type Responder, type ServerSocket } from "./server_socket.ts";
+import {
+  BindError,
+  bindReason,
+  type Responder,
+  type ServerSocket,
+  type TransmitStamp,
+} from "./server_socket.ts";
 
 /** Datagrams per recvmmsg. */
 export const BATCH = 64;
@@ -194,6 +200,8 @@ class FfiSocket implements ServerSocket {
   #closed = false;
   #serving: Promise<void> | null = null;
   readonly #sendSa = new Uint8Array(SOCKADDR_SIZE);
+  readonly #sendTs = new Int32Array(OFF_HEAP / 4);
+  readonly #sendTsBytes = new Uint8Array(this.#sendTs.buffer);
   /** Buffers the C structs point into: held here so the GC never frees them under the kernel. */
   #pinned: ArrayBufferView[] = [];
 
@@ -217,19 +225,31 @@ class FfiSocket implements ServerSocket {
     return this.#serving;
   }
 
-  sendTo(bytes: Uint8Array, host: string, port: number): void {
-    if (this.#closed) return;
+  sendTo(bytes: Uint8Array, host: string, port: number, stamp?: TransmitStamp): boolean {
+    if (this.#closed) return false;
     const ip = parseIp(host);
-    if (!ip || (ip.length === 16) !== this.#v6) return;
+    if (!ip || (ip.length === 16) !== this.#v6) return false;
     const n = writeSockaddr(this.#sendSa, ip, port);
-    libc().sendto(
-      this.#fd,
-      bytes as Uint8Array<ArrayBuffer>,
-      BigInt(bytes.length),
-      0,
-      this.#sendSa,
-      n,
-    );
+    const c = libc();
+    if (stamp) {
+      // Read right before the system call, as for replies: what the peer
+      // takes as our send time must be it, not when the engine built the packet.
+      c.clock_gettime(CLOCK_REALTIME, this.#sendTsBytes);
+      const ts = this.#sendTs;
+      stamp(bytes, (ts[0]! >>> 0) + ts[1]! * 4294967296, ts[2]!);
+    }
+    for (;;) {
+      const r = c.sendto(
+        this.#fd,
+        bytes as Uint8Array<ArrayBuffer>,
+        BigInt(bytes.length),
+        0,
+        this.#sendSa,
+        n,
+      );
+      if (r >= 0) return true;
+      if (c.errno() !== EINTR) return false;
+    }
   }
 
   close(): void {

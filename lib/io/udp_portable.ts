@@ -27,14 +27,14 @@ export async function openPortableSocket(addr: SocketAddress): Promise<ServerSoc
   const address = addr.family === 6
     ? `[${bound.address}]:${bound.port}`
     : `${bound.address}:${bound.port}`;
+  const read = realtimeReader();
+  const rx = { sec: 0, nsec: 0 }, tx = { sec: 0, nsec: 0 };
   let closed: () => void = () => {};
   const done = new Promise<void>((r) => closed = r);
   return {
     driver: "portable",
     address,
     serve(responder: Responder): Promise<void> {
-      const read = realtimeReader();
-      const rx = { sec: 0, nsec: 0 }, tx = { sec: 0, nsec: 0 };
       const client = newClientAddress();
       sock.on("error", () => {}); // ICMP errors on send are not fatal
       sock.on("message", (msg: Uint8Array, rinfo: dgram.RemoteInfo) => {
@@ -57,8 +57,17 @@ export async function openPortableSocket(addr: SocketAddress): Promise<ServerSoc
       });
       return done;
     },
-    sendTo(bytes, host, port) {
-      sock.send(bytes, 0, bytes.length, port, host);
+    sendTo(bytes, host, port, stamp) {
+      if (stamp) {
+        read(tx);
+        stamp(bytes, tx.sec, tx.nsec);
+      }
+      try {
+        sock.send(bytes, 0, bytes.length, port, host);
+        return true;
+      } catch {
+        return false; // closed socket or bad address
+      }
     },
     close() {
       sock.close();
