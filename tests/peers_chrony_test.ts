@@ -103,6 +103,20 @@ async function chronySource(
   return { ms: line.slice(0, 2), stratum: Number(f[1]), reach: parseInt(f[3] ?? "0", 8) };
 }
 
+/**
+ * chronyd's last raw offset measurement of `addr` (`chronyc ntpdata`),
+ * seconds. (`sourcestats` is relative to chronyd's own corrected clock,
+ * which follows us once we are selected, so it reads ~0 either way.)
+ */
+async function chronyOffset(
+  chrony: { chronyc(...a: string[]): Promise<string> },
+  addr: string,
+): Promise<number | null> {
+  const out = await chrony.chronyc("-n", "ntpdata", addr);
+  const m = out.match(/^Offset\s*:\s*([+-]?[\d.]+) seconds/m);
+  return m ? Number(m[1]) : null;
+}
+
 /** 8-bit reach register: number of set bits. */
 function bits(reach: number): number {
   let n = 0;
@@ -168,6 +182,20 @@ Deno.test({
         chronySource(chrony, "127.0.0.2")
           .then((s) => s && s.ms === "=*" && bits(s.reach) > bits(first.reach) ? s : null), 30_000);
       assert.equal(sel.stratum, 7);
+      // The same kernel clock on both ends and we are not steered (orphan
+      // parent): chronyd's offset for us is our transmit timestamp's error.
+      // Stamped in the server worker right before the send it is tens of
+      // µs; stamped when the engine built the packet it was up to −1 ms.
+      const offsets: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        if (i > 0) await new Promise((r) => setTimeout(r, 1100)); // poll interval 1 s
+        const o = await chronyOffset(chrony, "127.0.0.2");
+        if (o !== null) offsets.push(o);
+      }
+      offsets.sort((a, b) => a - b);
+      const mid = offsets[Math.floor(offsets.length / 2)];
+      console.log(`chronyd: our offset, µs: ${offsets.map((o) => (o * 1e6).toFixed(1)).join(" ")}`);
+      assert.ok(mid !== undefined && Math.abs(mid) < 200e-6, `chronyd sees us at ${mid} s`);
       const s = await status(sport);
       assert.ok(s.system.orphan && s.system.stratum === 7, JSON.stringify(s.system));
       const p = s.sources.find((x) => x.address === `127.0.0.1:${cport}`);

@@ -298,7 +298,9 @@ export class Association {
   /** A new cookie for a send whose xmt the driver restamps; it replaces any older one of `slot`. */
   #expect(slot: "poll" | "reply", now: number, ctx: SourceContext): number | undefined {
     if (!ctx.cookie) return undefined;
-    for (const [cookie, u] of this.#unconfirmed) if (u.slot === slot) this.#unconfirmed.delete(cookie);
+    for (const [cookie, u] of this.#unconfirmed) {
+      if (u.slot === slot) this.#unconfirmed.delete(cookie);
+    }
     const cookie = ctx.cookie();
     this.#unconfirmed.set(cookie, { slot, at: now });
     return cookie;

@@ -51,16 +51,20 @@ export class ServerPool {
   readonly errors: string[];
   readonly #workers: Worker[];
   readonly #counters: Float64Array;
+  /** Sends posted to worker 0, counted so its busy loop yields for them (udp_ffi.ts). */
+  readonly #sends: Int32Array;
   #onForward: ForwardHandler = () => {};
   #onSent: SentHandler = () => {};
 
   private constructor(
     workers: Worker[],
     counters: Float64Array,
+    sends: Int32Array,
     info: { driver: string; driverReason: string; bound: string[]; errors: string[] },
   ) {
     this.#workers = workers;
     this.#counters = counters;
+    this.#sends = sends;
     this.driver = info.driver;
     this.driverReason = info.driverReason;
     this.bound = info.bound;
@@ -93,6 +97,7 @@ export class ServerPool {
       ? 1
       : Math.min(MAX_WORKERS, o.workers > 0 ? o.workers : navigator.hardwareConcurrency || 1);
     const counterBuf = new SharedArrayBuffer(COUNTER_COUNT * count * 8);
+    const sendsBuf = new SharedArrayBuffer(4);
     const workers: Worker[] = [];
     const ready: Promise<Extract<FromWorker, { kind: "ready" }>>[] = [];
     for (let slot = 0; slot < count; slot++) {
@@ -118,13 +123,14 @@ export class ServerPool {
         counters: counterBuf,
         slot,
         peers: o.peers ?? [],
+        ...(slot === 0 ? { sends: sendsBuf } : {}),
       };
       w.postMessage(init);
     }
     const results = await Promise.all(ready);
     const first = results[0]!;
     const note = results.find((r) => r.driverNote)?.driverNote;
-    return new ServerPool(workers, new Float64Array(counterBuf), {
+    return new ServerPool(workers, new Float64Array(counterBuf), new Int32Array(sendsBuf), {
       driver: first.driver,
       driverReason: note ?? reason,
       bound: first.bound,
@@ -211,7 +217,10 @@ export class ServerPool {
     const m: ToWorker = stamp === undefined
       ? { kind: "send", bytes, host, port }
       : { kind: "send", bytes, host, port, stamp };
-    this.#workers[0]?.postMessage(m);
+    const w = this.#workers[0];
+    if (!w) return;
+    w.postMessage(m);
+    Atomics.add(this.#sends, 0, 1); // after the post: the worker never waits for a message not sent
   }
 
   async stop(): Promise<void> {
@@ -234,4 +243,3 @@ export class ServerPool {
     for (const w of this.#workers) w.postMessage(m);
   }
 }
-

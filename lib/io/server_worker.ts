@@ -35,6 +35,8 @@ export type ToWorker =
     counters: SharedArrayBuffer;
     slot: number;
     peers: string[];
+    /** Worker 0: the pool's count of posted `send` messages (see udp_ffi.ts watchSends). */
+    sends?: SharedArrayBuffer;
   }
   | { kind: "options"; options: ServerOptions }
   /** Reload: close sockets no longer listed, open the new ones, keep the rest. */
@@ -160,6 +162,12 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
     }
   };
   await open(init.listen, errors);
+  let sendHandled = () => {};
+  if (init.sends && sockets.some((s) => s.driver === "ffi-recvmmsg")) {
+    const ffi = await import("./udp_ffi.ts");
+    ffi.watchSends(new Int32Array(init.sends));
+    sendHandled = ffi.sendHandled;
+  }
   post({
     kind: "ready",
     driver: sockets[0]?.driver ?? init.driver,
@@ -187,6 +195,7 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
       });
     } else if (m.kind === "peers") peers = new Set(m.peers);
     else if (m.kind === "send") {
+      sendHandled();
       const s = sockets.find((s) => s.address.startsWith("[") === m.host.includes(":"));
       const stamp = m.stamp;
       if (stamp === undefined) {

@@ -163,6 +163,44 @@ let pollCount = 0;
 let pollCountBig = 0n;
 
 /**
+ * Engine packets (`sendTo`) waiting in this thread's message queue: the
+ * pool counts the ones it posts into `posted`, the worker reports each it
+ * handled (`sendHandled`). While one waits, the loop lets the event loop
+ * run instead of blocking in `poll` or reading on for YIELD_MS, so it goes
+ * out within one SPIN_POLL_MS even under full load. A count that never
+ * catches up (a message lost) is given up after SEND_WAIT_MS.
+ */
+let posted: Int32Array | null = null;
+let handled = 0;
+let waitingSince = -1;
+const SEND_WAIT_MS = 50;
+
+/** Watches the pool's counter of posted sends (server worker 0). */
+export function watchSends(counter: Int32Array): void {
+  posted = counter;
+  handled = Atomics.load(counter, 0);
+}
+
+/** The worker handled one posted send. */
+export function sendHandled(): void {
+  if (posted) handled = Math.min(handled + 1, Atomics.load(posted, 0));
+}
+
+function sendsWaiting(now: number): boolean {
+  if (!posted || Atomics.load(posted, 0) === handled) {
+    waitingSince = -1;
+    return false;
+  }
+  if (waitingSince < 0) waitingSince = now;
+  else if (now - waitingSince > SEND_WAIT_MS) {
+    handled = Atomics.load(posted, 0);
+    waitingSince = -1;
+    return false;
+  }
+  return true;
+}
+
+/**
  * Blocks up to SPIN_POLL_MS for any socket of this thread; returns a
  * ready fd (`mine` first), or -1. Synchronous: only while traffic flows.
  */
@@ -362,7 +400,8 @@ class FfiSocket implements ServerSocket {
         // A short blocking wait is the cheapest wake-up while traffic
         // flows. It watches every socket of this thread, so a busy socket
         // never makes another one wait: if that one is ready, we yield to it.
-        if (performance.now() - lastYield < YIELD_MS) {
+        const now = performance.now();
+        if (now - lastYield < YIELD_MS && !sendsWaiting(now)) {
           const ready = waitAny(fd);
           if (ready === fd) continue;
           if (ready >= 0) {
@@ -483,8 +522,9 @@ class FfiSocket implements ServerSocket {
           at++;
         }
       }
-      if (performance.now() - lastYield >= YIELD_MS) {
-        // Let the event loop run (control messages, stop) while busy.
+      const now = performance.now();
+      if (now - lastYield >= YIELD_MS || sendsWaiting(now)) {
+        // Let the event loop run (control messages, stop, engine sends) while busy.
         await c.poll_async(pfd, 2n, 0);
         lastYield = performance.now();
       }
