@@ -100,6 +100,8 @@ const SYMBOLS = {
     nonblocking: true,
   },
   clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
+  gettid: { parameters: [], result: "i32" },
+  setpriority: { parameters: ["i32", "u32", "i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
@@ -121,6 +123,19 @@ export function libc(): Libc {
     errno: () => view ? view.getInt32() : 0,
   }) as Libc;
   return cached;
+}
+
+const PRIO_PROCESS = 0;
+
+/**
+ * Gives the calling thread a nice value of `nice` (negative = favoured), so
+ * the kernel runs NTP serving ahead of the main thread (status page, engine)
+ * and other processes when the CPUs are busy. On Linux nice is per thread.
+ * Returns false where it is not allowed (no root or CAP_SYS_NICE).
+ */
+export function favourThisThread(nice: number): boolean {
+  const c = libc();
+  return c.setpriority(PRIO_PROCESS, c.gettid(), nice) === 0;
 }
 
 /** Whether libc can be opened through FFI here; the reason if not. */

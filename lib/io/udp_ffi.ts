@@ -42,6 +42,7 @@ import {
   EFD_NONBLOCK,
   EINTR,
   errnoName,
+  favourThisThread,
   IOVEC_SIZE,
   IP_PKTINFO,
   IPPROTO_IP,
@@ -80,6 +81,8 @@ import {
 export const BATCH = 64;
 /** Replies stamped with one clock read and sent by one sendmmsg. */
 export const STAMP_CHUNK = 4;
+/** Nice value of server worker threads (the main thread keeps 0); needs root or CAP_SYS_NICE. */
+export const SERVER_NICE = -10;
 /** Batches up to this size send each reply on its own (see the loop). */
 export const SMALL_BATCH = 4;
 /** Receive buffer per datagram; longer ones are truncated and dropped as malformed. */
@@ -252,6 +255,8 @@ class FfiSocket implements ServerSocket {
   }
 
   serve(responder: Responder): Promise<void> {
+    // Answering on time matters more than anything else this process does.
+    favourThisThread(SERVER_NICE);
     serving.add(this.#fd);
     servingVersion++;
     this.#serving ??= this.#loop(responder).finally(() => {
