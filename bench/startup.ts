@@ -8,9 +8,8 @@
  */
 import dgram from "node:dgram";
 import { parseArgs } from "node:util";
-import { freeUdpPort } from "../tests/helpers/edge_time.ts";
+import { freeUdpPort, mainArgv } from "../tests/helpers/edge_time.ts";
 
-const ROOT = new URL("../", import.meta.url);
 const { values } = parseArgs({
   args: Deno.args,
   options: { runs: { type: "string", default: "5" }, binary: { type: "string" } },
@@ -73,12 +72,7 @@ async function series(name: string, argv: (port: number, config: string) => stri
 
 console.log("| how | median start → first answer | range | runs |\n|---|---|---|---|");
 const median = await series("deno run", (_port, config) => [
-  Deno.execPath(),
-  "run",
-  "-A",
-  "--config",
-  new URL("deno.json", ROOT).pathname,
-  new URL("main.ts", ROOT).pathname,
+  ...mainArgv(),
   "run",
   "--config",
   config,

@@ -5,7 +5,7 @@
  */
 import assert from "assert";
 import { includeText } from "../lib/anycast/plan.ts";
-import { type EdgeTimeProcess, startEdgeTime } from "./helpers/edge_time.ts";
+import { type EdgeTimeProcess, mainArgv, startEdgeTime } from "./helpers/edge_time.ts";
 import { deleteNetns, labId, makeNetns, sh } from "./helpers/netns.ts";
 
 const ROOT = new URL("../", import.meta.url);
@@ -75,12 +75,7 @@ birdc = ["birdc", "-s", "${socket}"]
           "netns",
           "exec",
           ns,
-          Deno.execPath(),
-          "run",
-          "-A",
-          "--config",
-          new URL("deno.json", ROOT).pathname,
-          new URL("main.ts", ROOT).pathname,
+          ...mainArgv(),
           "anycast",
           action,
           "--config",

@@ -1,20 +1,12 @@
 /** The command line as an operator meets it: exit codes, one-line errors, help. */
 import assert from "assert";
 import dgram from "node:dgram";
-import { freeTcpPort, freeUdpPort } from "./helpers/edge_time.ts";
-
-const ROOT = new URL("../", import.meta.url);
+import { freeTcpPort, freeUdpPort, mainArgv } from "./helpers/edge_time.ts";
 
 async function cli(args: string[], timeoutMs = 20_000) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--config",
-      new URL("deno.json", ROOT).pathname,
-      new URL("main.ts", ROOT).pathname,
-      ...args,
-    ],
+  const [deno, ...argv] = mainArgv(...args) as [string, ...string[]];
+  const out = await new Deno.Command(deno, {
+    args: argv,
     stdout: "piped",
     stderr: "piped",
     signal: AbortSignal.timeout(timeoutMs),

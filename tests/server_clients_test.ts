@@ -7,8 +7,6 @@ import assert from "assert";
 import { chronyAvailable, chronydMeasure } from "./helpers/chrony.ts";
 import { freeTcpPort, freeUdpPort, startEdgeTime } from "./helpers/edge_time.ts";
 
-const ROOT = new URL("../", import.meta.url);
-
 function config(port: number, driver: string, extra = ""): string {
   return `[server]
 listen = ["127.0.0.1:${port}", "[::1]:${port}"]
@@ -72,29 +70,12 @@ Deno.test({
     const ip = (...a: string[]) => new Deno.Command("ip", { args: a }).outputSync();
     ip("netns", "add", ns);
     ip("-n", ns, "link", "set", "lo", "up");
-    const dir = await Deno.makeTempDir({ prefix: "etq-" });
-    const cfg = `${dir}/edge.toml`;
-    await Deno.writeTextFile(
-      cfg,
+    const et = await startEdgeTime(
       config(123, "ffi").replace(/listen = "127.0.0.1:\d+"/, 'listen = ""'),
+      {
+        netns: ns,
+      },
     );
-    const et = await startEdgeTime("", {
-      binary: "ip",
-      args: [
-        "netns",
-        "exec",
-        ns,
-        Deno.execPath(),
-        "run",
-        "-A",
-        "--config",
-        new URL("deno.json", ROOT).pathname,
-        new URL("main.ts", ROOT).pathname,
-        "run",
-        "--config",
-        cfg,
-      ],
-    });
     try {
       const out = await new Deno.Command("ip", {
         args: ["netns", "exec", ns, "ntpdate", "-q", "127.0.0.1"],
@@ -111,7 +92,6 @@ Deno.test({
     } finally {
       await et.stop();
       ip("netns", "del", ns);
-      await Deno.remove(dir, { recursive: true });
     }
   },
 });

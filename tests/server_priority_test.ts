@@ -22,10 +22,7 @@ Deno.test({
     const port = await freeUdpPort();
     // Started under `nice -n 5` so the main thread's value differs from the
     // workers' whatever this test runner's own nice value is.
-    const dir = await Deno.makeTempDir({ prefix: "edge-nice-" });
-    const cfg = `${dir}/edge.toml`;
-    await Deno.writeTextFile(
-      cfg,
+    const et = await startEdgeTime(
       `[server]
 listen = ["127.0.0.1:${port}"]
 workers = 2
@@ -37,24 +34,8 @@ driftfile = ""
 [status]
 listen = "127.0.0.1:${freeTcpPort()}"
 `,
+      { prefix: ["nice", "-n", "5"] },
     );
-    const root = new URL("../", import.meta.url).pathname;
-    const et = await startEdgeTime("", {
-      binary: "nice",
-      args: [
-        "-n",
-        "5",
-        Deno.execPath(),
-        "run",
-        "-A",
-        "--config",
-        `${root}deno.json`,
-        `${root}main.ts`,
-        "run",
-        "--config",
-        cfg,
-      ],
-    });
     try {
       const nices = await threadNices(et.child.pid);
       const shown = JSON.stringify([...nices]);
@@ -63,7 +44,6 @@ listen = "127.0.0.1:${freeTcpPort()}"
       assert.notEqual(nices.get(et.child.pid), SERVER_NICE, `main thread: ${shown}`);
     } finally {
       await et.stop();
-      await Deno.remove(dir, { recursive: true });
     }
   },
 });

@@ -55,6 +55,21 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** Run the process inside this network namespace (`ip netns exec NS …`). */
   netns?: string;
+  /** Run the process under this command, e.g. `["nice", "-n", "5"]` (after `netns`). */
+  prefix?: string[];
+}
+
+/** argv that runs main.ts of this checkout with `args`: `deno run --allow-all … main.ts ARGS`. */
+export function mainArgv(...args: string[]): string[] {
+  return [
+    Deno.execPath(),
+    "run",
+    "--allow-all",
+    "--config",
+    new URL("deno.json", ROOT).pathname,
+    new URL("main.ts", ROOT).pathname,
+    ...args,
+  ];
 }
 
 /** Writes `toml` to a temp config and runs `edge-time run --config` on it. */
@@ -66,18 +81,13 @@ export async function startEdgeTime(
   const configPath = `${dir}/edge.toml`;
   await Deno.writeTextFile(configPath, toml);
   const args = opts.args ?? ["run", "--config", configPath];
-  // `ip netns exec` execs the program in place, so signals reach it directly.
-  const wrap = (program: string, argv: string[]): [string, string[]] =>
-    opts.netns ? [IP, ["netns", "exec", opts.netns, program, ...argv]] : [program, argv];
-  const denoArgv = [
-    "run",
-    "--allow-all",
-    "--config",
-    new URL("deno.json", ROOT).pathname,
-    new URL("main.ts", ROOT).pathname,
-    ...args,
+  // `ip netns exec` and `nice` exec the program in place, so signals reach it directly.
+  const argvFull = [
+    ...(opts.netns ? [IP, "netns", "exec", opts.netns] : []),
+    ...(opts.prefix ?? []),
+    ...(opts.binary ? [opts.binary, ...args] : mainArgv(...args)),
   ];
-  const [program, argv] = opts.binary ? wrap(opts.binary, args) : wrap(Deno.execPath(), denoArgv);
+  const [program, ...argv] = argvFull as [string, ...string[]];
   const cmd = new Deno.Command(program, {
     args: argv,
     stderr: "piped",
