@@ -1,7 +1,8 @@
 /**
- * `deno task sim [--json] [--seed N] [--duration S] [scenario…]`: runs the
+ * `deno task sim [--json] [--seed N] [--duration S] [--trace S] [scenario…]`: runs the
  * simulation scenarios (lib/sim/scenarios.ts) and prints a table, or with
- * --json one JSON object per line.
+ * --json one JSON object per line; --trace S prints every node's error and
+ * sources every S simulated seconds (how the engine's problems were found).
  */
 import { parseArgs } from "node:util";
 import {
@@ -13,7 +14,12 @@ import {
 
 const { values, positionals } = parseArgs({
   args: Deno.args,
-  options: { json: { type: "boolean" }, seed: { type: "string" }, duration: { type: "string" } },
+  options: {
+    json: { type: "boolean" },
+    seed: { type: "string" },
+    duration: { type: "string" },
+    trace: { type: "string" },
+  },
   allowPositionals: true,
 });
 const names = positionals.length > 0 ? positionals : [...SCENARIOS];
@@ -34,7 +40,13 @@ if (!values.json) {
 }
 for (const n of names as ScenarioName[]) {
   const started = performance.now();
-  const r = runScenario(n, seed, values.duration ? Number(values.duration) : DEFAULT_DURATION[n]);
+  const trace = values.trace ? { every: Number(values.trace), print: console.log } : undefined;
+  const r = runScenario(
+    n,
+    seed,
+    values.duration ? Number(values.duration) : DEFAULT_DURATION[n],
+    trace,
+  );
   if (values.json) {
     console.log(JSON.stringify(r));
     continue;

@@ -92,12 +92,18 @@ function externals(sim: Simulation, errors?: number[]): ReferenceServer[] {
   });
 }
 
-/** Runs `name` for `duration` seconds with `seed`. */
+/** Every `every` simulated seconds, one line per sample: each node's error in µs and its sources. */
+export interface TraceOptions {
+  every: number;
+  print: (line: string) => void;
+}
+
+/** Runs `name` for `duration` seconds with `seed`; `trace` shows the run as it goes. */
 export function runScenario(
   name: ScenarioName,
   seed = 1,
   duration = DEFAULT_DURATION[name],
-  trace = 0,
+  trace?: TraceOptions,
 ): ScenarioResult {
   const sim = new Simulation(seed);
   let measured: EngineNode[] = [];
@@ -185,10 +191,9 @@ export function runScenario(
   sim.run(duration, (t) => {
     times.push(t - T0);
     abs.push(measured.map((n) => n.error(t)));
-    if (trace && (t - T0) % trace === 0) {
-      console.log(
-        (t - T0).toFixed(0),
-        all.map((n) => {
+    if (trace && (t - T0) % trace.every === 0) {
+      trace.print(
+        (t - T0).toFixed(0) + " " + all.map((n) => {
           const r = n.engine.report(n.osc.raw(t));
           const detail = n === all[0]
             ? r.sources.map((s) =>
