@@ -194,7 +194,7 @@ export function runScenario(
     if (trace && (t - T0) % trace.every === 0) {
       trace.print(
         (t - T0).toFixed(0) + " " + all.map((n) => {
-          const r = n.engine.report(n.osc.raw(t));
+          const r = n.engine.report(n.osc.peek(t));
           const detail = n === all[0]
             ? r.sources.map((s) =>
               `${s.tally}${(s.offset_s * 1e6).toFixed(0)}/${s.poll}/${

@@ -60,6 +60,10 @@ class Oscillator {
     }
     return t + this.err;
   }
+  /** Raw time at `t` without advancing the oscillator, so observing (a trace) never changes a run. */
+  peek(t: number): number {
+    return t + this.err + this.freq * Math.max(0, t - this.#t);
+  }
 }
 
 /** Something with an address on the simulated network. */
@@ -158,7 +162,7 @@ export class EngineNode implements Host {
   }
   /** Served minus true time at true time `t`. */
   error(t: number): number {
-    const raw = this.osc.raw(t);
+    const raw = this.osc.peek(t); // measuring must not change the run
     const m = this.clock.model;
     return raw + m.offset + m.freq * (raw - m.epoch) - t;
   }
