@@ -16,26 +16,14 @@ import { loadConfig } from "../lib/config/mod.ts";
 import { EngineDriver } from "../lib/io/engine_driver.ts";
 import { readDrift } from "../lib/io/stats_files.ts";
 import { statsTime } from "../lib/engine/stats.ts";
+import type { StatusSnapshot } from "../lib/status/snapshot.ts";
+import { fetchStatus } from "./helpers/status.ts";
 import { until } from "./helpers/wait.ts";
 
 const skip = chronyAvailable();
 if (skip) console.log(`engine_live_test: skipped: ${skip}`);
 
-interface Status {
-  system: {
-    stratum: number;
-    synchronised: boolean;
-    system_peer: string;
-    refid: string;
-    frequency_ppm: number;
-  };
-  sources: { address: string; reach: number; tally: string; counters?: { received: number } }[];
-}
-
-async function status(port: number): Promise<Status> {
-  const r = await fetch(`http://127.0.0.1:${port}/status`);
-  return await r.json();
-}
+const status = fetchStatus;
 
 function bits(reach: number): number {
   let n = 0;
@@ -138,14 +126,17 @@ Deno.test({
       assert.match(line, /sources \+1 -0 ~0 =1/);
       // Right after the reload: a rebuilt association would show reach 0–1 and 0–1 replies.
       const now = (await status(sport)).sources.find((x) => x.address === A)!;
-      assert.ok(now.counters!.received >= before.counters!.received, JSON.stringify([before, now]));
+      assert.ok(
+        now.counters!.received! >= before.counters!.received!,
+        JSON.stringify([before, now]),
+      );
       // (one poll may be in flight: its shift is not answered yet)
       assert.ok(bits(now.reach) >= bits(before.reach) - 1, `reach ${before.reach} → ${now.reach}`);
       const s = await until("B reachable and A answering on", async () => {
         const s = await status(sport);
         const a = s.sources.find((x) => x.address === A);
         const b = s.sources.find((x) => x.address === B);
-        return b && b.reach > 0 && a && a.counters!.received > now.counters!.received ? s : null;
+        return b && b.reach > 0 && a && a.counters!.received! > now.counters!.received! ? s : null;
       }, 15_000);
       assert.deepEqual(s.sources.map((x) => x.address).sort(), [A, B].sort());
       const a = s.sources.find((x) => x.address === A)!;
@@ -407,7 +398,7 @@ Deno.test({
         if (content !== null) await Deno.writeTextFile(driftfile, content);
         const eport = await freeUdpPort(), sport = freeTcpPort();
         const edge = await startEdgeTime(config({ eport, sport, sources: [silent], driftfile }));
-        let s: Status;
+        let s: StatusSnapshot;
         try {
           await edge.waitForLog(/Driftfile .* starting at 0 ppm/, 5000);
           s = await until("the status page", () => status(sport), 5000);

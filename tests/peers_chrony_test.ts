@@ -13,24 +13,13 @@ import {
   startEdgeTime,
 } from "./helpers/edge_time.ts";
 import { queryServer } from "../lib/io/query_client.ts";
+import { fetchStatus } from "./helpers/status.ts";
 import { until } from "./helpers/wait.ts";
 
 const skip = chronyAvailable();
 if (skip) console.log(`peers_chrony_test: skipped: ${skip}`);
 
-async function status(port: number): Promise<{
-  system: {
-    stratum: number;
-    synchronised: boolean;
-    orphan: boolean;
-    system_peer: string;
-    refid: string;
-  };
-  sources: { address: string; reach: number; tally: string }[];
-}> {
-  const r = await fetch(`http://127.0.0.1:${port}/status`);
-  return await r.json();
-}
+const status = fetchStatus;
 
 function edgeConfig(
   o: { listen: string; status: number; sources: string[]; dir?: string },
