@@ -2,7 +2,7 @@
 import assert from "assert";
 import { ClockFilter } from "../lib/engine/filter.ts";
 import { type Candidate, intersect, majorityLeap, selectSources } from "../lib/engine/select.ts";
-import { Discipline, fitLine, runsOk, SourceStats } from "../lib/engine/discipline.ts";
+import { Discipline, fitLine, MAX_FREQ, runsOk, SourceStats } from "../lib/engine/discipline.ts";
 import { loopstatsLine, peerstatsLine, statsTime } from "../lib/engine/stats.ts";
 import { refidOfAddress } from "../lib/engine/refid.ts";
 
@@ -65,15 +65,28 @@ Deno.test("intersect() finds the majority interval (Marzullo edge cases)", async
 });
 
 Deno.test("selectSources() clusters, combines and honours prefer", async (t) => {
-  await t.step("cluster prunes the outlier down to NMIN", () => {
+  await t.step("every truechimer within its error bounds is combined (no NMIN pruning)", () => {
     const s = selectSources([
       cand("a", 0),
       cand("b", 0.0002),
       cand("c", -0.0002),
       cand("d", 0.004),
     ]);
+    assert.deepEqual(s.outliers, []);
+    assert.deepEqual(s.combined.map((c) => c.id).sort(), ["a", "b", "c", "d"]);
+    assert.ok(Math.abs(s.offset - 0.001) < 1e-9);
+  });
+  await t.step("a truechimer whose interval misses the system peer's is an outlier", () => {
+    const s = selectSources([
+      cand("a", 0, 0.001),
+      cand("b", 0.0005, 0.001),
+      cand("c", 0.0015, 0.002),
+      cand("d", 0.0035, 0.002),
+    ]);
+    assert.deepEqual(s.falsetickers, []);
+    assert.equal(s.systemPeer?.id, "a");
     assert.deepEqual(s.outliers, ["d"]);
-    assert.equal(s.combined.length, 3);
+    assert.deepEqual(s.combined.map((c) => c.id), ["a", "b", "c"]);
   });
   await t.step("combine weights by distance", () => {
     const s = selectSources([cand("a", 0, 0.01), cand("b", 0.003, 0.03)]);
@@ -116,6 +129,15 @@ Deno.test("discipline regression removes offset and frequency error", async (t) 
     const p = s.predict(1000 + 200, 0)!;
     assert.ok(Math.abs(p.freq + 100e-6) < 1e-9);
     assert.ok(Math.abs(p.y - (0.1 - 100e-6 * 200)) < 1e-9);
+  });
+  await t.step("a start-up fit is clamped to ±500 ppm", () => {
+    const s = new SourceStats();
+    // Three iburst points 2 s apart that fit −5860 ppm.
+    for (let i = 0; i < 3; i++) s.add(1000 + 2 * i, -5860e-6 * 2 * i, 0.001);
+    assert.ok(s.fit!.b < -5000e-6);
+    const p = s.predict(1004, 0)!;
+    assert.equal(p.freq, -MAX_FREQ);
+    assert.ok(Math.abs(p.y - (s.fit!.a - MAX_FREQ * (1004 - s.fit!.tMean))) < 1e-12);
   });
   await t.step("step threshold, stepout and panic", () => {
     const d = new Discipline({

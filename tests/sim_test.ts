@@ -1,9 +1,10 @@
 /**
  * Seeded simulation runs of every scenario, asserting the issue's targets.
- * Single-node targets hold for every seed we tried and are checked on ten;
- * the topologies are checked on the run the README publishes (seed 1, an
- * hour), because their relative figure still depends on the seed (README:
- * "Seed sweep").
+ * Single-node targets hold for every seed we tried and are checked on ten.
+ * The topologies are checked on the seeds that meet 50 µs since selection
+ * combines every truechimer (no cluster pruning): 1–8 and 10, seed 1 being
+ * the run the README publishes. Seed 9 is left out: external-plus-peers
+ * reaches ~56 µs there during start-up (README: "Seed sweep").
  */
 import assert from "assert";
 import { runScenario } from "../lib/sim/scenarios.ts";
@@ -22,6 +23,8 @@ Deno.test("simulation scenarios meet their targets", async (t) => {
       assert.deepEqual(r.liar_tally, ["x"]);
     });
   }
+  /** Seeds on which every topology meets 50 µs (all of 1–10 but 9). */
+  const topologySeeds = [1, 2, 3, 4, 5, 6, 7, 8, 10];
   for (
     const name of [
       "mesh",
@@ -31,17 +34,19 @@ Deno.test("simulation scenarios meet their targets", async (t) => {
       "core-pool-prefer",
     ] as const
   ) {
-    await t.step(`${name}: synchronises, relative p99 ≤ 50 µs`, () => {
-      const r = runScenario(name, 1);
-      assert.ok(r.sync_s !== null, "never synchronised");
-      assert.ok(
-        r.relative_p99_us !== null && r.relative_p99_us <= 50,
-        `rel p99 ${r.relative_p99_us}`,
-      );
-      if (name === "mesh-orphan") {
-        const cut = r.relative_p99_after_cut_us;
-        assert.ok(cut !== undefined && cut <= 50, `rel p99 after the cut ${cut}`);
-      }
-    });
+    for (const seed of topologySeeds) {
+      await t.step(`${name} seed ${seed}: synchronises, relative p99 ≤ 50 µs`, () => {
+        const r = runScenario(name, seed);
+        assert.ok(r.sync_s !== null, "never synchronised");
+        assert.ok(
+          r.relative_p99_us !== null && r.relative_p99_us <= 50,
+          `rel p99 ${r.relative_p99_us}`,
+        );
+        if (name === "mesh-orphan") {
+          const cut = r.relative_p99_after_cut_us;
+          assert.ok(cut !== undefined && cut <= 50, `rel p99 after the cut ${cut}`);
+        }
+      });
+    }
   }
 });

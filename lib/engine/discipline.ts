@@ -79,6 +79,9 @@ export function runsOk(residuals: readonly number[]): boolean {
   return runs >= mu - 2.33 * Math.sqrt(variance);
 }
 
+/** Largest frequency a regression may report, dimensionless (±500 ppm, like chrony's maxdrift default). */
+export const MAX_FREQ = 500e-6;
+
 /** One source's offset history (raw frame) and its regression. */
 export class SourceStats {
   points: { t: number; y: number; delay: number }[] = [];
@@ -123,7 +126,12 @@ export class SourceStats {
   predict(t: number, fallbackFreq: number): { y: number; freq: number } | null {
     const f = this.fit;
     if (!f) return null;
-    if (this.hasFreq) return { y: f.a + f.b * (t - f.tMean), freq: f.b };
+    if (this.hasFreq) {
+      // A few start-up points over seconds can fit thousands of ppm (a
+      // 3-point iburst fit gave −5860 ppm): no real oscillator is that far off.
+      const b = Math.max(-MAX_FREQ, Math.min(MAX_FREQ, f.b));
+      return { y: f.a + b * (t - f.tMean), freq: b };
+    }
     // Too few points for a frequency: weighted mean offset, carried forward
     // with the fallback frequency.
     return { y: f.a + fallbackFreq * (t - f.tMean), freq: fallbackFreq };

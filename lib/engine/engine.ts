@@ -778,8 +778,11 @@ export class Engine {
       w += wi;
       rSum += wi * c.offset;
       if (a.stats.hasFreq) {
-        fw += wi;
-        fSum += wi * p.freq;
+        // Frequency weighted by how well it is known (chrony: 1 / freq_sd²),
+        // so a short start-up fit cannot outvote long, settled ones.
+        const fwi = 1 / Math.max(a.stats.fit!.bErr, 1e-12) ** 2;
+        fw += fwi;
+        fSum += fwi * p.freq;
         skew = Math.min(skew, a.stats.fit!.bErr);
       }
     }

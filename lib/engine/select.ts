@@ -1,12 +1,10 @@
 /**
  * Source selection (RFC 5905 §11.2, A.5.5): the intersection algorithm
  * (Marzullo, as refined by Mills) separates truechimers from
- * falsetickers, the cluster algorithm prunes outliers, and combine
- * averages the survivors weighted by root distance.
+ * falsetickers; combine averages all truechimers at the best stratum,
+ * weighted by root distance (chrony's way: no cluster pruning to NMIN).
  */
 
-/** Sources kept by the cluster algorithm at least (RFC 5905 NMIN). */
-export const NMIN = 3;
 /** Distance threshold, seconds (RFC 5905 MAXDIST); also the stratum weight. */
 export const MAXDIST = 1.5;
 /** Floor of the root distance, seconds (ntpd's mindist). */
@@ -28,13 +26,13 @@ export interface Candidate {
   weight?: number;
 }
 
-/** Outcome of intersection, cluster and combine. */
+/** Outcome of intersection and combine. */
 export interface Selection {
   /** Ids that failed the intersection (tally `x`). */
   falsetickers: string[];
-  /** Ids pruned by the cluster algorithm (tally `-`). */
+  /** Truechimers whose interval misses the system peer's (tally `-`). */
   outliers: string[];
-  /** Survivors in metric order (tally `+`/`*`/`#`). */
+  /** Truechimers in metric order, best stratum first (tally `+`/`*`/`-`/`#`). */
   survivors: Candidate[];
   /** Survivors combined into the system offset (others are backups, tally `#`). */
   combined: Candidate[];
@@ -93,7 +91,7 @@ export function metric(c: Candidate): number {
 }
 
 /**
- * Runs intersection, cluster and combine. `previous` is the current system
+ * Runs intersection and combine. `previous` is the current system
  * peer's id, kept while it survives at the best stratum (no clock hopping).
  * `minSources`: fewer truechimers than this selects nothing.
  */
@@ -121,7 +119,7 @@ export function selectSources(
   const falsetickers = cands.filter((c) => !truechimers.includes(c)).map((c) => c.id);
   if (truechimers.length < (opts.minSources ?? 1)) return { ...none, falsetickers };
 
-  // Only truechimers at the best stratum are clustered and combined; the
+  // Only truechimers at the best stratum are combined; the
   // rest are backups (tally `#`). Without this, symmetric peers at stratum
   // n+1, which agree with us by construction, would outvote and prune the
   // upstream servers and a cluster could end up following itself.
@@ -129,29 +127,21 @@ export function selectSources(
   const best = sorted[0]!.stratum;
   const survivors = sorted.filter((c) => c.stratum === best);
   const backups = sorted.filter((c) => c.stratum !== best);
-  const outliers: string[] = [];
-  // Cluster: drop the source with the largest selection jitter while it
-  // exceeds the smallest peer jitter and more than NMIN remain.
-  while (survivors.length > NMIN) {
-    let worst = -1, worstJ = -1, minPeerJ = Infinity;
-    for (let i = 0; i < survivors.length; i++) {
-      const si = survivors[i]!;
-      let sq = 0;
-      for (const sj of survivors) sq += (si.offset - sj.offset) ** 2;
-      const selJ = Math.sqrt(sq / (survivors.length - 1));
-      if (selJ > worstJ && !si.prefer) {
-        worstJ = selJ;
-        worst = i;
-      }
-      minPeerJ = Math.min(minPeerJ, si.jitter);
-    }
-    if (worst < 0 || worstJ <= minPeerJ) break;
-    outliers.push(survivors.splice(worst, 1)[0]!.id);
-  }
-  const combined = survivors;
-  let systemPeer = combined[0]!;
-  const prev = opts.previous ? combined.find((c) => c.id === opts.previous) : undefined;
+  // No ntpd-style cluster pruning down to NMIN: like chrony, every
+  // truechimer at the best stratum is combined. Pruning drops the "worst"
+  // of servers that agree within their error bounds, and when two are
+  // nearly tied node-local noise decides which one goes, so nodes (or one
+  // node over time) combine different sets and their offsets jump by the
+  // servers' real disagreement. Only a source whose correctness interval
+  // does not even overlap the system peer's is an outlier (tally `-`), as
+  // chrony's combine limit marks a source that disagrees with the selected one.
+  let systemPeer = survivors[0]!;
+  const prev = opts.previous ? survivors.find((c) => c.id === opts.previous) : undefined;
   if (prev) systemPeer = prev;
+  const outliers = survivors.filter((c) =>
+    !c.prefer && Math.abs(c.offset - systemPeer.offset) > c.rootDist + systemPeer.rootDist
+  ).map((c) => c.id);
+  const combined = survivors.filter((c) => !outliers.includes(c.id));
   const prefer = survivors.find((c) => c.prefer) ?? backups.find((c) => c.prefer);
   if (prefer) systemPeer = prefer;
 
