@@ -2,7 +2,14 @@
 import assert from "assert";
 import { ClockFilter } from "../lib/engine/filter.ts";
 import { type Candidate, intersect, majorityLeap, selectSources } from "../lib/engine/select.ts";
-import { Discipline, fitLine, MAX_FREQ, runsOk, SourceStats } from "../lib/engine/discipline.ts";
+import {
+  combineFrequencies,
+  Discipline,
+  fitLine,
+  MAX_FREQ,
+  runsOk,
+  SourceStats,
+} from "../lib/engine/discipline.ts";
 import { loopstatsLine, peerstatsLine, statsTime } from "../lib/engine/stats.ts";
 import { refidOfAddress } from "../lib/engine/refid.ts";
 
@@ -185,4 +192,20 @@ Deno.test("refidOfAddress() is the IPv4 address or MD5 of the IPv6 address", () 
   // md5(::1 as 16 bytes) starts with 0x4a3b…? computed once, fixed here as a regression value.
   const v6 = refidOfAddress("::1");
   assert.ok(v6 > 0 && v6 !== refidOfAddress("::2"));
+});
+
+Deno.test("combineFrequencies() weights each estimate by 1/err², so a settled fit outvotes a fresh one", async (t) => {
+  await t.step("a ±50 ppm start-up fit barely moves a 1 ppm-known estimate", () => {
+    const r = combineFrequencies([{ freq: 10e-6, err: 1e-6 }, { freq: -200e-6, err: 50e-6 }]);
+    assert.ok(r !== null);
+    assert.ok(Math.abs(r.freq - 10e-6) < 0.2e-6, `freq ${r.freq}`);
+    assert.equal(r.skew, 1e-6);
+  });
+  await t.step("equal errors give the plain mean", () => {
+    const r = combineFrequencies([{ freq: 1e-6, err: 2e-6 }, { freq: 3e-6, err: 2e-6 }]);
+    assert.ok(r !== null && Math.abs(r.freq - 2e-6) < 1e-12);
+  });
+  await t.step("no estimates, no frequency", () => {
+    assert.equal(combineFrequencies([]), null);
+  });
 });

@@ -207,3 +207,28 @@ export class Discipline {
     return { kind, offset };
   }
 }
+
+/** One source's frequency (s/s) and the standard error of its regression slope. */
+export interface FrequencyEstimate {
+  freq: number;
+  err: number;
+}
+
+/**
+ * Combines the sources' frequency estimates, each weighted by 1/err² (as
+ * chrony weights by 1/freq_sd²), so a short start-up fit cannot outvote
+ * long, settled ones. `skew` is the smallest error. Null without estimates.
+ */
+export function combineFrequencies(
+  estimates: FrequencyEstimate[],
+): { freq: number; skew: number } | null {
+  if (estimates.length === 0) return null;
+  let w = 0, sum = 0, skew = Infinity;
+  for (const e of estimates) {
+    const wi = 1 / Math.max(e.err, 1e-12) ** 2;
+    w += wi;
+    sum += wi * e.freq;
+    skew = Math.min(skew, e.err);
+  }
+  return { freq: sum / w, skew };
+}

@@ -13,7 +13,7 @@ import { Leap, Mode, type NtpPacket, parsePacket } from "../ntp/packet.ts";
 import type { NtpTimestamp } from "../ntp/timestamp.ts";
 import { MAXSTRAT, PHI, type SystemState, unsyncedState } from "../ntp/system_state.ts";
 import { type Clock, correctionValue } from "./clock.ts";
-import { Discipline } from "./discipline.ts";
+import { combineFrequencies, Discipline, type FrequencyEstimate } from "./discipline.ts";
 import type { Sample } from "./filter.ts";
 import { canonicalIp, refidOfAddress } from "./refid.ts";
 import type { EngineCounters, EngineReport, SourceReport, Tally } from "./report.ts";
@@ -768,7 +768,8 @@ export class Engine {
     // A fresh sample from any combined source drives the discipline: the
     // combined regression prediction becomes the new correction.
     const modelFreq = this.discipline.freq;
-    let w = 0, rSum = 0, fw = 0, fSum = 0, skew = Infinity, newest = -Infinity;
+    let w = 0, rSum = 0, newest = -Infinity;
+    const freqs: FrequencyEstimate[] = [];
     for (const c of sel.combined) {
       const a = this.associations.get(c.id)!;
       const p = a.stats.predict(now, modelFreq);
@@ -777,15 +778,9 @@ export class Engine {
       const wi = c.weight ?? 1 / c.rootDist;
       w += wi;
       rSum += wi * c.offset;
-      if (a.stats.hasFreq) {
-        // Frequency weighted by how well it is known (chrony: 1 / freq_sd²),
-        // so a short start-up fit cannot outvote long, settled ones.
-        const fwi = 1 / Math.max(a.stats.fit!.bErr, 1e-12) ** 2;
-        fw += fwi;
-        fSum += fwi * p.freq;
-        skew = Math.min(skew, a.stats.fit!.bErr);
-      }
+      if (a.stats.hasFreq) freqs.push({ freq: p.freq, err: a.stats.fit!.bErr });
     }
+    const combinedFreq = combineFrequencies(freqs);
     let offset = w > 0 ? rSum / w : 0;
     const pull = this.#peerPull(sel);
     const bound = PULL_BOUND * sel.combined.reduce((m, c) => m + c.jitter, 0) /
@@ -821,9 +816,9 @@ export class Engine {
       ? Math.max(-bound, Math.min(bound, PEER_PULL * pull.offset))
       : offset;
     const y = correctionValue(this.discipline.model, now) + nudge;
-    const freq = freshPull ? modelFreq : fw > 0 ? fSum / fw : modelFreq;
+    const freq = freshPull ? modelFreq : combinedFreq?.freq ?? modelFreq;
     const prevUpdate = this.discipline.lastUpdate;
-    const res = this.discipline.update(now, y, freq, Number.isFinite(skew) ? skew : 1e-5);
+    const res = this.discipline.update(now, y, freq, combinedFreq?.skew ?? 1e-5);
     if (res.kind === "panic") {
       this.counters.panic++;
       this.#log(
