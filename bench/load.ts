@@ -16,7 +16,7 @@
  */
 import { parseArgs } from "cli";
 import { freeTcpPort, freeUdpPort, startEdgeTime } from "../tests/helpers/edge_time.ts";
-import { buildNtpload } from "../tests/helpers/ntpload.ts";
+import { buildNtpload, loadTargetToml } from "../tests/helpers/ntpload.ts";
 
 const HELP = `Usage: deno task bench [--workers N] [--rate R] [--json] [options]
 
@@ -229,17 +229,7 @@ async function startEdge(workers: number): Promise<
   const port = await freeUdpPort();
   const statusPort = freeTcpPort();
   const et = await startEdgeTime(
-    `
-[server]
-listen = ["127.0.0.1:${port}"]
-workers = ${workers}
-local_stratum = 8
-rate_limit = { interval_s = 0 }
-[clock]
-control = false
-[status]
-listen = "127.0.0.1:${statusPort}"
-`,
+    loadTargetToml(port, statusPort, workers),
     { readyPattern: /Serving NTP on/ },
   );
   const status = await (await fetch(`http://127.0.0.1:${statusPort}/status`)).json();

@@ -16,7 +16,7 @@
  */
 import { parseArgs } from "node:util";
 import { freeTcpPort, freeUdpPort, startEdgeTime } from "../tests/helpers/edge_time.ts";
-import { buildNtpload } from "../tests/helpers/ntpload.ts";
+import { buildNtpload, loadTargetToml } from "../tests/helpers/ntpload.ts";
 
 const HELP = `Usage: deno run -A bench/status_impact.ts [--workers N] [--seconds S] [--runs N]
                                               [--scrape-rate R] [--json]
@@ -153,17 +153,7 @@ async function main(): Promise<number> {
   const bin = await buildNtpload();
   const port = await freeUdpPort();
   const statusPort = freeTcpPort();
-  const et = await startEdgeTime(`
-[server]
-listen = ["127.0.0.1:${port}"]
-workers = ${workers}
-local_stratum = 8
-rate_limit = { interval_s = 0 }
-[clock]
-control = false
-[status]
-listen = "127.0.0.1:${statusPort}"
-`);
+  const et = await startEdgeTime(loadTargetToml(port, statusPort, workers));
   const log = (m: string) => values.json || console.error(m);
   const base: number[] = [], scraped: number[] = [];
   const scrapes: { rate: number; ok: number; sent: number }[] = [];

@@ -5,30 +5,16 @@ import {
   keepTransition,
   MAX_TRANSITIONS,
 } from "../lib/anycast/health.ts";
-import type { QueryResult } from "../lib/ntp/query.ts";
 import type { HealthInputs } from "../lib/anycast/health.ts";
+import { queryReply } from "./helpers/fixtures.ts";
 
-const reply = (over: Partial<QueryResult> = {}): QueryResult => ({
-  offset: 0.0001,
-  delay: 0.0002,
-  stratum: 8,
-  refid: "LOCL",
-  leap: 0,
-  version: 4,
-  poll: 0,
-  precision: -20,
-  rootDelay: 0,
-  rootDisp: 0,
-  kiss: "",
-  ...over,
-});
 const good: HealthInputs = {
   synchronised: true,
   localStratum: 0,
   leap: 0,
   offsetS: 0.001,
   drain: false,
-  selfQuery: reply(),
+  selfQuery: queryReply(),
 };
 const opts = { maxOffsetMs: 10 };
 
@@ -48,10 +34,14 @@ Deno.test("healthReason() is empty only for good time", async (t) => {
       { selfQuery: "no reply from 192.0.2.123:123 within 400 ms" },
       /self-query: no reply/,
     ],
-    ["self-query KoD", { selfQuery: reply({ kiss: "RATE", stratum: 0 }) }, /kiss-o'-death RATE/],
+    [
+      "self-query KoD",
+      { selfQuery: queryReply({ kiss: "RATE", stratum: 0 }) },
+      /kiss-o'-death RATE/,
+    ],
     [
       "self-query unsynchronised",
-      { selfQuery: reply({ stratum: 0, leap: 3 }) },
+      { selfQuery: queryReply({ stratum: 0, leap: 3 }) },
       /server unsynchronised/,
     ],
   ];

@@ -8,6 +8,7 @@ import { defaultConfig } from "../lib/config/mod.ts";
 import { type CommandResult, FakeCommandRunner, FakeFileStore } from "../lib/io/command_runner.ts";
 import { type AnycastConfig, AnycastRuntime, planOneShot } from "../lib/anycast/runtime.ts";
 import type { QueryResult } from "../lib/ntp/query.ts";
+import { queryReply } from "./helpers/fixtures.ts";
 
 const INCLUDE = "/etc/bird/edge-time-anycast.conf";
 const ok = (stdout = ""): CommandResult => ({ code: 0, stdout, stderr: "" });
@@ -88,21 +89,6 @@ class FakeHost {
   }
 }
 
-const reply = (over: Partial<QueryResult> = {}): QueryResult => ({
-  offset: 0.0001,
-  delay: 0.0002,
-  stratum: 8,
-  refid: "LOCL",
-  leap: 0,
-  version: 4,
-  poll: 0,
-  precision: -20,
-  rootDelay: 0,
-  rootDisp: 0,
-  kiss: "",
-  ...over,
-});
-
 function setup(over: (c: AnycastConfig) => void) {
   const cfg = defaultConfig().anycast;
   cfg.mode = "node";
@@ -138,7 +124,7 @@ function setup(over: (c: AnycastConfig) => void) {
     runner: host.runner,
     files,
     query: (h) => {
-      const a = answers.get(h) ?? reply();
+      const a = answers.get(h) ?? queryReply();
       return typeof a === "string" ? Promise.reject(new Error(a)) : Promise.resolve(a);
     },
   });
@@ -330,7 +316,7 @@ Deno.test("AnycastRuntime router mode keeps the ECMP route on the healthy nodes"
     );
   });
   await t.step("a node with bad time leaves too", async () => {
-    answers.set("10.0.2.2", reply({ offset: 0.5 }));
+    answers.set("10.0.2.2", queryReply({ offset: 0.5 }));
     await rt.tick();
     await rt.tick();
     assert.deepEqual(host.route, ["10.0.1.2"]);
@@ -350,7 +336,7 @@ Deno.test("AnycastRuntime router mode keeps the ECMP route on the healthy nodes"
     assert.deepEqual(host.hash, ["1", "1"]);
   });
   await t.step("no node healthy: the route is removed", async () => {
-    answers.set("10.0.1.2", reply({ leap: 3, stratum: 16 }));
+    answers.set("10.0.1.2", queryReply({ leap: 3, stratum: 16 }));
     await rt.tick();
     await rt.tick();
     assert.equal(host.route, null);
@@ -370,7 +356,7 @@ Deno.test("AnycastRuntime router mode keeps the ECMP route on the healthy nodes"
 Deno.test("planOneShot() plans apply and withdraw for the CLI", async (t) => {
   await t.step("node apply: address missing → hold it first, announce next time", async () => {
     const { cfg, host, files } = setup(() => {});
-    const io = { runner: host.runner, files, query: () => Promise.resolve(reply()) };
+    const io = { runner: host.runner, files, query: () => Promise.resolve(queryReply()) };
     const p = await planOneShot(cfg, io, { kind: "apply", selfPort: 123 });
     assert.ok(typeof p !== "string");
     assert.match(p.notes[0]!, /not on lo yet/);
@@ -379,7 +365,7 @@ Deno.test("planOneShot() plans apply and withdraw for the CLI", async (t) => {
   await t.step("router withdraw removes the route", async () => {
     const { cfg, host, files } = setup((c) => c.mode = "router");
     host.route = ["10.0.1.2"];
-    const io = { runner: host.runner, files, query: () => Promise.resolve(reply()) };
+    const io = { runner: host.runner, files, query: () => Promise.resolve(queryReply()) };
     const p = await planOneShot(cfg, io, { kind: "withdraw", selfPort: 123 });
     assert.ok(typeof p !== "string");
     assert.deepEqual(p.actions.map((a) => a.kind === "run" && a.argv.join(" ")), [

@@ -23,8 +23,6 @@ import { until } from "./helpers/wait.ts";
 const skip = chronyAvailable();
 if (skip) console.log(`engine_live_test: skipped: ${skip}`);
 
-const status = fetchStatus;
-
 function bits(reach: number): number {
   let n = 0;
   for (let r = reach; r; r >>= 1) n += r & 1;
@@ -84,7 +82,7 @@ function watchSync(sport: number): { stop(): Promise<number> } {
   let running = true, unsynced = 0;
   const loop = (async () => {
     while (running) {
-      const s = await status(sport).catch(() => null);
+      const s = await fetchStatus(sport).catch(() => null);
       if (s && !s.system.synchronised) unsynced++;
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -113,7 +111,7 @@ Deno.test({
     edge = await startEdgeTime(config({ eport, sport, sources: [pa] }));
     const e = edge;
     const before = await until("following A with reach of 4+ polls", async () => {
-      const s = await status(sport);
+      const s = await fetchStatus(sport);
       const a = s.sources.find((x) => x.address === A);
       return s.system.stratum === 9 && s.system.system_peer === A && a && bits(a.reach) >= 4
         ? a
@@ -125,7 +123,7 @@ Deno.test({
       const line = await reload(e, config({ eport, sport, sources: [pa, pb] }));
       assert.match(line, /sources \+1 -0 ~0 =1/);
       // Right after the reload: a rebuilt association would show reach 0–1 and 0–1 replies.
-      const now = (await status(sport)).sources.find((x) => x.address === A)!;
+      const now = (await fetchStatus(sport)).sources.find((x) => x.address === A)!;
       assert.ok(
         now.counters!.received! >= before.counters!.received!,
         JSON.stringify([before, now]),
@@ -133,7 +131,7 @@ Deno.test({
       // (one poll may be in flight: its shift is not answered yet)
       assert.ok(bits(now.reach) >= bits(before.reach) - 1, `reach ${before.reach} → ${now.reach}`);
       const s = await until("B reachable and A answering on", async () => {
-        const s = await status(sport);
+        const s = await fetchStatus(sport);
         const a = s.sources.find((x) => x.address === A);
         const b = s.sources.find((x) => x.address === B);
         return b && b.reach > 0 && a && a.counters!.received! > now.counters!.received! ? s : null;
@@ -149,7 +147,7 @@ Deno.test({
       const line = await reload(e, config({ eport, sport, sources: [pb] }));
       assert.match(line, /sources \+0 -1 ~0 =1/);
       const s = await until("B as system peer", async () => {
-        const s = await status(sport);
+        const s = await fetchStatus(sport);
         return s.system.system_peer === B ? s : null;
       }, 15_000);
       assert.deepEqual(s.sources.map((x) => x.address), [B]);
@@ -163,7 +161,7 @@ Deno.test({
       await reload(e, config({ eport, sport, sources: [], localStratum: 10 }));
       await e.waitForLog(/No sources left: peer engine stopped/, 5000);
       const s = await until("stratum 10", async () => {
-        const s = await status(sport);
+        const s = await fetchStatus(sport);
         return s.system.stratum === 10 ? s : null;
       }, 5000);
       assert.deepEqual(s.sources, []);
@@ -174,7 +172,7 @@ Deno.test({
       await reload(e, config({ eport, sport, sources: [pa], localStratum: 10 }));
       await e.waitForLog(/starting the peer engine/, 5000);
       await until("following A again", async () => {
-        const s = await status(sport);
+        const s = await fetchStatus(sport);
         return s.system.stratum === 9 && s.system.system_peer === A ? s : null;
       }, 20_000);
       // The local_stratum refresh timer must not overwrite the engine's state.
@@ -318,7 +316,7 @@ Deno.test({
       await edge.waitForLog(/Frequency 12\.345 ppm from .*drift/, 5000);
       // chronyd runs on the same kernel clock: the true frequency correction is ~0.
       const s = await until("the frequency estimate to move off 12.345 ppm", async () => {
-        const s = await status(sport);
+        const s = await fetchStatus(sport);
         return s.system.synchronised && Math.abs(s.system.frequency_ppm - 12.345) > 1 ? s : null;
       }, 30_000);
       atStop = s.system.frequency_ppm;
@@ -334,7 +332,7 @@ Deno.test({
     await t.step("a restart starts from the written frequency", async () => {
       edge = await startEdgeTime(config({ eport, sport, sources: [pa], driftfile }));
       const line = await edge.waitForLog(/Frequency -?\d+\.\d{3} ppm from/, 5000);
-      await until("the status page", () => status(sport), 5000); // (signal handlers are set)
+      await until("the status page", () => fetchStatus(sport), 5000); // (signal handlers are set)
       const stopped = edge.stop();
       assert.ok(line.includes(`Frequency ${atStop.toFixed(3)} ppm`), line);
       assert.equal(await stopped, 0);
@@ -401,7 +399,7 @@ Deno.test({
         let s: StatusSnapshot;
         try {
           await edge.waitForLog(/Driftfile .* starting at 0 ppm/, 5000);
-          s = await until("the status page", () => status(sport), 5000);
+          s = await until("the status page", () => fetchStatus(sport), 5000);
         } catch (e) {
           await edge.stop();
           throw e;

@@ -5,7 +5,8 @@
  */
 import assert from "assert";
 import { VirtualClock } from "../lib/engine/clock.ts";
-import { type Action, Engine, type EngineOptions } from "../lib/engine/engine.ts";
+import { type Action, Engine } from "../lib/engine/engine.ts";
+import { engineOptions } from "./helpers/fixtures.ts";
 import { Leap, Mode, type NtpPacket, parsePacket, serializePacket } from "../lib/ntp/packet.ts";
 import { fromUnixSeconds, toUnixSeconds } from "../lib/ntp/timestamp.ts";
 
@@ -17,26 +18,15 @@ const LATE = 0.002;
 const D = 0.0001;
 
 function engine(confirmSends: boolean): Engine {
-  const o: EngineOptions = {
-    sources: [{
-      address: PEER,
-      kind: "peer",
-      iburst: false,
-      prefer: false,
-      minPoll: 4,
-      maxPoll: 6,
-      maxSources: 1,
-    }],
-    stepThreshold: 0.128,
-    panicThreshold: 1000,
-    orphanStratum: 7,
-    orphanWait: 10,
-    minSources: 1,
-    precision: -20,
-    localRefid: 0x0a000001,
-    driftPpm: null,
-    confirmSends,
-  };
+  const o = engineOptions([{
+    address: PEER,
+    kind: "peer",
+    iburst: false,
+    prefer: false,
+    minPoll: 4,
+    maxPoll: 6,
+    maxSources: 1,
+  }], { confirmSends });
   return new Engine(o, new VirtualClock(), T);
 }
 

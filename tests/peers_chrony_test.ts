@@ -19,8 +19,6 @@ import { until } from "./helpers/wait.ts";
 const skip = chronyAvailable();
 if (skip) console.log(`peers_chrony_test: skipped: ${skip}`);
 
-const status = fetchStatus;
-
 function edgeConfig(
   o: { listen: string; status: number; sources: string[]; dir?: string },
 ): string {
@@ -63,7 +61,7 @@ Deno.test({
       ],
     }));
     const st = await until("stratum 9", async () => {
-      const s = await status(sport);
+      const s = await fetchStatus(sport);
       return s.system.stratum === 9 && s.system.synchronised ? s : null;
     }, 20_000);
     assert.equal(st.sources[0]?.tally, "*");
@@ -185,7 +183,7 @@ Deno.test({
       const mid = offsets[Math.floor(offsets.length / 2)];
       console.log(`chronyd: our offset, µs: ${offsets.map((o) => (o * 1e6).toFixed(1)).join(" ")}`);
       assert.ok(mid !== undefined && Math.abs(mid) < 200e-6, `chronyd sees us at ${mid} s`);
-      const s = await status(sport);
+      const s = await fetchStatus(sport);
       assert.ok(s.system.orphan && s.system.stratum === 7, JSON.stringify(s.system));
       const p = s.sources.find((x) => x.address === `127.0.0.1:${cport}`);
       assert.ok(p && bits(p.reach) >= 3, `our reach for chronyd: ${JSON.stringify(p)}`);
@@ -198,7 +196,7 @@ Deno.test({
     // rightly, takes no samples (`=?`): a loop guard, not a failure to reach.
     await run(0, async (chrony, sport, cport) => {
       const st = await until("following chronyd", async () => {
-        const s = await status(sport);
+        const s = await fetchStatus(sport);
         return s.system.stratum === 9 && s.system.system_peer === `127.0.0.1:${cport}` ? s : null;
       }, 20_000);
       assert.equal(st.sources[0]?.tally, "*");
@@ -238,7 +236,7 @@ Deno.test({
       );
     }
     const all = await until("one orphan parent", async () => {
-      const ss = await Promise.all(sports.map(status));
+      const ss = await Promise.all(sports.map(fetchStatus));
       const parents = ss.filter((s) => s.system.stratum === 7);
       const children = ss.filter((s) =>
         s.system.stratum === 8 && s.system.system_peer.startsWith("127.0.0.2:")

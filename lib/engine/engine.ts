@@ -553,14 +553,8 @@ export class Engine {
     rootDisp: number;
   } {
     if (!this.#synced) {
-      return {
-        leap: Leap.unsync,
-        stratum: MAXSTRAT,
-        refid: 0,
-        refTime: 0,
-        rootDelay: 0,
-        rootDisp: 0,
-      };
+      const { leap, stratum, refid, refTime, rootDelay, rootDisp } = unsyncedState(0);
+      return { leap, stratum, refid, refTime, rootDelay, rootDisp };
     }
     return {
       leap: this.#leap,

@@ -66,3 +66,22 @@ export async function runNtpload(
     );
   }
 }
+
+/**
+ * Config of the edge-time that load benchmarks measure: local stratum 8
+ * (no upstream needed), no rate limit (one client address sends
+ * everything, and chrony has no limit by default), virtual clock.
+ */
+export function loadTargetToml(port: number, statusPort: number, workers: number): string {
+  return `
+[server]
+listen = ["127.0.0.1:${port}"]
+workers = ${workers}
+local_stratum = 8
+rate_limit = { interval_s = 0 }
+[clock]
+control = false
+[status]
+listen = "127.0.0.1:${statusPort}"
+`;
+}
