@@ -16,7 +16,13 @@
  */
 import { parseArgs } from "cli";
 import { freeTcpPort, freeUdpPort, startEdgeTime } from "../tests/helpers/edge_time.ts";
-import { buildNtpload, loadTargetToml } from "../tests/helpers/ntpload.ts";
+import {
+  buildC,
+  buildNtpload,
+  findMaxRate,
+  loadTargetToml,
+  ntploadJson,
+} from "../tests/helpers/ntpload.ts";
 
 const HELP = `Usage: deno task bench [--workers N] [--rate R] [--json] [options]
 
@@ -24,9 +30,10 @@ Benchmarks edge-time against chronyd (local stratum 8) on loopback.
   --workers N   edge-time server workers (default 1; 0 = one per core)
   --rate R      fixed-rate step, requests per second (default 40000)
   --seconds S   seconds per ntpload step (default 2; fixed runs take S+1)
-  --ramps N     ramps per server, best kept (default 2)
-  --runs N      fixed-rate runs per server, median shown (default 5)
+  --ramps N     max-rate searches per server, best kept (default 2)
+  --runs N      fixed-rate runs per server, median shown (default 9)
   --sockets N   ntpload source sockets (default 16)
+  --no-floor    skip the max rate of bench/floor.c, a minimal C server
   --json        print one JSON object instead of a table
 Environment: NTPLOAD_SRC overrides the path of ntpload.c.`;
 
@@ -67,26 +74,9 @@ async function run(cmd: string, args: string[]): Promise<string> {
   return text;
 }
 
-function parseLines(text: string): Record<string, number>[] {
-  return text.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
-}
-
-async function ntpload(
-  bin: string,
-  port: number,
-  args: string[],
-): Promise<Record<string, number>[]> {
-  // Exit code 1 means nothing was answered: that is a result too.
-  const out = await new Deno.Command(bin, {
-    args: ["-p", String(port), "--json", ...args, "127.0.0.1"],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const lines = parseLines(new TextDecoder().decode(out.stdout));
-  if (lines.length === 0) {
-    throw new Error(`ntpload ${args.join(" ")}: ${new TextDecoder().decode(out.stderr).trim()}`);
-  }
-  return lines;
+/** ntpload against 127.0.0.1:port with `args`; every JSON line it printed. */
+function ntpload(bin: string, port: number, args: string[]): Promise<Record<string, number>[]> {
+  return ntploadJson(bin, ["-p", String(port), ...args, "127.0.0.1"]);
 }
 
 function rssMb(pid: number, field = "VmRSS"): number {
@@ -173,12 +163,20 @@ function summary(t: Target): ServerResult {
 /**
  * Loads both servers in turns (A, B, A, B …), so that a slow moment of a
  * shared machine does not fall on one server only: capacity is the best
- * ramp of each, accuracy the median of its fixed-rate runs.
+ * max-rate search of each, accuracy the median of its fixed-rate runs.
+ * The C floor, if any, gets its max-rate searches in the same turns.
  */
 async function measureBoth(
   bin: string,
   targets: Target[],
-  o: { rate: number; seconds: number; ramps: number; fixedRuns: number; sockets: number },
+  o: {
+    rate: number;
+    seconds: number;
+    ramps: number;
+    fixedRuns: number;
+    sockets: number;
+    floor: { port: number; max: number[] } | null;
+  },
   log: (s: string) => void,
 ): Promise<void> {
   const s = ["-s", String(o.sockets)];
@@ -187,19 +185,14 @@ async function measureBoth(
   try {
     for (let i = 0; i < o.ramps; i++) {
       for (const t of targets) {
-        log(`  ramp ${i + 1}/${o.ramps} on port ${t.port}`);
-        const out = await ntpload(bin, t.port, [
-          "--ramp",
-          "-r",
-          "25000",
-          "-d",
-          String(o.seconds),
-          ...s,
-        ]);
-        t.ramps.push({
-          max: out.find((r) => "max_rate_answered" in r)?.max_rate_answered ?? 0,
-          steps: out.filter((r) => "rate" in r) as unknown as Step[],
-        });
+        log(`  max rate ${i + 1}/${o.ramps} on port ${t.port}`);
+        t.ramps.push(await findMaxRate(bin, t.port, { seconds: o.seconds, sockets: o.sockets }));
+      }
+      if (o.floor) {
+        log(`  max rate ${i + 1}/${o.ramps} of the C floor on port ${o.floor.port}`);
+        o.floor.max.push(
+          (await findMaxRate(bin, o.floor.port, { seconds: o.seconds, sockets: o.sockets })).max,
+        );
       }
     }
     for (let i = 0; i < o.fixedRuns; i++) {
@@ -230,7 +223,7 @@ async function startEdge(workers: number): Promise<
   const statusPort = freeTcpPort();
   const et = await startEdgeTime(
     loadTargetToml(port, statusPort, workers),
-    { readyPattern: /Serving NTP on/ },
+    { readyPattern: /Start-up code pages|Serving NTP on/, deno: await privateDeno() },
   );
   const status = await (await fetch(`http://127.0.0.1:${statusPort}/status`)).json();
   return {
@@ -238,6 +231,39 @@ async function startEdge(workers: number): Promise<
     pid: et.child.pid,
     driver: `${status.driver}, ${status.workers} worker(s)`,
     stop: () => et.stop(),
+  };
+}
+
+/**
+ * A copy of this deno for edge-time alone, as the compiled appliance has
+ * its own executable: the kernel keeps the pages of an executable that
+ * another process (this bench) maps too, so a shared one would not show
+ * the start-up trim (lib/io/memory.ts) in edge-time's RSS.
+ */
+async function privateDeno(): Promise<string> {
+  const path = new URL("out/deno-edge-time", import.meta.url).pathname;
+  const have = await Deno.stat(path).catch(() => null);
+  if (have?.size !== (await Deno.stat(Deno.execPath())).size) {
+    await Deno.copyFile(Deno.execPath(), `${path}.tmp`);
+    await Deno.rename(`${path}.tmp`, path);
+  }
+  return path;
+}
+
+/** bench/floor.c on a free loopback port: the least one thread can do to answer. */
+async function startFloor(): Promise<{ port: number; stop: () => Promise<void> }> {
+  const bin = await buildC(new URL("floor.c", import.meta.url).pathname, "floor");
+  const port = await freeUdpPort();
+  const child = new Deno.Command(bin, { args: [String(port)], stdout: "null", stderr: "piped" })
+    .spawn();
+  return {
+    port,
+    stop: async () => {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* gone */ }
+      await child.output();
+    },
   };
 }
 
@@ -293,8 +319,9 @@ async function main(): Promise<number> {
       rate: { type: "string", default: "40000" },
       seconds: { type: "string", default: "2" },
       ramps: { type: "string", default: "2" },
-      runs: { type: "string", default: "5" },
+      runs: { type: "string", default: "9" },
       sockets: { type: "string", default: "16" },
+      "no-floor": { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -321,9 +348,12 @@ async function main(): Promise<number> {
   log(`starting edge-time (${workers} worker(s)) and chronyd ...`);
   const edge = await startEdge(workers);
   let chrony: Awaited<ReturnType<typeof startChrony>> | null = null;
+  let floor: Awaited<ReturnType<typeof startFloor>> | null = null;
+  const floorMax: number[] = [];
   const targets: Target[] = [];
   try {
     chrony = await startChrony(bin);
+    if (!values["no-floor"]) floor = await startFloor();
     targets.push(
       {
         port: edge.port,
@@ -349,11 +379,14 @@ async function main(): Promise<number> {
       ramps: Number(values.ramps),
       fixedRuns: Number(values.runs),
       sockets: Number(values.sockets),
+      floor: floor && { port: floor.port, max: floorMax },
     }, log);
   } finally {
     await edge.stop();
     await chrony?.stop();
+    await floor?.stop();
   }
+  const floorBest = floorMax.length ? Math.max(...floorMax) : NaN;
   const et = { ...summary(targets[0]!), driver: edge.driver };
   const ch = { ...summary(targets[1]!), version: chrony!.version };
 
@@ -367,8 +400,12 @@ async function main(): Promise<number> {
     ntpload: { sockets: Number(values.sockets), seconds_per_step: seconds },
     edge_time: et,
     chrony: ch,
+    /** bench/floor.c: the least work one thread can do per request, under the same load. */
+    floor: { max_rate: floorBest, max_rate_runs: floorMax },
     ratios: {
       throughput: ratio(et.max_rate, ch.max_rate),
+      floor_throughput: ratio(floorBest, ch.max_rate),
+      edge_time_of_floor: ratio(et.max_rate, floorBest),
       offset_p99: ratio(et.offset_p99_median_us, ch.offset_p99_median_us),
       rss: ratio(et.rss_mb, ch.rss_mb),
     },
@@ -448,6 +485,13 @@ async function main(): Promise<number> {
   console.log(line(["", "edge-time", "chrony", "ratio"]));
   console.log(`|${"-".repeat(w0 + 2)}|${"-".repeat(14)}|${"-".repeat(14)}|${"-".repeat(8)}|`);
   for (const r of rows) console.log(line(r));
+  if (floorMax.length) {
+    console.log(
+      `floor (bench/floor.c, one thread, no checks): max ${floorMax.map((r) => fmt(r)).join(" ")}` +
+        ` req/s = ${fmt(result.ratios.floor_throughput, 2)}x chrony; edge-time reaches ` +
+        `${fmt(result.ratios.edge_time_of_floor, 2)} of it`,
+    );
+  }
   const t = result.targets;
   console.log(
     `targets: throughput >= 1.5x chrony: ${t.throughput_ge_1_5x ? "met" : "NOT met"}; ` +

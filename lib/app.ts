@@ -16,6 +16,8 @@ import {
 } from "./ntp/system_state.ts";
 import type { EngineReport } from "./engine/report.ts";
 import { EngineDriver } from "./io/engine_driver.ts";
+import { dropExecutablePages } from "./io/memory.ts";
+import { probeLibc } from "./io/libc.ts";
 import {
   SAMPLE_INTERVAL_S,
   startStatusServer,
@@ -97,6 +99,17 @@ function within(p: Promise<unknown>, ms: number): Promise<boolean> {
     p.then(() => true, () => true),
     new Promise<boolean>((r) => t = setTimeout(() => r(false), ms)),
   ]).finally(() => clearTimeout(t));
+}
+
+/** Start-up is over: hand back the executable's pages it alone needed (lib/io/memory.ts). */
+function trimStartupMemory(): void {
+  if (Deno.build.os !== "linux" || probeLibc() !== null) return;
+  const r = dropExecutablePages();
+  const mb = (b: number) => (b / 1048576).toFixed(1);
+  if (r.error) logger("app").debug(`Start-up pages kept: ${r.error}`);
+  else {logger("app").info(
+      `Start-up code pages given back: RSS ${mb(r.before)} -> ${mb(r.after)} MB`,
+    );}
 }
 
 export async function runApp(config: Config, configPath: string | null): Promise<number> {
@@ -355,6 +368,7 @@ export async function runApp(config: Config, configPath: string | null): Promise
   const onHup = () => reloading = reloading.then(reload).catch((e) => log.error(message(e)));
   Deno.removeSignalListener("SIGHUP", hupEarlyListener);
   Deno.addSignalListener("SIGHUP", onHup);
+  trimStartupMemory();
   if (hupEarly) onHup();
 
   const why = await stop.promise;

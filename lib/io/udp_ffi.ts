@@ -4,11 +4,19 @@
  * - Up to BATCH datagrams per system call each way; every datagram carries
  *   its own kernel receive timestamp (SO_TIMESTAMPNS), so batching does
  *   not blur `rec`.
- * - The transmit time is read (clock_gettime, ~44 ns) right before each
+ * - The transmit time is read (clock_gettime, ~25 ns) right before each
  *   `sendmmsg`. While we keep up (batches of up to SMALL_BATCH) each reply
- *   is stamped and sent on its own, as chronyd does; when we fall behind,
- *   in chunks of STAMP_CHUNK, so no `xmt` is older than the few sends
- *   ahead of it in its chunk, and system calls stay few per packet.
+ *   is stamped and sent on its own, as chronyd does. When we fall behind,
+ *   a whole batch goes out in one `sendmmsg` (each call costs about as
+ *   much as a packet; one per batch was 10-20 % more packets a second
+ *   here than one per 4), and reply j is stamped t0 + j * c: t0 read
+ *   right before the call, c the kernel's measured time per message, so
+ *   `xmt` is when the kernel starts on that reply, not when it started on
+ *   the batch (up to 150 us earlier at 64 replies).
+ * - Replies leave with DF set (IP_PMTUDISC_PROBE): the kernel then gives
+ *   them IP ID 0 instead of hashing a fresh one for each (RFC 6864 allows
+ *   it for atomic datagrams), a few % of the send path. Replies are never
+ *   larger than the request that reached us, so DF cannot cost a reply.
  * - A read that returns less than a full batch means the queue is empty:
  *   we wait before reading again rather than pay for an empty recvmmsg.
  * - On a wildcard address the destination address of each request comes
@@ -44,7 +52,9 @@ import {
   errnoName,
   favourThisThread,
   IOVEC_SIZE,
+  IP_MTU_DISCOVER,
   IP_PKTINFO,
+  IP_PMTUDISC_PROBE,
   IPPROTO_IP,
   IPPROTO_IPV6,
   IPV6_PKTINFO,
@@ -79,12 +89,14 @@ import {
 
 /** Datagrams per recvmmsg. */
 export const BATCH = 64;
-/** Replies stamped with one clock read and sent by one sendmmsg. */
-export const STAMP_CHUNK = 4;
 /** Nice value of server worker threads (the main thread keeps 0); needs root or CAP_SYS_NICE. */
 export const SERVER_NICE = -10;
 /** Batches up to this size send each reply on its own (see the loop). */
 export const SMALL_BATCH = 4;
+/** Bounds on a sample of the kernel's time per sent message (ns): a preempted call says nothing. */
+const SEND_COST_MAX_NS = 20_000;
+/** Weight of a new sample in the running estimate of that time. */
+const SEND_COST_GAIN = 1 / 8;
 /** Receive buffer per datagram; longer ones are truncated and dropped as malformed. */
 const SLOT = 2048;
 const REPLY = 48;
@@ -140,6 +152,8 @@ function open(addr: SocketAddress, reusePort: boolean): ServerSocket {
   // Beyond net.core.rmem_max needs CAP_NET_ADMIN; otherwise take what we may.
   if (!setInt(fd, SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)) setInt(fd, SOL_SOCKET, SO_RCVBUF, RCVBUF);
   setInt(fd, SOL_SOCKET, SO_SNDBUF, 1 << 20);
+  // DF on replies (see the header comment); IPv6 has no ID on unfragmented packets.
+  if (!v6) setInt(fd, IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE);
   if (wildcard) {
     if (v6) setInt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1);
     else setInt(fd, IPPROTO_IP, IP_PKTINFO, 1);
@@ -306,6 +320,22 @@ class FfiSocket implements ServerSocket {
     }
   }
 
+  /** Sends the prepared replies [from, to); one that cannot go is counted and skipped. */
+  #send(hdrs: Uint8Array[], from: number, to: number, responder: Responder): void {
+    const c = libc();
+    let at = from;
+    while (at < to) {
+      const sent = c.sendmmsg(this.#fd, hdrs[at]!, to - at, 0);
+      if (sent > 0) {
+        at += sent;
+        continue;
+      }
+      if (sent < 0 && c.errno() === EINTR) continue;
+      responder.sendFailed();
+      at++;
+    }
+  }
+
   async #loop(responder: Responder): Promise<void> {
     const c = libc();
     const fd = this.#fd;
@@ -393,6 +423,8 @@ class FfiSocket implements ServerSocket {
     const hdrWords = MSGHDR.size / 4;
     const ctrlWords = RX_CTRL / 4;
     let lastYield = performance.now();
+    // Running estimate of the kernel's time per message in a sendmmsg (ns).
+    let sendCostNs = 0;
 
     // The kernel rewrites name and control lengths only in the headers it fills.
     let used = BATCH;
@@ -508,24 +540,27 @@ class FfiSocket implements ServerSocket {
         }
       }
       // Keeping up (a small batch): each reply is stamped right before its
-      // own send, as chronyd does. Behind: chunks, fewer system calls.
-      const chunk = m <= SMALL_BATCH ? 1 : STAMP_CHUNK;
-      for (let s = 0; s < m; s += chunk) {
-        const e = Math.min(m, s + chunk);
-        c.clock_gettime(CLOCK_REALTIME, tsBytes);
-        const txSec = (ts[0]! >>> 0) + ts[1]! * 4294967296, txNsec = ts[2]!;
-        for (let j = s; j < e; j++) responder.stamp(txBuf, j * REPLY, txSec, txNsec);
-        let at = s;
-        while (at < e) {
-          const sent = c.sendmmsg(fd, txHdrChunks[at]!, e - at, 0);
-          if (sent > 0) {
-            at += sent;
-            continue;
-          }
-          if (sent < 0 && c.errno() === EINTR) continue;
-          responder.sendFailed(); // this reply could not go; skip it and send the rest
-          at++;
+      // own send, as chronyd does. Behind: one call, stamps spaced by the
+      // measured cost of a message (see the header comment).
+      if (m <= SMALL_BATCH) {
+        for (let j = 0; j < m; j++) {
+          c.clock_gettime(CLOCK_REALTIME, tsBytes);
+          responder.stamp(txBuf, j * REPLY, (ts[0]! >>> 0) + ts[1]! * 4294967296, ts[2]!);
+          this.#send(txHdrChunks, j, j + 1, responder);
         }
+      } else if (m > 0) {
+        c.clock_gettime(CLOCK_REALTIME, tsBytes);
+        const t0Sec = (ts[0]! >>> 0) + ts[1]! * 4294967296, t0Nsec = ts[2]!;
+        for (let j = 0; j < m; j++) {
+          const ns = t0Nsec + Math.round(j * sendCostNs);
+          if (ns < 1e9) responder.stamp(txBuf, j * REPLY, t0Sec, ns);
+          else responder.stamp(txBuf, j * REPLY, t0Sec + 1, ns - 1e9);
+        }
+        this.#send(txHdrChunks, 0, m, responder);
+        c.clock_gettime(CLOCK_REALTIME, tsBytes);
+        const took = ((ts[0]! >>> 0) + ts[1]! * 4294967296 - t0Sec) * 1e9 + ts[2]! - t0Nsec;
+        const sample = Math.min(Math.max(took / m, 0), SEND_COST_MAX_NS);
+        sendCostNs += (sample - sendCostNs) * SEND_COST_GAIN;
       }
       const now = performance.now();
       if (now - lastYield >= YIELD_MS || sendsWaiting(now)) {

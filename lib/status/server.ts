@@ -55,6 +55,16 @@ async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   while (off < bytes.length) off += await conn.write(bytes.subarray(off));
 }
 
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 function safeClose(conn: Deno.Conn): void {
   try {
     conn.close();
@@ -74,19 +84,36 @@ export function startStatusServer(
   const hostForUrl = a.hostname.includes(":")
     ? `[${a.hostname}]:${a.port}`
     : `${a.hostname}:${a.port}`;
-  const open = new Set<Deno.Conn>();
+  /** Open connections, each with when it must have sent its next request head (performance.now()). */
+  const open = new Map<Deno.Conn, number>();
   let closed = false;
   const cache = new Map<string, { at: number; bytes: Uint8Array }>();
+  // One sweeper for every connection's deadline: a timer set and cleared per
+  // request cost more than the cached answer itself under a busy scraper.
+  const sweeper = setInterval(() => {
+    const now = performance.now();
+    for (const [conn, due] of open) if (now > due) safeClose(conn);
+  }, Math.max(10, Math.min(1000, lim.requestTimeoutMs / 4)));
 
   const serveConn = async (conn: Deno.Conn) => {
     const chunk = new Uint8Array(16 * 1024);
     let buf: Uint8Array = new Uint8Array(0);
     let served = 0;
-    let timer = setTimeout(() => safeClose(conn), lim.requestTimeoutMs);
+    // Answers to pipelined requests go out together, in one write, once no
+    // complete request is left to read.
+    let pending: Uint8Array[] = [];
+    const flush = async () => {
+      if (pending.length === 0) return;
+      const bytes = pending.length === 1 ? pending[0]! : concat(pending);
+      pending = [];
+      await writeAll(conn, bytes);
+      open.set(conn, performance.now() + lim.requestTimeoutMs);
+    };
     try {
       while (true) {
         const head = parseRequestHead(buf, lim);
         if (head.kind === "incomplete") {
+          await flush();
           const n = await conn.read(chunk);
           if (n === null) return;
           const next = new Uint8Array(buf.length + n);
@@ -95,9 +122,9 @@ export function startStatusServer(
           buf = next;
           continue;
         }
-        clearTimeout(timer);
         if (head.kind === "error") {
-          await writeAll(conn, errorResponse(head.status, head.message));
+          pending.push(errorResponse(head.status, head.message));
+          await flush();
           return;
         }
         buf = buf.subarray(head.consumed);
@@ -106,9 +133,8 @@ export function startStatusServer(
         const key = `${head.method} ${keepAlive ? "k" : "c"} ${head.target}`;
         const hit = lim.responseCacheMs > 0 ? cache.get(key) : undefined;
         if (hit && performance.now() - hit.at < lim.responseCacheMs) {
-          await writeAll(conn, hit.bytes);
-          if (!keepAlive) return;
-          timer = setTimeout(() => safeClose(conn), lim.requestTimeoutMs);
+          pending.push(hit.bytes);
+          if (!keepAlive) return await flush();
           continue;
         }
         let req: Request;
@@ -119,8 +145,8 @@ export function startStatusServer(
           });
         } catch {
           // Methods fetch forbids (CONNECT, TRACE, TRACK) cannot even become a Request.
-          await writeAll(conn, errorResponse(405, `Method ${head.method} not allowed; use GET`));
-          return;
+          pending.push(errorResponse(405, `Method ${head.method} not allowed; use GET`));
+          return await flush();
         }
         const res = handleStatusRequest(req, provider);
         const body = res.body === null
@@ -134,14 +160,12 @@ export function startStatusServer(
           if (cache.size >= MAX_CACHED) cache.clear();
           cache.set(key, { at: performance.now(), bytes });
         }
-        await writeAll(conn, bytes);
-        if (!keepAlive) return;
-        timer = setTimeout(() => safeClose(conn), lim.requestTimeoutMs);
+        pending.push(bytes);
+        if (!keepAlive) return await flush();
       }
     } catch {
       // Reset by the peer, or closed by the timeout: nothing to answer.
     } finally {
-      clearTimeout(timer);
       open.delete(conn);
       safeClose(conn);
     }
@@ -164,7 +188,7 @@ export function startStatusServer(
           .finally(() => safeClose(conn));
         continue;
       }
-      open.add(conn);
+      open.set(conn, performance.now() + lim.requestTimeoutMs);
       serveConn(conn);
     }
   })();
@@ -174,10 +198,11 @@ export function startStatusServer(
     connections: () => open.size,
     async close() {
       closed = true;
+      clearInterval(sweeper);
       try {
         listener.close();
       } catch { /* closed */ }
-      for (const c of open) safeClose(c);
+      for (const c of open.keys()) safeClose(c);
       await acceptLoop;
     },
   };

@@ -52,6 +52,8 @@ export interface StartOptions {
   readyPattern?: RegExp;
   /** Run a compiled binary instead of `deno run main.ts`. */
   binary?: string;
+  /** Run `deno run main.ts` with this deno executable instead of the one running the tests. */
+  deno?: string;
   env?: Record<string, string>;
   /** Run the process inside this network namespace (`ip netns exec NS …`). */
   netns?: string;
@@ -85,7 +87,11 @@ export async function startEdgeTime(
   const argvFull = [
     ...(opts.netns ? [IP, "netns", "exec", opts.netns] : []),
     ...(opts.prefix ?? []),
-    ...(opts.binary ? [opts.binary, ...args] : mainArgv(...args)),
+    ...(opts.binary
+      ? [opts.binary, ...args]
+      : opts.deno
+      ? [opts.deno, ...mainArgv(...args).slice(1)]
+      : mainArgv(...args)),
   ];
   const [program, ...argv] = argvFull as [string, ...string[]];
   const cmd = new Deno.Command(program, {

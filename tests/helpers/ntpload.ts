@@ -28,19 +28,23 @@ export function ntploadSource(): string {
 }
 
 /** Builds bench/out/ntpload (cc -O2 … -lm) if missing or stale; returns its path. */
-export async function buildNtpload(): Promise<string> {
-  const src = ntploadSource();
-  const out = new URL("bench/out/ntpload", ROOT).pathname;
+export function buildNtpload(): Promise<string> {
+  return buildC(ntploadSource(), "ntpload", ["-lm"]);
+}
+
+/** Builds the C program `src` to bench/out/NAME (cc -O2) if missing or stale; returns its path. */
+export async function buildC(src: string, name: string, libs: string[] = []): Promise<string> {
+  const out = new URL(`bench/out/${name}`, ROOT).pathname;
   const srcStat = await Deno.stat(src).catch(() => null);
-  if (!srcStat) throw new Error(`ntpload: source not found at ${src} (set NTPLOAD_SRC)`);
+  if (!srcStat) throw new Error(`${name}: source not found at ${src}`);
   const outStat = await Deno.stat(out).catch(() => null);
   if (outStat && (outStat.mtime ?? 0) >= (srcStat.mtime ?? 0)) return out;
   await Deno.mkdir(new URL("bench/out/", ROOT), { recursive: true });
   // Build to a private name, then rename: parallel test files may build at once.
   const tmp = `${out}.${Deno.pid}.tmp`;
-  const r = await new Deno.Command("cc", { args: ["-O2", "-o", tmp, src, "-lm"] }).output();
+  const r = await new Deno.Command("cc", { args: ["-O2", "-o", tmp, src, ...libs] }).output();
   if (!r.success) {
-    throw new Error(`ntpload: cc failed: ${new TextDecoder().decode(r.stderr).split("\n")[0]}`);
+    throw new Error(`${name}: cc failed: ${new TextDecoder().decode(r.stderr).split("\n")[0]}`);
   }
   await Deno.rename(tmp, out);
   return out;
@@ -84,4 +88,65 @@ control = false
 [status]
 listen = "127.0.0.1:${statusPort}"
 `;
+}
+
+/** Runs ntpload with `args` (plus `--json`) and returns every JSON line it printed. */
+export async function ntploadJson(
+  bin: string,
+  args: string[],
+): Promise<Record<string, number>[]> {
+  // Exit code 1 means nothing was answered: that is a result too.
+  const out = await new Deno.Command(bin, {
+    args: ["--json", ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const rows: Record<string, number>[] = [];
+  for (const l of new TextDecoder().decode(out.stdout).split("\n")) {
+    if (l.startsWith("{")) rows.push(JSON.parse(l));
+  }
+  if (rows.length === 0) {
+    throw new Error(`ntpload ${args.join(" ")}: ${new TextDecoder().decode(out.stderr).trim()}`);
+  }
+  return rows;
+}
+
+export interface MaxRate {
+  /** Highest rate answered at >= 99 % (answered per second). */
+  max: number;
+  /** Every step ntpload ran, the ramp's and the bisection's. */
+  steps: NtploadStep[];
+}
+
+/**
+ * The highest rate a server answers at >= 99 %, to about 1.5 %.
+ * `ntpload --ramp` brackets it (its own bisection stops at steps of
+ * 12.5 %: 225k, 250k, 275k …), then `bisections` fixed-rate steps halve the
+ * bracket each. A step passes as ntpload's do: loss <= 1 % and at least
+ * 95 % of the asked rate really sent.
+ */
+export async function findMaxRate(
+  bin: string,
+  port: number,
+  opts: { seconds: number; sockets: number; bisections?: number; host?: string },
+): Promise<MaxRate> {
+  const host = opts.host ?? "127.0.0.1";
+  const common = ["-p", String(port), "-d", String(opts.seconds), "-s", String(opts.sockets)];
+  const ramp = await ntploadJson(bin, [...common, "--ramp", "-r", "25000", host]);
+  const steps = ramp.filter((r) => "rate" in r) as unknown as NtploadStep[];
+  let max = ramp.find((r) => "max_rate_answered" in r)?.max_rate_answered ?? 0;
+  // The ramp's first failing rate is at most 12.5 % above its best.
+  let lo = max, hi = max * 1.125;
+  for (let i = 0; i < (opts.bisections ?? 4) && lo > 0; i++) {
+    const mid = Math.round((lo + hi) / 2);
+    const [r] = await ntploadJson(bin, [...common, "-r", String(mid), host]) as unknown as [
+      NtploadStep,
+    ];
+    steps.push(r);
+    if (r.loss <= 0.01 && r.sent_per_s >= 0.95 * mid) {
+      lo = mid;
+      max = Math.max(max, r.answered_per_s);
+    } else hi = mid;
+  }
+  return { max: Math.round(max), steps };
 }
