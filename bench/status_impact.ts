@@ -20,7 +20,7 @@ import { freeTcpPort, freeUdpPort, startEdgeTime } from "../tests/helpers/edge_t
 import { buildC, buildNtpload, findMaxRate, loadTargetToml } from "../tests/helpers/ntpload.ts";
 
 const HELP = `Usage: deno run -A bench/status_impact.ts [--workers N] [--seconds S] [--runs N]
-                                              [--scrape-rate R] [--json]
+                                              [--sockets N] [--scrape-rate R] [--json]
   --workers N       edge-time server workers (default 1)
   --seconds S       seconds per ntpload step (default 2)
   --sockets N       ntpload source sockets (default 16, as deno task bench)

@@ -38,6 +38,8 @@ export type HeadResult =
   | ({ kind: "ok" } & RequestHead);
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// latin1 keeps every byte one char, so a stray non-ASCII byte cannot hide a delimiter.
+const LATIN1 = new TextDecoder("latin1");
 const LF = 10;
 const CR = 13;
 
@@ -70,8 +72,7 @@ export function parseRequestHead(
   if (end > limits.maxHeadBytes) {
     return err(431, `Request head exceeds ${limits.maxHeadBytes} bytes`);
   }
-  // latin1 keeps every byte one char, so a stray non-ASCII byte cannot hide a delimiter.
-  const text = new TextDecoder("latin1").decode(buf.subarray(start, start + end));
+  const text = LATIN1.decode(buf.subarray(start, start + end));
   const lines = text.split(/\r?\n/);
   const requestLine = lines[0]!;
   const parts = requestLine.split(" ");
