@@ -17,7 +17,7 @@ import {
   smokeTest,
   type Target,
 } from "../appliance/compile.ts";
-import { freeUdpPort, startEdgeTime } from "./helpers/edge_time.ts";
+import { freeUdpPort, localServerToml, startEdgeTime } from "./helpers/edge_time.ts";
 import { queryServer } from "../lib/io/query_client.ts";
 
 const ROOT = new URL("../", import.meta.url);
@@ -28,18 +28,6 @@ function elfHeader(machine: number): Uint8Array {
   h[18] = machine & 255;
   h[19] = machine >> 8;
   return h;
-}
-
-function serveToml(port: number): string {
-  return `[server]
-listen = ["127.0.0.1:${port}"]
-local_stratum = 8
-[clock]
-control = false
-driftfile = ""
-[status]
-listen = ""
-`;
 }
 
 Deno.test("compile: argv embeds the worker, the narrow permissions and the target", async (t) => {
@@ -84,7 +72,7 @@ Deno.test("compile: the binary's permission flags are enough to serve (proven wi
   const port = await freeUdpPort();
   const dir = await Deno.makeTempDir({ prefix: "edge-time-perm-" });
   const config = `${dir}/edge.toml`;
-  await Deno.writeTextFile(config, serveToml(port));
+  await Deno.writeTextFile(config, localServerToml(port, 0));
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -144,7 +132,7 @@ Deno.test("compile: deno task compile builds and runs the host binary, or says i
     });
     await t.step("serves one query from its Worker", async () => {
       const port = await freeUdpPort();
-      const et = await startEdgeTime(serveToml(port), { binary: bin });
+      const et = await startEdgeTime(localServerToml(port, 0), { binary: bin });
       try {
         const q = await queryServer("127.0.0.1", port, { timeoutMs: 1000 });
         assert.equal(q.stratum, 8);

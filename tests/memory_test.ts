@@ -2,7 +2,7 @@
 import assert from "assert";
 import { mappingsOf } from "../lib/io/memory.ts";
 import { readProcFile } from "../lib/io/libc.ts";
-import { freeTcpPort, freeUdpPort, startEdgeTime } from "./helpers/edge_time.ts";
+import { freeTcpPort, freeUdpPort, localServerToml, startEdgeTime } from "./helpers/edge_time.ts";
 
 Deno.test("mappingsOf picks the ranges of one path, spaces in the path included", () => {
   const maps = [
@@ -39,18 +39,7 @@ Deno.test("a started appliance gives back its start-up code pages and keeps serv
   const deno = `${tmp}/deno`;
   await Deno.copyFile(Deno.execPath(), deno);
   const port = await freeUdpPort(), statusPort = freeTcpPort();
-  const et = await startEdgeTime(
-    `[server]
-listen = ["127.0.0.1:${port}"]
-local_stratum = 8
-[clock]
-control = false
-driftfile = ""
-[status]
-listen = "127.0.0.1:${statusPort}"
-`,
-    { deno },
-  );
+  const et = await startEdgeTime(localServerToml(port, statusPort), { deno });
   try {
     const line = await et.waitForLog(/Start-up code pages given back/);
     const [, before, after] = /RSS ([\d.]+) -> ([\d.]+) MB/.exec(line)!.map(Number);

@@ -5,7 +5,7 @@
  */
 import assert from "assert";
 import dgram from "node:dgram";
-import { freeTcpPort, freeUdpPort, startEdgeTime } from "./helpers/edge_time.ts";
+import { freeTcpPort, freeUdpPort, localServerToml, startEdgeTime } from "./helpers/edge_time.ts";
 
 const BURST = 256;
 
@@ -17,17 +17,9 @@ function ntpSeconds(b: Uint8Array, off: number): number {
 
 Deno.test("a backlog gets batched replies with distinct, increasing xmt", async () => {
   const port = await freeUdpPort();
-  const et = await startEdgeTime(`[server]
-listen = ["127.0.0.1:${port}"]
-driver = "ffi"
-local_stratum = 8
-rate_limit = { interval_s = 0 }
-[clock]
-control = false
-driftfile = ""
-[status]
-listen = "127.0.0.1:${freeTcpPort()}"
-`);
+  const et = await startEdgeTime(
+    localServerToml(port, freeTcpPort(), `driver = "ffi"\nrate_limit = { interval_s = 0 }`),
+  );
   const sock = dgram.createSocket("udp4");
   await new Promise<void>((r) => sock.bind(0, "127.0.0.1", () => r()));
   try {
@@ -97,16 +89,7 @@ Deno.test({
     const raw = c.socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK, IPPROTO_UDP);
     assert.ok(raw >= 0, "raw socket");
     const port = await freeUdpPort();
-    const et = await startEdgeTime(`[server]
-listen = ["127.0.0.1:${port}"]
-driver = "ffi"
-local_stratum = 8
-[clock]
-control = false
-driftfile = ""
-[status]
-listen = "127.0.0.1:${freeTcpPort()}"
-`);
+    const et = await startEdgeTime(localServerToml(port, freeTcpPort(), `driver = "ffi"`));
     const sock = dgram.createSocket("udp4");
     await new Promise<void>((r) => sock.bind(0, "127.0.0.1", () => r()));
     try {

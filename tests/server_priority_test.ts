@@ -1,7 +1,7 @@
 /** Server worker threads run at a better nice value than the rest of the process. */
 import assert from "assert";
 import { SERVER_NICE } from "../lib/io/udp_ffi.ts";
-import { freeTcpPort, freeUdpPort, startEdgeTime } from "./helpers/edge_time.ts";
+import { freeTcpPort, freeUdpPort, localServerToml, startEdgeTime } from "./helpers/edge_time.ts";
 
 /** Nice value of each thread of `pid` by thread id (field 19 of /proc/PID/task/TID/stat). */
 async function threadNices(pid: number): Promise<Map<number, number>> {
@@ -23,17 +23,7 @@ Deno.test({
     // Started under `nice -n 5` so the main thread's value differs from the
     // workers' whatever this test runner's own nice value is.
     const et = await startEdgeTime(
-      `[server]
-listen = ["127.0.0.1:${port}"]
-workers = 2
-driver = "ffi"
-local_stratum = 8
-[clock]
-control = false
-driftfile = ""
-[status]
-listen = "127.0.0.1:${freeTcpPort()}"
-`,
+      localServerToml(port, freeTcpPort(), `workers = 2\ndriver = "ffi"`),
       { prefix: ["nice", "-n", "5"] },
     );
     try {

@@ -28,6 +28,24 @@ export interface EdgeTimeProcess {
   stop(signal?: Deno.Signal): Promise<number>;
 }
 
+/**
+ * The smallest config that serves: local stratum 8 on 127.0.0.1:`port`, the
+ * clock left alone, no drift file, status on 127.0.0.1:`statusPort` (0 =
+ * off). `server` adds lines to [server] (e.g. `driver = "ffi"`).
+ */
+export function localServerToml(port: number, statusPort: number, server = ""): string {
+  return `[server]
+listen = ["127.0.0.1:${port}"]
+local_stratum = 8
+${server}
+[clock]
+control = false
+driftfile = ""
+[status]
+listen = "${statusPort ? `127.0.0.1:${statusPort}` : ""}"
+`;
+}
+
 /** A UDP port that was free a moment ago (bind 0, read, close). */
 export async function freeUdpPort(): Promise<number> {
   const s = dgram.createSocket("udp4");
