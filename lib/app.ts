@@ -106,10 +106,9 @@ function trimStartupMemory(): void {
   if (Deno.build.os !== "linux" || probeLibc() !== null) return;
   const r = dropExecutablePages();
   const mb = (b: number) => (b / 1048576).toFixed(1);
-  if (r.error) logger("app").debug(`Start-up pages kept: ${r.error}`);
-  else {logger("app").info(
-      `Start-up code pages given back: RSS ${mb(r.before)} -> ${mb(r.after)} MB`,
-    );}
+  const log = logger("app");
+  if (r.error) log.debug(`Start-up pages kept: ${r.error}`);
+  else log.info(`Start-up code pages given back: RSS ${mb(r.before)} -> ${mb(r.after)} MB`);
 }
 
 export async function runApp(config: Config, configPath: string | null): Promise<number> {

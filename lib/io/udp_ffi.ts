@@ -4,15 +4,14 @@
  * - Up to BATCH datagrams per system call each way; every datagram carries
  *   its own kernel receive timestamp (SO_TIMESTAMPNS), so batching does
  *   not blur `rec`.
- * - The transmit time is read (clock_gettime, ~25 ns) right before each
- *   `sendmmsg`. While we keep up (batches of up to SMALL_BATCH) each reply
- *   is stamped and sent on its own, as chronyd does. When we fall behind,
- *   a whole batch goes out in one `sendmmsg` (each call costs about as
- *   much as a packet; one per batch was 10-20 % more packets a second
- *   here than one per 4), and reply j is stamped t0 + j * c: t0 read
- *   right before the call, c the kernel's measured time per message, so
- *   `xmt` is when the kernel starts on that reply, not when it started on
- *   the batch (up to 150 us earlier at 64 replies).
+ * - The transmit time is read (clock_gettime, ~25 ns in C) right before
+ *   each `sendmmsg`. While we keep up (batches of up to SMALL_BATCH) each
+ *   reply is stamped and sent on its own, as chronyd does. When we fall
+ *   behind, a whole batch goes out in one `sendmmsg` (10-20 % less worker
+ *   CPU per packet here than one call per 4 replies), and reply j is
+ *   stamped t0 + j * c: t0 read right before the call, c the kernel's
+ *   measured time per message, so `xmt` is when the kernel starts on that
+ *   reply, not when it started on the batch (~150 us earlier at 64).
  * - Replies leave with DF set (IP_PMTUDISC_PROBE): the kernel then gives
  *   them IP ID 0 instead of hashing a fresh one for each (RFC 6864 allows
  *   it for atomic datagrams), a few % of the send path. Replies are never
@@ -93,7 +92,7 @@ export const BATCH = 64;
 export const SERVER_NICE = -10;
 /** Batches up to this size send each reply on its own (see the loop). */
 export const SMALL_BATCH = 4;
-/** Bounds on a sample of the kernel's time per sent message (ns): a preempted call says nothing. */
+/** Cap on a sample of the kernel's time per sent message (ns): a preempted call says little. */
 const SEND_COST_MAX_NS = 20_000;
 /** Weight of a new sample in the running estimate of that time. */
 const SEND_COST_GAIN = 1 / 8;
