@@ -223,7 +223,7 @@ async function startEdge(workers: number): Promise<
   const statusPort = freeTcpPort();
   const et = await startEdgeTime(
     loadTargetToml(port, statusPort, workers),
-    { readyPattern: /Start-up code pages|Serving NTP on/, deno: await privateDeno() },
+    { readyPattern: /Serving NTP on/, deno: await privateDeno() },
   );
   const status = await (await fetch(`http://127.0.0.1:${statusPort}/status`)).json();
   return {
