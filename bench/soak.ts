@@ -10,7 +10,12 @@
  */
 import { parseArgs } from "node:util";
 import { buildNtpload, runNtpload } from "../tests/helpers/ntpload.ts";
-import { freeTcpPort, freeUdpPort, startEdgeTime } from "../tests/helpers/edge_time.ts";
+import {
+  freeTcpPort,
+  freeUdpPort,
+  localServerToml,
+  startEdgeTime,
+} from "../tests/helpers/edge_time.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -38,16 +43,9 @@ function rssKiB(pid: number): number {
 const ntpload = await buildNtpload();
 const port = await freeUdpPort();
 const statusPort = freeTcpPort();
-const et = await startEdgeTime(`[server]
-listen = ["127.0.0.1:${port}"]
-local_stratum = 8
-rate_limit = { interval_s = 0, burst = 8, kod = false }
-[clock]
-control = false
-driftfile = ""
-[status]
-listen = "127.0.0.1:${statusPort}"
-`);
+const et = await startEdgeTime(
+  localServerToml(port, statusPort, "rate_limit = { interval_s = 0, burst = 8, kod = false }"),
+);
 const pid = et.child.pid;
 let exited: number | null = null;
 et.child.status.then((s) => exited = s.code);

@@ -1,21 +1,15 @@
 /** Graceful stop: SIGTERM (and SIGINT) under load exits 0 within 2 s with its sockets closed. */
 import assert from "assert";
-import { freeTcpPort, freeUdpPort, startEdgeTime } from "./helpers/edge_time.ts";
+import { freeTcpPort, freeUdpPort, localServerToml, startEdgeTime } from "./helpers/edge_time.ts";
 import { buildNtpload, runNtpload } from "./helpers/ntpload.ts";
 import { queryServer } from "../lib/io/query_client.ts";
 
-function toml(port: number, statusPort: number): string {
-  return `[server]
-listen = ["127.0.0.1:${port}"]
-workers = 1
-local_stratum = 8
-rate_limit = { interval_s = 0, burst = 8, kod = false }
-[clock]
-control = false
-driftfile = ""
-[status]
-listen = "127.0.0.1:${statusPort}"
-`;
+function config(port: number, statusPort: number): string {
+  return localServerToml(
+    port,
+    statusPort,
+    `workers = 1\nrate_limit = { interval_s = 0, burst = 8, kod = false }`,
+  );
 }
 
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
@@ -23,7 +17,7 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
     await buildNtpload();
     const port = await freeUdpPort();
     const statusPort = freeTcpPort();
-    const et = await startEdgeTime(toml(port, statusPort));
+    const et = await startEdgeTime(config(port, statusPort));
     const load = runNtpload("127.0.0.1", port, { rate: 2000, seconds: 2, sockets: 8 });
     await new Promise((r) => setTimeout(r, 1000));
     const t0 = performance.now();
@@ -45,7 +39,7 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
 Deno.test("SIGTERM during start-up still stops cleanly with exit 0", async () => {
   const port = await freeUdpPort();
   // Stop as soon as the app logs its first line, before the server is up.
-  const et = await startEdgeTime(toml(port, freeTcpPort()), { readyPattern: /starting with/ });
+  const et = await startEdgeTime(config(port, freeTcpPort()), { readyPattern: /starting with/ });
   const code = await et.stop("SIGTERM");
   assert.equal(code, 0, et.logs().join("\n"));
   assert.ok(et.logs().some((l) => l.includes("Stopping on SIGTERM")), et.logs().join("\n"));

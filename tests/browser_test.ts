@@ -9,7 +9,7 @@ import assert from "assert";
 import { queryServer } from "../lib/io/query_client.ts";
 import { handleStatusRequest } from "../lib/status/handler.ts";
 import { History } from "../lib/status/history.ts";
-import { freeTcpPort, freeUdpPort, startEdgeTime } from "./helpers/edge_time.ts";
+import { freeTcpPort, freeUdpPort, localServerToml, startEdgeTime } from "./helpers/edge_time.ts";
 import { fakeAnycast, fakeEngine, fakeModel, T0 } from "./helpers/status_fixture.ts";
 
 const ARTIFACTS = new URL("./artifacts/", import.meta.url).pathname;
@@ -79,14 +79,7 @@ Deno.test({
     await Deno.mkdir(ARTIFACTS, { recursive: true });
     const ntpPort = await freeUdpPort();
     const httpPort = freeTcpPort();
-    const app = await startEdgeTime(`
-[server]
-listen = ["127.0.0.1:${ntpPort}"]
-workers = 1
-local_stratum = 8
-[status]
-listen = "127.0.0.1:${httpPort}"
-`);
+    const app = await startEdgeTime(localServerToml(ntpPort, httpPort, "workers = 1"));
     try {
       await app.waitForLog(/Status page on/);
       for (let i = 0; i < 3; i++) await queryServer("127.0.0.1", ntpPort, { timeoutMs: 1000 });

@@ -7,7 +7,7 @@
  * counters must add up with what the kernel says it delivered.
  */
 import assert from "assert";
-import { freeTcpPort, freeUdpPort, startEdgeTime } from "./helpers/edge_time.ts";
+import { freeTcpPort, freeUdpPort, localServerToml, startEdgeTime } from "./helpers/edge_time.ts";
 import {
   AF_INET,
   libc,
@@ -161,18 +161,13 @@ for (const driver of ["ffi", "portable"] as const) {
   Deno.test(`server robustness "${driver}": ${PACKETS} random and mutated packets`, async (t) => {
     const port = await freeUdpPort();
     const statusPort = freeTcpPort();
-    const et = await startEdgeTime(`
-[server]
-listen = ["127.0.0.1:${port}"]
-driver = "${driver}"
-workers = 1
-local_stratum = 8
-rate_limit = { interval_s = 0 }
-[clock]
-control = false
-[status]
-listen = "127.0.0.1:${statusPort}"
-`);
+    const et = await startEdgeTime(
+      localServerToml(
+        port,
+        statusPort,
+        `driver = "${driver}"\nworkers = 1\nrate_limit = { interval_s = 0 }`,
+      ),
+    );
     const sock = new RawClient(port);
     const replies = sock.replies;
     try {

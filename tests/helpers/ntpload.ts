@@ -3,6 +3,8 @@
  * load generator, for tests and benchmarks. The binary goes to
  * bench/out/ntpload and is rebuilt only when the source is newer.
  */
+import { localServerToml } from "./edge_time.ts";
+
 const ROOT = new URL("../../", import.meta.url);
 
 /** One step of ntpload's `--json` output. */
@@ -77,17 +79,7 @@ export async function runNtpload(
  * everything, and chrony has no limit by default), virtual clock.
  */
 export function loadTargetToml(port: number, statusPort: number, workers: number): string {
-  return `
-[server]
-listen = ["127.0.0.1:${port}"]
-workers = ${workers}
-local_stratum = 8
-rate_limit = { interval_s = 0 }
-[clock]
-control = false
-[status]
-listen = "127.0.0.1:${statusPort}"
-`;
+  return localServerToml(port, statusPort, `workers = ${workers}\nrate_limit = { interval_s = 0 }`);
 }
 
 /** Runs ntpload with `args` (plus `--json`) and returns every JSON line it printed. */
