@@ -78,8 +78,6 @@ export interface AppPart {
   name: string;
   /** SIGHUP with a valid new config; `plan.sources` matches sources by kind and address. */
   reload?(next: Config, plan: ReloadPlan): void | Promise<void>;
-  /** A new server pool replaced the old one (workers or driver changed): re-attach to it. */
-  serverPool?(pool: ServerPool): void;
   /** SIGTERM/SIGINT, before the sockets close: withdraw anycast, save the drift file. */
   stop?(): void | Promise<void>;
 }
@@ -181,29 +179,18 @@ export async function runApp(config: Config, configPath: string | null): Promise
   // sources appear, reconfigures it in place (kept sources keep their
   // state), and stops it when the last one goes (back to local_stratum).
   let engine: EngineDriver | null = null;
-  const attachEngine = (p: ServerPool) => {
-    const drv = engine;
-    if (drv) p.onForward((m) => drv.forward(m.bytes, m.host, m.port, m.rxSec, m.rxNsec));
-    else p.onForward(() => {});
-    p.onSent(drv ? (m) => drv.sent(m.stamp, m.xmt) : () => {});
-    p.setPeers(drv?.engine.peerHosts() ?? []);
-  };
   const startEngine = async (c: Config) => {
     serveLocal(0);
     engine = await EngineDriver.start({
       config: c,
       precision,
       publish,
-      sendFromServerPort: (bytes, host, port, stamp) => pool.sendTo(bytes, host, port, stamp),
-      setPeers: (hosts) => pool.setPeers(hosts),
     });
-    attachEngine(pool);
   };
   if (config.source.length > 0) await startEngine(config);
   parts.push({
     name: "engine",
     stop: () => engine?.stop(),
-    serverPool: attachEngine,
     reload: async (next) => {
       if (engine && next.source.length > 0) return engine.reconfigure(next);
       if (next.source.length > 0) {
@@ -213,7 +200,6 @@ export async function runApp(config: Config, configPath: string | null): Promise
       if (!engine) return;
       const old = engine;
       engine = null;
-      attachEngine(pool);
       await old.stop(); // saves the drift file
       logger("engine").info("No sources left: peer engine stopped");
       serveLocal(next.server.localStratum);
@@ -297,7 +283,6 @@ export async function runApp(config: Config, configPath: string | null): Promise
     }
     for (const e of fresh.errors) serverLog.error(e);
     pool = fresh;
-    for (const p of parts) p.serverPool?.(pool);
     return true;
   };
 

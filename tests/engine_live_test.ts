@@ -363,8 +363,6 @@ Deno.test({
     config: r.config,
     precision: -20,
     publish: () => {},
-    sendFromServerPort: () => {},
-    setPeers: () => {},
     driftSaveMs: 500,
   });
   try {

@@ -15,6 +15,7 @@ import {
 import { asciiRefid, Leap, Mode, parsePacket, serializePacket } from "../lib/ntp/packet.ts";
 import { fromUnixSeconds } from "../lib/ntp/timestamp.ts";
 import { statsTime } from "../lib/engine/stats.ts";
+import { driven, type DrivenEngine } from "./helpers/fixtures.ts";
 import { appendStats } from "../lib/io/stats_files.ts";
 
 const T = 1_800_000_000;
@@ -37,6 +38,7 @@ function src(address: string, o: Partial<EngineSource> = {}): EngineSource {
     minPoll: 2,
     maxPoll: 3,
     maxSources: 4,
+    xleave: false,
     ...o,
   };
 }
@@ -44,7 +46,7 @@ function src(address: string, o: Partial<EngineSource> = {}): EngineSource {
 /** Servers answering 1 ms after a request with their clock `offset` ahead, a DNS table, a timer. */
 class World {
   now = T;
-  readonly engine: Engine;
+  readonly engine: DrivenEngine;
   readonly dns = new Map<string, string[]>();
   readonly down = new Set<string>();
   readonly logs: string[] = [];
@@ -63,18 +65,20 @@ class World {
   ) {
     this.start = this.now = start;
     for (const [name, addrs] of Object.entries(dns)) this.dns.set(name, addrs);
-    this.engine = new Engine(
-      {
-        sources,
-        ...clockOpts,
-        precision: -20,
-        localRefid: 0x0a000001,
-        driftPpm: null,
-        rand,
-        ...extra,
-      },
-      new VirtualClock(),
-      start,
+    this.engine = driven(
+      new Engine(
+        {
+          sources,
+          ...clockOpts,
+          precision: -20,
+          localRefid: 0x0a000001,
+          driftPpm: null,
+          rand,
+          ...extra,
+        },
+        new VirtualClock(),
+        start,
+      ),
     );
     this.take(this.engine.handleTimer(start, rand));
   }

@@ -2,7 +2,7 @@
 import assert from "assert";
 import { VirtualClock } from "../lib/engine/clock.ts";
 import { Engine } from "../lib/engine/engine.ts";
-import { engineOptions } from "./helpers/fixtures.ts";
+import { driven, engineOptions } from "./helpers/fixtures.ts";
 import { asciiRefid, Leap, Mode, parsePacket, serializePacket } from "../lib/ntp/packet.ts";
 import { fromUnixSeconds } from "../lib/ntp/timestamp.ts";
 import { readKernelClock } from "../lib/io/clock_linux.ts";
@@ -16,6 +16,7 @@ const server = (address = "192.0.2.1") => ({
   minPoll: 4,
   maxPoll: 6,
   maxSources: 1,
+  xleave: false,
 });
 
 /** A reply to `req` from a server whose clock is `offset` ahead, or a KoD with `kiss`. */
@@ -49,7 +50,7 @@ function sends(actions: ReturnType<Engine["handleTimer"]>) {
 }
 
 Deno.test("association: reach, iburst, replies, bogus and replay", async (t) => {
-  const e = new Engine(engineOptions([server()]), new VirtualClock(), T);
+  const e = driven(new Engine(engineOptions([server()]), new VirtualClock(), T));
   let now = T + 1;
   const first = sends(e.handleTimer(now, () => 0.5));
   assert.equal(first.length, 1);
@@ -95,7 +96,7 @@ Deno.test("association: reach, iburst, replies, bogus and replay", async (t) => 
 
 Deno.test("association: kiss-o'-death RATE backs off, DENY stops", async (t) => {
   await t.step("RATE", () => {
-    const e = new Engine(engineOptions([server()]), new VirtualClock(), T);
+    const e = driven(new Engine(engineOptions([server()]), new VirtualClock(), T));
     const req = sends(e.handleTimer(T + 1, () => 0.37))[0]!;
     e.handleIncoming("192.0.2.1", 123, reply(req.bytes, T + 1, { kiss: "RATE" }), T + 1.001);
     const s = e.report(T + 2).sources[0]!;
@@ -103,7 +104,7 @@ Deno.test("association: kiss-o'-death RATE backs off, DENY stops", async (t) => 
     assert.equal(e.counters.kod_rate, 1);
   });
   await t.step("DENY", () => {
-    const e = new Engine(engineOptions([server()]), new VirtualClock(), T);
+    const e = driven(new Engine(engineOptions([server()]), new VirtualClock(), T));
     const req = sends(e.handleTimer(T + 1, () => 0.37))[0]!;
     const acts = e.handleIncoming(
       "192.0.2.1",
@@ -118,7 +119,7 @@ Deno.test("association: kiss-o'-death RATE backs off, DENY stops", async (t) => 
 });
 
 Deno.test("association: unanswered polls empty the reach register", () => {
-  const e = new Engine(engineOptions([server()]), new VirtualClock(), T);
+  const e = driven(new Engine(engineOptions([server()]), new VirtualClock(), T));
   let now = T + 1;
   const req = sends(e.handleTimer(now, () => 0))[0]!;
   e.handleIncoming("192.0.2.1", 123, reply(req.bytes, now), now);
@@ -130,7 +131,7 @@ Deno.test("association: unanswered polls empty the reach register", () => {
 });
 
 Deno.test("engine: a panic-sized offset is never applied", () => {
-  const e = new Engine(engineOptions([server()]), new VirtualClock(), T);
+  const e = driven(new Engine(engineOptions([server()]), new VirtualClock(), T));
   const req = sends(e.handleTimer(T + 1, () => 0.37))[0]!;
   e.handleIncoming("192.0.2.1", 123, reply(req.bytes, T + 1, { offset: 5000 }), T + 1.001);
   assert.equal(e.counters.panic, 1);
@@ -140,7 +141,7 @@ Deno.test("engine: a panic-sized offset is never applied", () => {
 Deno.test("engine: orphan election by lowest refid", async (t) => {
   const peer = (address: string) => ({ ...server(address), kind: "peer" as const });
   await t.step("without sources for orphan_wait we become orphan parent", () => {
-    const e = new Engine(engineOptions([peer("10.0.0.2")]), new VirtualClock(), T);
+    const e = driven(new Engine(engineOptions([peer("10.0.0.2")]), new VirtualClock(), T));
     e.handleTimer(T + 1, () => 0.37);
     e.handleTimer(T + 12, () => 0);
     const r = e.report(T + 12);
@@ -149,7 +150,7 @@ Deno.test("engine: orphan election by lowest refid", async (t) => {
     assert.equal(r.system.refid, "10.0.0.1");
   });
   await t.step("a peer with a lower refid announcing the orphan stratum becomes our parent", () => {
-    const e = new Engine(engineOptions([peer("10.0.0.0")]), new VirtualClock(), T);
+    const e = driven(new Engine(engineOptions([peer("10.0.0.0")]), new VirtualClock(), T));
     const req = sends(e.handleTimer(T + 1, () => 0.37))[0]!;
     const p = parsePacket(req.bytes);
     if (typeof p === "string") throw new Error(p);

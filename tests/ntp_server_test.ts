@@ -6,7 +6,6 @@ import { RateLimiter } from "../lib/ntp/rate_limit.ts";
 import {
   Counter,
   COUNTER_COUNT,
-  FORWARD_TO_ENGINE,
   minPollFor,
   NO_REPLY,
   respond,
@@ -140,12 +139,6 @@ Deno.test("respond() copies the version and maps modes like chrony", async (t) =
       assert.equal(r.ctx.counters[Counter[counter]], 1);
     });
   }
-  await t.step("a configured peer's mode 1 goes to the engine", () => {
-    req[0] = (4 << 3) | 1;
-    const r = answer(req, context({ isPeer: () => true }));
-    assert.equal(r.n, FORWARD_TO_ENGINE);
-    assert.equal(r.ctx.counters[Counter.forwarded], 1);
-  });
 });
 
 Deno.test("respond() drops malformed requests and never answers larger than asked", async (t) => {

@@ -19,6 +19,7 @@ export interface SourceConfig {
   minPoll: number;
   maxPoll: number;
   maxSources: number;
+  xleave: boolean;
 }
 
 export interface Config {
@@ -150,6 +151,7 @@ export const SCHEMA: Record<string, Spec> = {
       min_poll: int(6, 0, 17),
       max_poll: int(10, 0, 17),
       max_sources: int(4, 1, 16),
+      xleave: bool(false),
     },
   },
   status: { type: "table", fields: { listen: str("127.0.0.1:8123", optionalSocketAddress) } },

@@ -10,7 +10,6 @@
  * combine) → discipline.ts (regression) → clock.ts (Clock seam).
  */
 import { Leap, Mode, type NtpPacket, parsePacket } from "../ntp/packet.ts";
-import type { NtpTimestamp } from "../ntp/timestamp.ts";
 import { MAXSTRAT, PHI, type SystemState, unsyncedState } from "../ntp/system_state.ts";
 import { type Clock, correctionValue } from "./clock.ts";
 import { combineFrequencies, Discipline, type FrequencyEstimate } from "./discipline.ts";
@@ -18,7 +17,13 @@ import type { Sample } from "./filter.ts";
 import { canonicalIp, refidOfAddress } from "./refid.ts";
 import type { EngineCounters, EngineReport, SourceReport, Tally } from "./report.ts";
 import { type Candidate, MAXDIST, MINDIST, type Selection, selectSources } from "./select.ts";
-import { Association, type SourceAction, sourceId, type SourceKind } from "./source.ts";
+import {
+  Association,
+  type SourceAction,
+  sourceId,
+  type SourceKind,
+  type Transmit,
+} from "./source.ts";
 import { loopstatsLine, peerstatsLine, peerStatusWord, SELECT_CODE, statsTime } from "./stats.ts";
 import { formatRefid } from "../ntp/packet.ts";
 import { parseIp } from "../ntp/address.ts";
@@ -33,6 +38,8 @@ export interface EngineSource {
   minPoll: number;
   maxPoll: number;
   maxSources: number;
+  /** Interleaved mode (RFC 9769, chrony `xleave`); server and pool sources. */
+  xleave: boolean;
 }
 
 /** Engine options (from `[clock]` and `[[source]]`). */
@@ -58,11 +65,6 @@ export interface EngineOptions {
   stats?: boolean;
   /** Random source for the first poll times (later calls pass their own). */
   rand?: () => number;
-  /**
-   * The driver stamps symmetric-mode packets right before they leave and
-   * reports the stamp with `confirmTransmit` (send actions carry `stamp`).
-   */
-  confirmSends?: boolean;
 }
 
 /** What the engine asks its driver to do. */
@@ -232,7 +234,13 @@ export class Engine {
       const list = members(key);
       for (const a of list) {
         a.update(
-          { iburst: cfg.iburst, prefer: cfg.prefer, minPoll: cfg.minPoll, maxPoll: cfg.maxPoll },
+          {
+            iburst: cfg.iburst,
+            prefer: cfg.prefer,
+            minPoll: cfg.minPoll,
+            maxPoll: cfg.maxPoll,
+            xleave: cfg.xleave && cfg.kind !== "peer",
+          },
           now,
         );
         a.setPoll(this.#sysPoll);
@@ -298,8 +306,6 @@ export class Engine {
   }
 
   #lastNow = 0;
-  /** Last cookie handed out for a send to confirm (`confirmTransmit`). */
-  #cookie = 0;
 
   /** The timer fired at raw time `now`: poll due sources, re-run selection. */
   handleTimer(now: number, rand: () => number = Math.random): Action[] {
@@ -316,20 +322,22 @@ export class Engine {
   }
 
   /**
-   * A packet from `host:port` arrived at raw time `recv` (ideally the kernel
-   * receive timestamp) and is handled at raw time `now` (when a reply built
-   * now will leave). Packets from unknown senders are counted and dropped.
+   * A packet from `host:port` arrived at raw time `t4` (the kernel's
+   * receive timestamp); `sent` is what the driver knows of the last packet
+   * it sent to that source (see `Transmit`), null when it sent none. The
+   * driver owns both times: the engine never stamps one itself. Packets
+   * from unknown senders are counted and dropped.
    */
   handleIncoming(
     host: string,
     port: number,
     bytes: Uint8Array,
-    recv: number,
+    t4: number,
+    sent: Transmit | null,
     rand: () => number = Math.random,
-    now: number = recv,
   ): Action[] {
     this.#rand = rand;
-    this.#lastNow = Math.max(this.#lastNow, recv, now);
+    this.#lastNow = Math.max(this.#lastNow, t4);
     const p = parsePacket(bytes);
     if (typeof p === "string") {
       this.counters.malformed++;
@@ -344,31 +352,13 @@ export class Engine {
       this.counters.unknown_source++;
       return this.#flush();
     }
-    this.#incoming(a, p, recv, Math.max(now, recv));
+    this.#incoming(a, p, t4, sent);
     return this.#flush();
   }
 
-  /**
-   * The driver sent the packet of the send action with `stamp` (a cookie)
-   * and `xmt` is the transmit timestamp it really carried (null: it could
-   * not be sent). Our xmt for the peer's origin check and our t1 become
-   * that value; packets that arrived before this report are handled now.
-   */
-  confirmTransmit(stamp: number, xmt: NtpTimestamp | null, now: number): Action[] {
-    this.#lastNow = Math.max(this.#lastNow, now);
-    for (const a of this.associations.values()) {
-      if (!a.awaits(stamp)) continue;
-      for (const h of a.confirmTransmit(stamp, xmt)) {
-        this.#incoming(a, h.p, h.recv, Math.max(now, h.recv));
-      }
-      break;
-    }
-    return this.#flush();
-  }
-
-  #incoming(a: Association, p: NtpPacket, recv: number, now: number): void {
+  #incoming(a: Association, p: NtpPacket, recv: number, sent: Transmit | null): void {
     const before = { ...a.counters };
-    const r = a.handleIncoming(p, recv, this.#context(), now);
+    const r = a.handleIncoming(p, recv, sent, this.#context());
     this.counters.bogus += a.counters.bogus - before.bogus;
     this.counters.replay += a.counters.replay - before.replay;
     this.counters.kod_rate += a.counters.kodRate - before.kodRate;
@@ -479,6 +469,7 @@ export class Engine {
         minPoll: cfg.minPoll,
         maxPoll: Math.max(cfg.minPoll, cfg.maxPoll),
         pool,
+        xleave: cfg.xleave && cfg.kind !== "peer",
       },
       now,
       this.#rand,
@@ -539,7 +530,6 @@ export class Engine {
       precision: this.opts.precision,
       system: this.systemVars(),
       rand: this.#rand,
-      ...(this.opts.confirmSends ? { cookie: () => ++this.#cookie } : {}),
     };
   }
 

@@ -13,6 +13,7 @@ import {
   Leap,
   Mode,
   type NtpPacket,
+  type PacketHeader,
   serializePacket,
 } from "../ntp/packet.ts";
 import { MAXSTRAT, PHI } from "../ntp/system_state.ts";
@@ -39,14 +40,26 @@ export type SourceAction =
     mode: number;
     bytes: Uint8Array;
     /**
-     * Symmetric packets, when the driver confirms sends (`SourceContext.cookie`):
-     * write the transmit timestamp right before the datagram leaves and report
-     * it with `Engine.confirmTransmit(stamp, xmt, now)`.
+     * Write the served time of a clock reading taken right before the send
+     * into the packet's transmit timestamp (symmetric mode: the peer uses
+     * it as its T3). Otherwise the packet leaves as built.
      */
-    stamp?: number;
+    stampXmt: boolean;
   }
   | { kind: "log"; level: "info" | "warning"; message: string }
   | { kind: "demobilize"; source: string; reason: string };
+
+/**
+ * What the driver knows of the last packet it sent on an association: the
+ * transmit timestamp the packet carried (`xmt`, NTP 32.32) and when it
+ * really left (`t1`, raw Unix seconds: the kernel's transmit timestamp, or
+ * the clock read right before the send). The shape ntpd-rs passes to
+ * `handle_incoming` as the send timestamp.
+ */
+export interface Transmit {
+  xmt: NtpTimestamp;
+  t1: number;
+}
 
 /** Event counters of one association, as shown in status. */
 export interface SourceCounters {
@@ -75,6 +88,8 @@ export interface SourceOptions {
   maxPoll: number;
   /** Name of the pool this member came from, "" otherwise. */
   pool: string;
+  /** Ask for interleaved replies (RFC 9769, chrony `xleave`); client mode only. */
+  xleave: boolean;
 }
 
 /** What an association needs from the system to build and interpret packets. */
@@ -97,25 +112,7 @@ export interface SourceContext {
   };
   /** Uniform in [0, 1). */
   rand(): number;
-  /**
-   * Present when the driver stamps symmetric packets at send time and
-   * confirms them: a new cookie for each such send. Absent, a packet leaves
-   * with the xmt it was built with.
-   */
-  cookie?: () => number;
 }
-
-/** A packet held until the real transmit timestamps of our sends are known. */
-export interface HeldPacket {
-  p: NtpPacket;
-  recv: number;
-  now: number;
-}
-
-/** Seconds after which a send's confirmation counts as lost (it takes milliseconds). */
-export const CONFIRM_TIMEOUT_S = 1;
-/** Packets held per association at most while confirmations are outstanding. */
-const MAX_HELD = 4;
 
 const KISS_RATE = asciiRefid("RATE");
 const KISS_DENY = asciiRefid("DENY");
@@ -145,6 +142,8 @@ export class Association {
   precision = 0;
   /** The source's reference time (its last clock update), Unix seconds; 0 when none. */
   refTime = 0;
+  /** Whether the last sample came from an interleaved reply. */
+  interleaved = false;
   /** Raw time of the last valid sample, -1 when none. */
   lastSample = -1;
   readonly filter = new ClockFilter();
@@ -160,17 +159,21 @@ export class Association {
     unsync: 0,
     distance: 0,
   };
-  // Protocol state: what we sent (xmt on the wire, t1 our served send time),
-  // and for symmetric mode what the peer sent last (org/rec, RFC names).
-  #xmt: NtpTimestamp = 0n;
-  #t1: NtpTimestamp = 0n;
-  #replyXmt: NtpTimestamp = 0n;
+  // Protocol state (RFC 5905 names). Basic mode: the xmt of the request a
+  // reply answered (a request is answered once). Symmetric mode: what the
+  // peer sent last, echoed in our next packet (`org`, `rec`).
+  #answered: NtpTimestamp = 0n;
   #org: NtpTimestamp = 0n;
   #rec: NtpTimestamp = 0n;
   #lastRxXmt: NtpTimestamp = 0n;
-  /** Sends whose real xmt the driver has not confirmed yet: cookie -> which one, raw send time. */
-  #unconfirmed = new Map<number, { slot: "poll" | "reply"; at: number }>();
-  #held: HeldPacket[] = [];
+  /**
+   * Interleaved client mode (RFC 9769): the last valid exchange's times
+   * (t1, t4 raw seconds; t2 the server's receive timestamp, which our next
+   * request sends back as `org`), and the `rec` our last request carried,
+   * which an interleaved reply echoes as its `org`.
+   */
+  #prev: { t1: number; t2: NtpTimestamp; t4: number } | null = null;
+  #sentRec: NtpTimestamp = 0n;
   #logged = new Set<string>();
 
   constructor(opts: SourceOptions, now: number, rand: () => number) {
@@ -204,7 +207,7 @@ export class Association {
    * has not answered yet starts a burst, as at mobilisation.
    */
   update(
-    o: Pick<SourceOptions, "iburst" | "prefer" | "minPoll" | "maxPoll">,
+    o: Pick<SourceOptions, "iburst" | "prefer" | "minPoll" | "maxPoll" | "xleave">,
     now: number,
   ): void {
     if (o.iburst && !this.opts.iburst && this.reach === 0 && this.state === "active") {
@@ -213,6 +216,7 @@ export class Association {
     }
     this.opts.iburst = o.iburst;
     this.opts.prefer = o.prefer;
+    this.opts.xleave = o.xleave;
     this.opts.minPoll = o.minPoll;
     this.opts.maxPoll = Math.max(o.minPoll, o.maxPoll);
     this.setPoll(this.hpoll);
@@ -237,10 +241,6 @@ export class Association {
       const l = this.#once("unreach", "info", msg);
       if (l) out.push(l);
     }
-    for (const [cookie, u] of this.#unconfirmed) {
-      if (u.at < now - CONFIRM_TIMEOUT_S) this.#unconfirmed.delete(cookie);
-    }
-    if (this.#unconfirmed.size === 0) this.#dropHeld();
     out.push(this.#transmit(now, ctx));
     let interval = this.pollInterval;
     if (this.burst > 0) {
@@ -255,121 +255,89 @@ export class Association {
   }
 
   #transmit(now: number, ctx: SourceContext): SourceAction {
-    const t1 = fromUnixSeconds(ctx.served(now));
-    let xmt = t1;
+    this.counters.sent++;
     if (this.mode === Mode.client) {
       // A random transmit timestamp: the origin check then also proves the
-      // reply came from someone who saw our request (RFC 5905 §15, chrony).
-      xmt = (BigInt(Math.floor(ctx.rand() * 2 ** 32)) << 32n) |
+      // reply came from someone who saw our request (RFC 5905 §15, ntpd-rs).
+      // Interleaved: org and rec name the last exchange, so the server can
+      // answer with the transmit time of its reply to it (RFC 9769 §2);
+      // after a missed reply we ask in basic mode (chrony does likewise).
+      const xleave = this.opts.xleave && this.#prev !== null && this.unreach <= 1;
+      this.#sentRec = xleave ? fromUnixSeconds(ctx.served(this.#prev!.t4)) : 0n;
+      const xmt = (BigInt(Math.floor(ctx.rand() * 2 ** 32)) << 32n) |
         BigInt(Math.floor(ctx.rand() * 2 ** 32));
+      return this.#send(Mode.client, false, {
+        leap: Leap.unsync,
+        version: 4,
+        mode: Mode.client,
+        stratum: 0,
+        poll: this.hpoll,
+        precision: ctx.precision,
+        rootDelay: 0,
+        rootDisp: 0,
+        refid: 0,
+        ref: 0n,
+        org: xleave ? this.#prev!.t2 : 0n,
+        rec: this.#sentRec,
+        xmt,
+      });
     }
-    this.#xmt = xmt;
-    this.#t1 = t1;
-    this.counters.sent++;
-    const s = ctx.system;
-    const peer = this.mode === Mode.symmetricActive;
-    const bytes = serializePacket({
-      leap: peer ? s.leap : Leap.unsync,
+    return this.#send(Mode.symmetricActive, true, {
+      ...this.#systemHeader(ctx),
       version: 4,
-      mode: this.mode,
-      stratum: peer ? (s.leap === Leap.unsync ? 0 : s.stratum) : 0,
+      mode: Mode.symmetricActive,
       poll: this.hpoll,
-      precision: ctx.precision,
-      rootDelay: peer ? s.rootDelay : 0,
-      rootDisp: peer ? s.rootDisp : 0,
-      refid: peer ? s.refid : 0,
-      ref: peer && s.refTime > 0 ? fromUnixSeconds(s.refTime) : 0n,
-      org: peer ? this.#org : 0n,
-      rec: peer ? this.#rec : 0n,
-      xmt,
+      org: this.#org,
+      rec: this.#rec,
+      xmt: fromUnixSeconds(ctx.served(now)), // replaced by the driver right before the send
     });
-    const stamp = peer ? this.#expect("poll", now, ctx) : undefined;
+  }
+
+  /** Header fields that carry our system variables (symmetric packets). */
+  #systemHeader(ctx: SourceContext) {
+    const s = ctx.system;
+    return {
+      leap: s.leap,
+      stratum: s.leap === Leap.unsync ? 0 : s.stratum,
+      precision: ctx.precision,
+      rootDelay: s.rootDelay,
+      rootDisp: s.rootDisp,
+      refid: s.refid,
+      ref: s.refTime > 0 ? fromUnixSeconds(s.refTime) : 0n,
+    };
+  }
+
+  #send(mode: number, stampXmt: boolean, p: PacketHeader): SourceAction {
+    this.#answered = 0n; // a new packet: its answer is yet to come
     return {
       kind: "send",
       source: this.id,
       host: this.opts.host,
       port: this.opts.port,
-      mode: this.mode,
-      bytes,
-      ...(stamp === undefined ? {} : { stamp }),
+      mode,
+      bytes: serializePacket(p),
+      stampXmt,
     };
   }
 
-  /** A new cookie for a send whose xmt the driver restamps; it replaces any older one of `slot`. */
-  #expect(slot: "poll" | "reply", now: number, ctx: SourceContext): number | undefined {
-    if (!ctx.cookie) return undefined;
-    for (const [cookie, u] of this.#unconfirmed) {
-      if (u.slot === slot) this.#unconfirmed.delete(cookie);
-    }
-    const cookie = ctx.cookie();
-    this.#unconfirmed.set(cookie, { slot, at: now });
-    return cookie;
-  }
-
-  /** Whether this association waits for the confirmation with `cookie`. */
-  awaits(cookie: number): boolean {
-    return this.#unconfirmed.has(cookie);
-  }
-
   /**
-   * The driver reports what the send with `cookie` really carried as xmt,
-   * read right before the datagram left (null: it did not go out). That
-   * value is what the peer echoes as `org` and our true t1. Returns the
-   * packets held meanwhile, to be handled again now (see handleIncoming).
-   */
-  confirmTransmit(cookie: number, xmt: NtpTimestamp | null): HeldPacket[] {
-    const u = this.#unconfirmed.get(cookie);
-    if (!u) return [];
-    this.#unconfirmed.delete(cookie);
-    if (xmt !== null && xmt !== 0n) {
-      // 0n: that timestamp was used up by a reply already; it stays so.
-      if (u.slot === "poll" && this.#xmt !== 0n) this.#xmt = this.#t1 = xmt;
-      else if (u.slot === "reply" && this.#replyXmt !== 0n) this.#replyXmt = xmt;
-    }
-    if (this.#unconfirmed.size > 0) return [];
-    const held = this.#held;
-    this.#held = [];
-    return held;
-  }
-
-  /** Held packets whose confirmation was lost: they cannot match anything we know. */
-  #dropHeld(): void {
-    this.counters.bogus += this.#held.length;
-    this.#held = [];
-  }
-
-  /**
-   * A packet from this source arrived at raw time `recv` and is handled at
-   * raw time `now`. Returns actions and, when the clock filter produced a
-   * new estimate, its output.
+   * A packet from this source: `t4` is when it arrived (raw Unix seconds,
+   * the kernel's receive timestamp) and `sent` what the driver knows of
+   * the last packet it sent here (null: nothing yet). Applies the tests of
+   * RFC 5905 §8 (duplicate, origin, unsynchronised, distance) and of RFC
+   * 9769 for interleaved replies. Returns actions and, when the clock
+   * filter produced a new estimate, its output.
    */
   handleIncoming(
     p: NtpPacket,
-    recv: number,
+    t4: number,
+    sent: Transmit | null,
     ctx: SourceContext,
-    now: number = recv,
   ): { actions: SourceAction[]; output: FilterOutput | null; fresh: boolean } {
     const actions: SourceAction[] = [];
     const none = { actions, output: null, fresh: false };
     if (this.state !== "active") return none;
-    if (
-      this.#unconfirmed.size > 0 && p.org !== 0n && p.org !== this.#xmt && p.org !== this.#replyXmt
-    ) {
-      // Our send and its confirmation race the peer's answer: the datagram
-      // left with a timestamp read in the server worker, which reports it
-      // by message, and the answer can come through another worker first.
-      // An org we do not know yet may be that timestamp: hold the packet
-      // until the confirmation arrives, then judge it (guessing it from a
-      // window around our provisional xmt would weaken the origin check).
-      this.#held.push({ p, recv, now });
-      if (this.#held.length > MAX_HELD) {
-        this.#held.shift();
-        this.counters.bogus++;
-      }
-      return none;
-    }
     this.counters.received++;
-    const t4 = fromUnixSeconds(ctx.served(recv));
     const symmetric = this.mode === Mode.symmetricActive;
     if (
       symmetric
@@ -385,59 +353,37 @@ export class Association {
       return none;
     }
     this.#lastRxXmt = p.xmt;
-    let t1: NtpTimestamp | null = null;
-    if (p.org !== 0n && p.org === this.#xmt) {
-      t1 = this.#t1;
-      this.#xmt = 0n; // a reply is used once
-    } else if (symmetric && p.org !== 0n && p.org === this.#replyXmt) {
-      t1 = this.#replyXmt;
-      this.#replyXmt = 0n;
-    }
+    const rx = fromUnixSeconds(ctx.served(t4));
+    // Test 2 (origin): basic, the reply echoes the xmt of our last packet;
+    // interleaved, it echoes the rec our last request carried.
+    const basic = sent !== null && p.org !== 0n && p.org === sent.xmt && p.org !== this.#answered;
+    const interleaved = !basic && !symmetric && this.#sentRec !== 0n && p.org === this.#sentRec;
     if (symmetric) {
       // Remember what the peer sent; our next packet echoes it.
       this.#org = p.xmt;
-      this.#rec = t4;
+      this.#rec = rx;
       if (p.mode === Mode.symmetricActive) {
         // Answer a configured peer's active packet with a passive one, so it
-        // gets a sample at its own pace. The transmit timestamp is the time
-        // of sending, not of receipt: the peer takes (rec, xmt) as the time
-        // we held its packet, and a stale xmt biases its offset by half the
-        // processing delay (1-3 ms between a server worker and the engine).
-        const xmt = fromUnixSeconds(ctx.served(now));
-        this.#replyXmt = xmt;
-        const s = ctx.system;
-        const stamp = this.#expect("reply", now, ctx);
-        actions.push({
-          kind: "send",
-          source: this.id,
-          host: this.opts.host,
-          port: this.opts.port,
+        // gets a sample at its own pace. The driver writes the transmit
+        // timestamp right before the send: the peer takes (rec, xmt) as the
+        // time we held its packet.
+        actions.push(this.#send(Mode.symmetricPassive, true, {
+          ...this.#systemHeader(ctx),
+          version: p.version,
           mode: Mode.symmetricPassive,
-          bytes: serializePacket({
-            leap: s.leap,
-            version: p.version,
-            mode: Mode.symmetricPassive,
-            stratum: s.leap === Leap.unsync ? 0 : s.stratum,
-            poll: this.hpoll,
-            precision: ctx.precision,
-            rootDelay: s.rootDelay,
-            rootDisp: s.rootDisp,
-            refid: s.refid,
-            ref: s.refTime > 0 ? fromUnixSeconds(s.refTime) : 0n,
-            org: p.xmt,
-            rec: t4,
-            xmt,
-          }),
-          ...(stamp === undefined ? {} : { stamp }),
-        });
+          poll: this.hpoll,
+          org: p.xmt,
+          rec: rx,
+          xmt: rx,
+        }));
         this.counters.sent++;
       }
     }
-    if (p.stratum === 0 && p.leap === Leap.unsync && t1 !== null) {
+    if (p.stratum === 0 && p.leap === Leap.unsync && (basic || interleaved)) {
       this.#kiss(p, actions);
       return none;
     }
-    if (t1 === null) {
+    if (!basic && !interleaved) {
       if (symmetric && (p.org === 0n || p.mode === Mode.symmetricActive)) {
         // A peer's own poll that crossed ours is normal in symmetric mode.
         return none;
@@ -450,6 +396,12 @@ export class Association {
       );
       if (l) actions.push(l);
       return none;
+    }
+    const prev = this.#prev;
+    if (basic) this.#answered = sent!.xmt;
+    else this.#sentRec = 0n;
+    if (!symmetric && this.opts.xleave) {
+      this.#prev = sent ? { t1: sent.t1, t2: p.rec, t4 } : null;
     }
     this.reach |= 1;
     this.unreach = 0;
@@ -472,13 +424,27 @@ export class Association {
     this.rootDelay = p.rootDelay;
     this.rootDisp = p.rootDisp;
     this.precision = p.precision;
-    this.refTime = p.ref === 0n ? 0 : toUnixSeconds(p.ref, ctx.served(recv));
-    const t2 = p.rec, t3 = p.xmt;
-    const offset = (diff(t2, t1) + diff(t3, t4)) / 2;
-    const delay = Math.max(diff(t4, t1) - diff(t3, t2), 2 ** ctx.precision);
-    const disp = 2 ** ctx.precision + 2 ** p.precision + PHI * Math.max(0, diff(t4, t1));
-    this.lastSample = recv;
-    const sample: Sample = { t: recv, y: offset + ctx.correction(recv), delay, disp };
+    this.refTime = p.ref === 0n ? 0 : toUnixSeconds(p.ref, ctx.served(t4));
+    this.interleaved = interleaved;
+    // Interleaved: the reply completes the previous exchange with the
+    // transmit time the server took after its reply to it had left.
+    let at = t4, t1: NtpTimestamp, t2: NtpTimestamp, t4n = rx;
+    if (interleaved) {
+      if (!prev) return none;
+      at = prev.t4;
+      t1 = fromUnixSeconds(ctx.served(prev.t1));
+      t2 = prev.t2;
+      t4n = fromUnixSeconds(ctx.served(prev.t4));
+    } else {
+      t1 = fromUnixSeconds(ctx.served(sent!.t1));
+      t2 = p.rec;
+    }
+    const t3 = p.xmt;
+    const offset = (diff(t2, t1) + diff(t3, t4n)) / 2;
+    const delay = Math.max(diff(t4n, t1) - diff(t3, t2), 2 ** ctx.precision);
+    const disp = 2 ** ctx.precision + 2 ** p.precision + PHI * Math.max(0, diff(t4n, t1));
+    this.lastSample = at;
+    const sample: Sample = { t: at, y: offset + ctx.correction(at), delay, disp };
     this.stats.add(sample.t, sample.y, delay);
     return { actions, output: this.filter.add(sample, ctx.residual, ctx.precision), fresh: true };
   }

@@ -1,11 +1,11 @@
 /**
- * Runs the peer engine against the real world: one UDP socket per
- * client-mode source (node:dgram, receive time read when the datagram is
- * delivered), symmetric peers through the server's own port (ServerPool
- * forward/sendTo), timers, name resolution, statistics files and the
- * driftfile. Everything it does is what the engine's actions ask for.
+ * Runs the peer engine against the real world: one timestamped UDP socket
+ * per association (source_socket.ts: kernel receive and transmit
+ * timestamps; symmetric peers from the server's port), timers, name
+ * resolution, statistics files and the driftfile. Everything it does is
+ * what the engine's actions ask for; it owns every timestamp the engine
+ * sees (t1 and t4), so nothing is stamped after an event-loop hop.
  */
-import dgram from "node:dgram";
 import { lookup } from "node:dns/promises";
 import type { Config } from "../config/mod.ts";
 import { type Clock, VirtualClock } from "../engine/clock.ts";
@@ -13,10 +13,13 @@ import { type Action, Engine, type EngineReconfig } from "../engine/engine.ts";
 import type { EngineReport } from "../engine/report.ts";
 import { refidOfAddress } from "../engine/refid.ts";
 import { parseSocketAddress } from "../config/socket_address.ts";
+import { stampTransmit } from "../ntp/server.ts";
+import { Mode } from "../ntp/packet.ts";
 import type { SystemState } from "../ntp/system_state.ts";
 import { logger } from "../log.ts";
 import { realtimeSeconds } from "./realtime.ts";
 import { appendStats, readDrift, writeDrift } from "./stats_files.ts";
+import { type SourceEndpoint, SourceSockets } from "./source_socket.ts";
 
 /** How often the driftfile is rewritten (ntpd and chrony: hourly; also at stop). */
 export const DRIFT_SAVE_MS = 3600_000;
@@ -26,14 +29,6 @@ export interface EngineDriverOptions {
   precision: number;
   /** Publishes new system state to the server workers. */
   publish(s: SystemState): void;
-  /**
-   * Sends a symmetric-mode packet from the server port. With `stamp`, the
-   * transmit timestamp is written right before it leaves, and reported
-   * back through `EngineDriver.sent(stamp, xmt)`.
-   */
-  sendFromServerPort(bytes: Uint8Array, host: string, port: number, stamp?: number): void;
-  /** Tells the server which hosts are configured peers. */
-  setPeers(hosts: string[]): void;
   /** Clock to steer; default: virtual with `clock.control = false`, else the kernel. */
   clock?: Clock;
   /** Driftfile save interval, ms (default DRIFT_SAVE_MS; tests shorten it). */
@@ -53,6 +48,7 @@ export function engineReconfig(
       minPoll: s.minPoll,
       maxPoll: s.maxPoll,
       maxSources: s.maxSources,
+      xleave: s.xleave,
     })),
     stepThreshold: c.clock.stepThresholdMs / 1000,
     panicThreshold: c.clock.panicThresholdS,
@@ -88,7 +84,10 @@ export class EngineDriver {
   /** The config in force (replaced by `reconfigure`). */
   #config: Config;
   readonly #log = logger("engine");
-  readonly #sockets = new Map<string, dgram.Socket>();
+  /** Null when FFI is not available (no --allow-ffi): sources then stay unreachable. */
+  readonly #sockets: SourceSockets | null;
+  /** Associations whose socket failed to open, logged once each until it opens. */
+  readonly #failed = new Set<string>();
   #timer: ReturnType<typeof setTimeout> | null = null;
   #driftTimer: ReturnType<typeof setInterval> | null = null;
   #stopped = false;
@@ -98,6 +97,17 @@ export class EngineDriver {
     this.#o = o;
     this.#config = o.config;
     this.engine = engine;
+    let sockets: SourceSockets | null = null;
+    try {
+      sockets = new SourceSockets((id, bytes, t4) => this.#incoming(id, bytes, t4));
+    } catch (e) {
+      this.#log.error(
+        `Sources need the FFI socket driver (--allow-ffi on Linux): ${
+          e instanceof Error ? e.message : e
+        }`,
+      );
+    }
+    this.#sockets = sockets;
   }
 
   /** Reads the driftfile, creates the engine and starts polling. */
@@ -118,7 +128,6 @@ export class EngineDriver {
         ...engineReconfig(c),
         precision: o.precision,
         driftPpm: drift,
-        confirmSends: true,
       },
       clock,
       realtimeSeconds(),
@@ -126,34 +135,9 @@ export class EngineDriver {
     const d = new EngineDriver(o, engine);
     if (drift !== null) d.#log.info(`Frequency ${drift.toFixed(3)} ppm from ${c.clock.driftfile}`);
     if (warning) d.#log.warn(warning);
-    o.setPeers(engine.peerHosts());
     d.#driftTimer = setInterval(() => void d.saveDrift(), o.driftSaveMs ?? DRIFT_SAVE_MS);
     d.#run(engine.handleTimer(realtimeSeconds()));
     return d;
-  }
-
-  /** A symmetric-mode packet the server forwarded (configured peer). */
-  forward(bytes: Uint8Array, host: string, port: number, rxSec: number, rxNsec: number): void {
-    if (this.#stopped) return;
-    this.#run(
-      this.engine.handleIncoming(
-        host,
-        port,
-        bytes,
-        rxSec + rxNsec * 1e-9,
-        Math.random,
-        realtimeSeconds(),
-      ),
-    );
-  }
-
-  /**
-   * The server worker sent the packet of a send with `stamp`: `xmt` is the
-   * transmit timestamp it carried (null: not sent).
-   */
-  sent(stamp: number, xmt: bigint | null): void {
-    if (this.#stopped) return;
-    this.#run(this.engine.confirmTransmit(stamp, xmt, realtimeSeconds()));
   }
 
   /** Status for the status page. */
@@ -173,7 +157,6 @@ export class EngineDriver {
     }
     this.#config = next;
     this.#run(this.engine.reconfigure(engineReconfig(next), realtimeSeconds()));
-    this.#o.setPeers(this.engine.peerHosts());
   }
 
   /** Writes the current frequency to the driftfile (once the clock was updated at least once). */
@@ -187,8 +170,7 @@ export class EngineDriver {
     this.#stopped = true;
     if (this.#timer) clearTimeout(this.#timer);
     if (this.#driftTimer) clearInterval(this.#driftTimer);
-    for (const s of this.#sockets.values()) s.close();
-    this.#sockets.clear();
+    await this.#sockets?.stop();
     await this.saveDrift();
   }
 
@@ -197,8 +179,7 @@ export class EngineDriver {
     for (const a of actions) {
       switch (a.kind) {
         case "send":
-          if (a.mode === 3) this.#sendClient(a.source, a.host, a.port, a.bytes);
-          else this.#o.sendFromServerPort(a.bytes, a.host, a.port, a.stamp);
+          this.#send(a);
           break;
         case "setTimer": {
           if (this.#timer) clearTimeout(this.#timer);
@@ -211,8 +192,7 @@ export class EngineDriver {
           else this.#log.info(a.message);
           break;
         case "demobilize":
-          this.#sockets.get(a.source)?.close();
-          this.#sockets.delete(a.source);
+          this.#sockets?.close(a.source);
           break;
         case "resolve":
           void this.#resolve(a.name, a.source);
@@ -243,21 +223,51 @@ export class EngineDriver {
     if (addresses.length > 0) this.#unresolved.delete(name);
     if (this.#stopped) return;
     this.#run(this.engine.addResolved(source, addresses, realtimeSeconds()));
-    this.#o.setPeers(this.engine.peerHosts());
   }
 
-  #sendClient(id: string, host: string, port: number, bytes: Uint8Array): void {
-    let s = this.#sockets.get(id);
-    if (!s) {
-      s = dgram.createSocket(host.includes(":") ? "udp6" : "udp4");
-      s.on("error", () => {}); // ICMP unreachable and the like: the reach register shows it
-      s.on("message", (msg: Uint8Array, rinfo: dgram.RemoteInfo) => {
-        const recv = realtimeSeconds();
-        if (this.#stopped) return;
-        this.#run(this.engine.handleIncoming(rinfo.address, rinfo.port, new Uint8Array(msg), recv));
-      });
-      this.#sockets.set(id, s);
+  /** A datagram on an association's socket, with its kernel receive time. */
+  #incoming(id: string, bytes: Uint8Array, t4: number): void {
+    if (this.#stopped) return;
+    const a = this.engine.associations.get(id);
+    if (!a) return;
+    const sent = this.#sockets?.lastSent(id) ?? null;
+    this.#run(this.engine.handleIncoming(a.opts.host, a.opts.port, bytes, t4, sent));
+  }
+
+  #send(a: Extract<Action, { kind: "send" }>): void {
+    const sockets = this.#sockets;
+    if (!sockets) return;
+    if (!sockets.has(a.source)) {
+      const err = sockets.open(a.source, this.#endpoint(a));
+      if (err) {
+        // The reach register shows the failure; the line says why, once.
+        if (!this.#failed.has(a.source)) this.#log.error(`Cannot open a socket for ${err}`);
+        this.#failed.add(a.source);
+        return;
+      }
+      this.#failed.delete(a.source);
     }
-    s.send(bytes, port, host);
+    // Symmetric packets carry the served time of the clock reading taken
+    // right before the send, as the server's replies do.
+    sockets.send(
+      a.source,
+      a.bytes,
+      a.stampXmt
+        ? (bytes, sec, nsec) => stampTransmit(bytes, 0, this.engine.systemState(), sec, nsec)
+        : undefined,
+    );
+  }
+
+  /** Where an association's socket sends from: symmetric peers from the server's address and port. */
+  #endpoint(a: Extract<Action, { kind: "send" }>): SourceEndpoint {
+    if (a.mode === Mode.client) return { host: a.host, port: a.port };
+    const v6 = a.host.includes(":");
+    for (const l of this.#config.server.listen) {
+      const s = parseSocketAddress(l);
+      if (typeof s !== "string" && (s.family === 6) === v6) {
+        return { host: a.host, port: a.port, local: { host: s.hostname, port: s.port } };
+      }
+    }
+    return { host: a.host, port: a.port, local: { host: v6 ? "::" : "0.0.0.0", port: 123 } };
   }
 }

@@ -19,6 +19,12 @@ export const SO_RCVBUFFORCE = 33;
 /** SO_TIMESTAMPNS_OLD: struct timespec in the cmsg; same layout as the new one on LP64. */
 export const SO_TIMESTAMPNS = 35;
 export const SCM_TIMESTAMPNS = SO_TIMESTAMPNS;
+/** SO_TIMESTAMPING_OLD: kernel transmit timestamps, read back from the error queue. */
+export const SO_TIMESTAMPING = 37;
+export const SCM_TIMESTAMPING = SO_TIMESTAMPING;
+/** SOF_TIMESTAMPING_* flags (linux/net_tstamp.h). */
+export const SOF_TIMESTAMPING_TX_SOFTWARE = 1 << 1;
+export const SOF_TIMESTAMPING_SOFTWARE = 1 << 4;
 export const IPPROTO_IP = 0;
 export const IPPROTO_IPV6 = 41;
 export const IP_PKTINFO = 8;
@@ -29,7 +35,9 @@ export const IPV6_RECVPKTINFO = 49;
 export const IPV6_PKTINFO = 50;
 export const MSG_DONTWAIT = 0x40;
 export const MSG_TRUNC = 0x20;
+export const MSG_ERRQUEUE = 0x2000;
 export const POLLIN = 1;
+export const POLLERR = 8;
 export const EFD_NONBLOCK = 0o4000;
 export const EFD_CLOEXEC = 0o2000000;
 export const CLOCK_REALTIME = 0;
@@ -49,6 +57,7 @@ const ERRNO_NAMES: Record<number, string> = {
   99: "EADDRNOTAVAIL",
   101: "ENETUNREACH",
   111: "ECONNREFUSED",
+  113: "EHOSTUNREACH",
 };
 
 export function errnoName(errno: number): string {
@@ -84,6 +93,10 @@ const SYMBOLS = {
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+  sendmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
   recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
   sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
   sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },

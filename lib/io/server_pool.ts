@@ -16,7 +16,6 @@ export interface ServerPoolOptions {
   driver: "auto" | "ffi" | "portable";
   options: ServerOptions;
   state: SharedSystemState;
-  peers?: string[];
 }
 
 export interface ServerCounters {
@@ -34,11 +33,7 @@ export interface ServerCounters {
     denied: number;
   };
   send_errors: number;
-  forwarded_to_engine: number;
 }
-
-export type ForwardHandler = (m: Extract<FromWorker, { kind: "forward" }>) => void;
-export type SentHandler = (m: Extract<FromWorker, { kind: "sent" }>) => void;
 
 const MAX_WORKERS = 64;
 
@@ -51,30 +46,18 @@ export class ServerPool {
   readonly errors: string[];
   readonly #workers: Worker[];
   readonly #counters: Float64Array;
-  /** Sends posted to worker 0, counted so its busy loop yields for them (udp_ffi.ts). */
-  readonly #sends: Int32Array;
-  #onForward: ForwardHandler = () => {};
-  #onSent: SentHandler = () => {};
 
   private constructor(
     workers: Worker[],
     counters: Float64Array,
-    sends: Int32Array,
     info: { driver: string; driverReason: string; bound: string[]; errors: string[] },
   ) {
     this.#workers = workers;
     this.#counters = counters;
-    this.#sends = sends;
     this.driver = info.driver;
     this.driverReason = info.driverReason;
     this.bound = info.bound;
     this.errors = info.errors;
-    for (const w of workers) {
-      w.addEventListener("message", (e: MessageEvent<FromWorker>) => {
-        if (e.data.kind === "forward") this.#onForward(e.data);
-        else if (e.data.kind === "sent") this.#onSent(e.data);
-      });
-    }
   }
 
   /** Starts the workers; resolves once each has tried to bind. */
@@ -97,7 +80,6 @@ export class ServerPool {
       ? 1
       : Math.min(MAX_WORKERS, o.workers > 0 ? o.workers : navigator.hardwareConcurrency || 1);
     const counterBuf = new SharedArrayBuffer(COUNTER_COUNT * count * 8);
-    const sendsBuf = new SharedArrayBuffer(4);
     const workers: Worker[] = [];
     const ready: Promise<Extract<FromWorker, { kind: "ready" }>>[] = [];
     for (let slot = 0; slot < count; slot++) {
@@ -122,15 +104,13 @@ export class ServerPool {
         state: o.state.buffer,
         counters: counterBuf,
         slot,
-        peers: o.peers ?? [],
-        ...(slot === 0 ? { sends: sendsBuf } : {}),
       };
       w.postMessage(init);
     }
     const results = await Promise.all(ready);
     const first = results[0]!;
     const note = results.find((r) => r.driverNote)?.driverNote;
-    return new ServerPool(workers, new Float64Array(counterBuf), new Int32Array(sendsBuf), {
+    return new ServerPool(workers, new Float64Array(counterBuf), {
       driver: first.driver,
       driverReason: note ?? reason,
       bound: first.bound,
@@ -162,22 +142,7 @@ export class ServerPool {
         denied: c("dropDenied"),
       },
       send_errors: c("sendErrors"),
-      forwarded_to_engine: c("forwarded"),
     };
-  }
-
-  /** Receives symmetric-mode packets from configured peers. */
-  onForward(handler: ForwardHandler): void {
-    this.#onForward = handler;
-  }
-
-  /** Receives the transmit timestamps of stamped sends (`sendTo` with `stamp`). */
-  onSent(handler: SentHandler): void {
-    this.#onSent = handler;
-  }
-
-  setPeers(peers: string[]): void {
-    this.#broadcast({ kind: "peers", peers });
   }
 
   /** Applies new access and rate-limit options (reload) without rebinding. */
@@ -206,21 +171,6 @@ export class ServerPool {
     );
     this.bound = replies[0]?.bound ?? [];
     return [...new Set(replies.flatMap((r) => r.errors))];
-  }
-
-  /**
-   * Sends from the server port (symmetric peers expect our port 123). With
-   * `stamp`, the worker writes the transmit timestamp right before the
-   * datagram leaves and reports it to `onSent` with this cookie.
-   */
-  sendTo(bytes: Uint8Array, host: string, port: number, stamp?: number): void {
-    const m: ToWorker = stamp === undefined
-      ? { kind: "send", bytes, host, port }
-      : { kind: "send", bytes, host, port, stamp };
-    const w = this.#workers[0];
-    if (!w) return;
-    w.postMessage(m);
-    Atomics.add(this.#sends, 0, 1); // after the post: the worker never waits for a message not sent
   }
 
   async stop(): Promise<void> {

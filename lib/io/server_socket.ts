@@ -6,7 +6,7 @@
 import type { ClientAddress } from "../ntp/address.ts";
 
 export interface Responder {
-  /** Builds a reply into `out` at `outOffset`; returns its length, 0, or FORWARD_TO_ENGINE. */
+  /** Builds a reply into `out` at `outOffset`; returns its length or 0 (no reply). */
   respond(
     req: Uint8Array,
     length: number,
@@ -18,14 +18,9 @@ export interface Responder {
   ): number;
   /** Writes the transmit timestamp into a built reply, just before it is sent. */
   stamp(out: Uint8Array, outOffset: number, txSec: number, txNsec: number): void;
-  /** A symmetric-mode packet from a configured peer, for the engine. */
-  forward(req: Uint8Array, client: ClientAddress, rxSec: number, rxNsec: number): void;
   /** Counts a failed send. */
   sendFailed(): void;
 }
-
-/** Writes a transmit timestamp (raw clock reading `txSec`/`txNsec`) into a packet about to be sent. */
-export type TransmitStamp = (bytes: Uint8Array, txSec: number, txNsec: number) => void;
 
 export interface ServerSocket {
   /** "ffi-recvmmsg" or "portable". */
@@ -34,12 +29,6 @@ export interface ServerSocket {
   readonly address: string;
   /** Serves until `close()`; resolves then. */
   serve(responder: Responder): Promise<void>;
-  /**
-   * Sends a datagram from this socket (engine packets to symmetric peers).
-   * With `stamp`, the clock is read right before the send and `stamp`
-   * writes the transmit timestamp into `bytes`. Returns whether it went out.
-   */
-  sendTo(bytes: Uint8Array, host: string, port: number, stamp?: TransmitStamp): boolean;
   close(): void;
 }
 

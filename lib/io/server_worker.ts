@@ -3,12 +3,10 @@
  * port with the other workers through SO_REUSEPORT on the FFI driver),
  * answers requests with the pure server core, and counts into its own
  * slot of a shared counter array. System state arrives through shared
- * memory; control messages (peers, send, stop, reconfigure) by postMessage.
+ * memory; control messages (listen, stop, reconfigure) by postMessage.
  */
 /// <reference lib="deno.worker" />
 import { AccessList } from "../ntp/access.ts";
-import type { ClientAddress } from "../ntp/address.ts";
-import { formatIp } from "../ntp/address.ts";
 import { RateLimiter } from "../ntp/rate_limit.ts";
 import {
   Counter,
@@ -21,7 +19,7 @@ import {
 import { SharedSystemState, unsyncedState } from "../ntp/system_state.ts";
 import { parseSocketAddress, type SocketAddress } from "../config/socket_address.ts";
 import { cidrs, type ServerOptions } from "./server_options.ts";
-import type { Responder, ServerSocket, TransmitStamp } from "./server_socket.ts";
+import type { Responder, ServerSocket } from "./server_socket.ts";
 import { openServerSocket } from "./udp.ts";
 
 export type ToWorker =
@@ -34,51 +32,19 @@ export type ToWorker =
     state: SharedArrayBuffer;
     counters: SharedArrayBuffer;
     slot: number;
-    peers: string[];
-    /** Worker 0: the pool's count of posted `send` messages (see udp_ffi.ts watchSends). */
-    sends?: SharedArrayBuffer;
   }
   | { kind: "options"; options: ServerOptions }
   /** Reload: close sockets no longer listed, open the new ones, keep the rest. */
   | { kind: "listen"; listen: string[] }
-  | { kind: "peers"; peers: string[] }
-  /**
-   * A packet for a symmetric peer. With `stamp` (the engine's cookie) the
-   * worker writes the transmit timestamp right before sending and answers
-   * with a `sent` message.
-   */
-  | { kind: "send"; bytes: Uint8Array; host: string; port: number; stamp?: number }
   | { kind: "stop" };
 
 export type FromWorker =
   | { kind: "ready"; driver: string; driverNote: string; bound: string[]; errors: string[] }
   | { kind: "listened"; bound: string[]; errors: string[] }
-  | {
-    kind: "forward";
-    bytes: Uint8Array;
-    host: string;
-    port: number;
-    rxSec: number;
-    rxNsec: number;
-  }
-  /** The transmit timestamp a `send` with `stamp` carried (32.32), null if it did not go out. */
-  | { kind: "sent"; stamp: number; xmt: bigint | null }
   | { kind: "stopped" };
 
 function post(msg: FromWorker): void {
   self.postMessage(msg);
-}
-
-function peerKey(c: ClientAddress): string {
-  const w = c.words;
-  if (c.family === 4) {
-    return formatIp(
-      new Uint8Array([w[0]! >>> 24, (w[0]! >> 16) & 255, (w[0]! >> 8) & 255, w[0]! & 255]),
-    );
-  }
-  const b = new Uint8Array(16);
-  for (let i = 0; i < 4; i++) new DataView(b.buffer).setUint32(i * 4, w[i]!);
-  return formatIp(b);
 }
 
 let sockets: ServerSocket[] = [];
@@ -91,7 +57,6 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
   shared.read(system);
   let seen = shared.version;
   const counters = new Float64Array(init.counters, init.slot * COUNTER_COUNT * 8, COUNTER_COUNT);
-  let peers = new Set(init.peers);
   const ctx: ServerContext = {
     system,
     access: new AccessList([], []),
@@ -100,7 +65,6 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
     rateKod: false,
     minPoll: 0,
     counters,
-    isPeer: (c) => peers.size > 0 && peers.has(peerKey(c)),
   };
   const configure = (o: ServerOptions) => {
     ctx.access = new AccessList(cidrs(o.allow), cidrs(o.deny));
@@ -118,11 +82,6 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
       seen = v;
     }
   };
-  // Served time, as in our replies: the engine's peer packets go out with the same clock.
-  const stampPeer: TransmitStamp = (bytes, txSec, txNsec) => {
-    refresh();
-    stampTransmit(bytes, 0, system, txSec, txNsec);
-  };
   const responder: Responder = {
     respond(req, length, client, rxSec, rxNsec, out, outOffset) {
       refresh();
@@ -130,16 +89,6 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
     },
     stamp(out, outOffset, txSec, txNsec) {
       stampTransmit(out, outOffset, system, txSec, txNsec);
-    },
-    forward(req, client, rxSec, rxNsec) {
-      post({
-        kind: "forward",
-        bytes: req,
-        host: peerKey(client),
-        port: client.port,
-        rxSec,
-        rxNsec,
-      });
     },
     sendFailed() {
       counters[Counter.sendErrors]!++;
@@ -162,12 +111,6 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
     }
   };
   await open(init.listen, errors);
-  let sendHandled = () => {};
-  if (init.sends && sockets.some((s) => s.driver === "ffi-recvmmsg")) {
-    const ffi = await import("./udp_ffi.ts");
-    ffi.watchSends(new Int32Array(init.sends));
-    sendHandled = ffi.sendHandled;
-  }
   post({
     kind: "ready",
     driver: sockets[0]?.driver ?? init.driver,
@@ -193,20 +136,6 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
         sockets = sockets.filter((s) => !gone.includes(s));
         post({ kind: "listened", bound: sockets.map((s) => s.address), errors: errs });
       });
-    } else if (m.kind === "peers") peers = new Set(m.peers);
-    else if (m.kind === "send") {
-      sendHandled();
-      const s = sockets.find((s) => s.address.startsWith("[") === m.host.includes(":"));
-      const stamp = m.stamp;
-      if (stamp === undefined) {
-        s?.sendTo(m.bytes, m.host, m.port);
-        return;
-      }
-      const ok = s?.sendTo(m.bytes, m.host, m.port, stampPeer) ?? false;
-      const xmt = ok && m.bytes.length >= 48
-        ? new DataView(m.bytes.buffer, m.bytes.byteOffset).getBigUint64(40)
-        : null;
-      post({ kind: "sent", stamp, xmt });
     } else if (m.kind === "stop") {
       for (const s of sockets) s.close();
       sockets = [];

@@ -36,7 +36,7 @@
  */
 import type { SocketAddress } from "../config/socket_address.ts";
 import { newClientAddress, parseIp, setClientAddress } from "../ntp/address.ts";
-import { FORWARD_TO_ENGINE, NO_REPLY } from "../ntp/server.ts";
+import { NO_REPLY } from "../ntp/server.ts";
 import {
   addressOf,
   AF_INET,
@@ -78,13 +78,7 @@ import {
   SOL_SOCKET,
   writeSockaddr,
 } from "./libc.ts";
-import {
-  BindError,
-  bindReason,
-  type Responder,
-  type ServerSocket,
-  type TransmitStamp,
-} from "./server_socket.ts";
+import { BindError, bindReason, type Responder, type ServerSocket } from "./server_socket.ts";
 
 /** Datagrams per recvmmsg. */
 export const BATCH = 64;
@@ -179,44 +173,6 @@ let pollCount = 0;
 let pollCountBig = 0n;
 
 /**
- * Engine packets (`sendTo`) waiting in this thread's message queue: the
- * pool counts the ones it posts into `posted`, the worker reports each it
- * handled (`sendHandled`). While one waits, the loop lets the event loop
- * run instead of blocking in `poll` or reading on for YIELD_MS, so it goes
- * out within one SPIN_POLL_MS even under full load. A count that never
- * catches up (a message lost) is given up after SEND_WAIT_MS.
- */
-let posted: Int32Array | null = null;
-let handled = 0;
-let waitingSince = -1;
-const SEND_WAIT_MS = 50;
-
-/** Watches the pool's counter of posted sends (server worker 0). */
-export function watchSends(counter: Int32Array): void {
-  posted = counter;
-  handled = Atomics.load(counter, 0);
-}
-
-/** The worker handled one posted send. */
-export function sendHandled(): void {
-  if (posted) handled = Math.min(handled + 1, Atomics.load(posted, 0));
-}
-
-function sendsWaiting(now: number): boolean {
-  if (!posted || Atomics.load(posted, 0) === handled) {
-    waitingSince = -1;
-    return false;
-  }
-  if (waitingSince < 0) waitingSince = now;
-  else if (now - waitingSince > SEND_WAIT_MS) {
-    handled = Atomics.load(posted, 0);
-    waitingSince = -1;
-    return false;
-  }
-  return true;
-}
-
-/**
  * Blocks up to SPIN_POLL_MS for any socket of this thread; returns a
  * ready fd (`mine` first), or -1. Synchronous: only while traffic flows.
  */
@@ -253,9 +209,6 @@ class FfiSocket implements ServerSocket {
   readonly #pktinfo: boolean;
   #closed = false;
   #serving: Promise<void> | null = null;
-  readonly #sendSa = new Uint8Array(SOCKADDR_SIZE);
-  readonly #sendTs = new Int32Array(OFF_HEAP / 4);
-  readonly #sendTsBytes = new Uint8Array(this.#sendTs.buffer);
   /** Buffers the C structs point into: held here so the GC never frees them under the kernel. */
   #pinned: ArrayBufferView[] = [];
 
@@ -279,33 +232,6 @@ class FfiSocket implements ServerSocket {
       libc().close(this.#efd);
     });
     return this.#serving;
-  }
-
-  sendTo(bytes: Uint8Array, host: string, port: number, stamp?: TransmitStamp): boolean {
-    if (this.#closed) return false;
-    const ip = parseIp(host);
-    if (!ip || (ip.length === 16) !== this.#v6) return false;
-    const n = writeSockaddr(this.#sendSa, ip, port);
-    const c = libc();
-    if (stamp) {
-      // Read right before the system call, as for replies: what the peer
-      // takes as our send time must be it, not when the engine built the packet.
-      c.clock_gettime(CLOCK_REALTIME, this.#sendTsBytes);
-      const ts = this.#sendTs;
-      stamp(bytes, (ts[0]! >>> 0) + ts[1]! * 4294967296, ts[2]!);
-    }
-    for (;;) {
-      const r = c.sendto(
-        this.#fd,
-        bytes as Uint8Array<ArrayBuffer>,
-        BigInt(bytes.length),
-        0,
-        this.#sendSa,
-        n,
-      );
-      if (r >= 0) return true;
-      if (c.errno() !== EINTR) return false;
-    }
   }
 
   close(): void {
@@ -437,7 +363,7 @@ class FfiSocket implements ServerSocket {
         // flows. It watches every socket of this thread, so a busy socket
         // never makes another one wait: if that one is ready, we yield to it.
         const now = performance.now();
-        if (now - lastYield < YIELD_MS && !sendsWaiting(now)) {
+        if (now - lastYield < YIELD_MS) {
           const ready = waitAny(fd);
           if (ready === fd) continue;
           if (ready >= 0) {
@@ -511,10 +437,6 @@ class FfiSocket implements ServerSocket {
         const req = reqs[i]!;
         const r = responder.respond(req, len, client, sec, nsec, txBuf, m * REPLY);
         if (r === NO_REPLY) continue;
-        if (r === FORWARD_TO_ENGINE) {
-          responder.forward(req.slice(0, len), client, sec, nsec);
-          continue;
-        }
         const t = m * hdrWords;
         txHdr32[t + MSGHDR.name / 4] = nameLo[i]!;
         txHdr32[t + MSGHDR.name / 4 + 1] = nameHi[i]!;
@@ -562,8 +484,8 @@ class FfiSocket implements ServerSocket {
         sendCostNs += (sample - sendCostNs) * SEND_COST_GAIN;
       }
       const now = performance.now();
-      if (now - lastYield >= YIELD_MS || sendsWaiting(now)) {
-        // Let the event loop run (control messages, stop, engine sends) while busy.
+      if (now - lastYield >= YIELD_MS) {
+        // Let the event loop run (control messages, stop) while busy.
         await c.poll_async(pfd, 2n, 0);
         lastYield = performance.now();
       }

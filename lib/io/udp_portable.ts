@@ -6,7 +6,7 @@
  */
 import dgram from "node:dgram";
 import { newClientAddress, parseIp, setClientAddress } from "../ntp/address.ts";
-import { FORWARD_TO_ENGINE, NO_REPLY } from "../ntp/server.ts";
+import { NO_REPLY } from "../ntp/server.ts";
 import type { SocketAddress } from "../config/socket_address.ts";
 import { realtimeReader } from "./realtime.ts";
 import { BindError, bindReason, type Responder, type ServerSocket } from "./server_socket.ts";
@@ -44,10 +44,6 @@ export async function openPortableSocket(addr: SocketAddress): Promise<ServerSoc
         setClientAddress(client, ip, 0, ip.length as 4 | 16, rinfo.port);
         const out = new Uint8Array(48); // dgram.send is async; a reply buffer each
         const n = responder.respond(msg, msg.length, client, rx.sec, rx.nsec, out, 0);
-        if (n === FORWARD_TO_ENGINE) {
-          responder.forward(msg.slice(), client, rx.sec, rx.nsec);
-          return;
-        }
         if (n === NO_REPLY) return;
         read(tx);
         responder.stamp(out, 0, tx.sec, tx.nsec);
@@ -56,18 +52,6 @@ export async function openPortableSocket(addr: SocketAddress): Promise<ServerSoc
         });
       });
       return done;
-    },
-    sendTo(bytes, host, port, stamp) {
-      if (stamp) {
-        read(tx);
-        stamp(bytes, tx.sec, tx.nsec);
-      }
-      try {
-        sock.send(bytes, 0, bytes.length, port, host);
-        return true;
-      } catch {
-        return false; // closed socket or bad address
-      }
     },
     close() {
       sock.close();

@@ -33,14 +33,11 @@ export const Counter = {
   dropRateLimited: 7,
   dropDenied: 8,
   sendErrors: 9,
-  forwarded: 10,
 } as const;
-export const COUNTER_COUNT = 11;
+export const COUNTER_COUNT = 10;
 
 /** Returned by `respond` for a packet the server does not answer itself. */
 export const NO_REPLY = 0;
-/** Returned by `respond` for a symmetric-mode packet from a configured peer. */
-export const FORWARD_TO_ENGINE = -1;
 
 const NTP_PORT = 123;
 const REFID_RATE = asciiRefid("RATE");
@@ -58,8 +55,6 @@ export interface ServerContext {
   /** Lowest poll exponent we advertise: log2 of the rate-limit interval. */
   minPoll: number;
   counters: Float64Array;
-  /** True for configured symmetric peers, whose mode 1/2 go to the engine. */
-  isPeer?: (client: ClientAddress) => boolean;
 }
 
 /** Log2 of the rate-limit interval, rounded up: the poll we ask clients to keep. */
@@ -69,7 +64,7 @@ export function minPollFor(intervalS: number): number {
 
 /**
  * Builds the reply to `req[0..length)` into `out[outOffset..+48)`.
- * Returns 48, `NO_REPLY` or `FORWARD_TO_ENGINE`; counts the outcome.
+ * Returns 48 or `NO_REPLY`; counts the outcome.
  * `rxSec`/`rxNsec` is the raw (uncorrected) receive time.
  */
 export function respond(
@@ -112,10 +107,6 @@ export function respond(
   if (mode === Mode.client) {
     replyMode = Mode.server;
   } else if (mode === Mode.symmetricActive || mode === Mode.symmetricPassive) {
-    if (ctx.isPeer?.(client)) {
-      c[Counter.forwarded]!++;
-      return FORWARD_TO_ENGINE;
-    }
     if (mode === Mode.symmetricPassive) {
       c[Counter.dropMode]!++;
       return NO_REPLY;

@@ -71,6 +71,7 @@ function src(
     minPoll: 4,
     maxPoll: lan ? 6 : 8,
     maxSources: 4,
+    xleave: false,
     ...extra,
   };
 }

@@ -14,6 +14,7 @@ import { type SystemState, unsyncedState } from "../ntp/system_state.ts";
 import { VirtualClock } from "../engine/clock.ts";
 import { type Action, Engine, type EngineOptions } from "../engine/engine.ts";
 import { refidOfAddress } from "../engine/refid.ts";
+import { sourceId, type Transmit } from "../engine/source.ts";
 import { Prng } from "./prng.ts";
 
 /** Simulated time starts here (Unix seconds), so timestamps look real. */
@@ -146,6 +147,8 @@ export class EngineNode implements Host {
   readonly ctx: ServerContext;
   down = false;
   #timerGen = 0;
+  /** The last packet sent to each association (what a driver hands back with replies). */
+  readonly #sent = new Map<string, Transmit>();
   constructor(
     sim: Simulation,
     readonly address: string,
@@ -178,11 +181,24 @@ export class EngineNode implements Host {
       answer(sim, this.address, this.ctx, (x) => this.osc.raw(x), from, port, bytes, t);
       return;
     }
-    this.#run(sim, this.engine.handleIncoming(from, port, bytes, this.osc.raw(t), sim.rng.fn()));
+    const sent = this.#sent.get(sourceId(from, port)) ?? null;
+    this.#run(
+      sim,
+      this.engine.handleIncoming(from, port, bytes, this.osc.raw(t), sent, sim.rng.fn()),
+    );
   }
   #run(sim: Simulation, actions: Action[]): void {
     for (const a of actions) {
       if (a.kind === "send") {
+        // The driver's part: stamp symmetric packets as they leave, and
+        // remember what went out and when (the engine's t1).
+        const t1 = this.osc.raw(sim.now);
+        if (a.stampXmt) {
+          const sec = Math.floor(t1);
+          stampTransmit(a.bytes, 0, this.engine.systemState(), sec, (t1 - sec) * 1e9);
+        }
+        const xmt = new DataView(a.bytes.buffer, a.bytes.byteOffset).getBigUint64(40);
+        this.#sent.set(a.source, { xmt, t1 });
         sim.send(this.address, 123, a.host, a.port, a.bytes, sim.now);
       } else if (a.kind === "setTimer") {
         const gen = ++this.#timerGen;

@@ -97,7 +97,6 @@ export function renderMetrics(s: StatusSnapshot): string {
       [{ outcome: "dropped_control" }, c.dropped.control],
       [{ outcome: "dropped_rate_limited" }, c.dropped.rate_limited],
       [{ outcome: "dropped_denied" }, c.dropped.denied],
-      [{ outcome: "forwarded_to_engine" }, c.forwarded_to_engine],
     ],
   );
   e.family(

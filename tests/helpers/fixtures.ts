@@ -1,5 +1,8 @@
 /** Plain values several unit tests build on. */
-import type { EngineOptions } from "../../lib/engine/engine.ts";
+import type { Action, Engine, EngineOptions } from "../../lib/engine/engine.ts";
+import { canonicalIp } from "../../lib/engine/refid.ts";
+import { sourceId, type Transmit } from "../../lib/engine/source.ts";
+import { stampTransmit } from "../../lib/ntp/server.ts";
 import type { QueryResult } from "../../lib/ntp/query.ts";
 
 /** A good reply to a self-query or node check: stratum 8, LOCL, 100 µs off. */
@@ -37,4 +40,63 @@ export function engineOptions(
     driftPpm: null,
     ...extra,
   };
+}
+
+/** An engine whose `handleIncoming` takes no `sent`: `driven()` supplies it. */
+export type DrivenEngine = Omit<Engine, "handleIncoming"> & {
+  handleIncoming(
+    host: string,
+    port: number,
+    bytes: Uint8Array,
+    t4: number,
+    rand?: () => number,
+  ): Action[];
+};
+
+/**
+ * Wraps an engine in the driver's bookkeeping, ideally: each send leaves
+ * at the time of the call that produced it (symmetric packets stamped with
+ * the served time then), and each packet comes back with the last send to
+ * its source, as lib/io/engine_driver.ts does with kernel timestamps.
+ */
+export function driven(engine: Engine): DrivenEngine {
+  const last = new Map<string, Transmit>();
+  const record = (actions: Action[], t: number): Action[] => {
+    for (const a of actions) {
+      if (a.kind !== "send") continue;
+      if (a.stampXmt) {
+        const sec = Math.floor(t);
+        stampTransmit(a.bytes, 0, engine.systemState(), sec, (t - sec) * 1e9);
+      }
+      last.set(a.source, { xmt: parsedXmt(a.bytes), t1: t });
+    }
+    return actions;
+  };
+  const sentTo = (host: string, port: number): Transmit | null => {
+    const ip = canonicalIp(host);
+    const exact = last.get(sourceId(ip, port));
+    if (exact) return exact;
+    for (const [id, s] of last) if (engine.associations.get(id)?.opts.host === ip) return s;
+    return null;
+  };
+  const wrapped: Record<string, unknown> = {
+    handleIncoming: (h: string, p: number, b: Uint8Array, t4: number, rand = Math.random) =>
+      record(engine.handleIncoming(h, p, b, t4, sentTo(h, p), rand), t4),
+    handleTimer: (now: number, rand?: () => number) => record(engine.handleTimer(now, rand), now),
+    reconfigure: (o: Parameters<Engine["reconfigure"]>[0], now: number) =>
+      record(engine.reconfigure(o, now), now),
+    addResolved: (s: number | string, addrs: string[], now: number) =>
+      record(engine.addResolved(s, addrs, now), now),
+  };
+  return new Proxy(engine, {
+    get(target, prop) {
+      if (typeof prop === "string" && prop in wrapped) return wrapped[prop];
+      const v = Reflect.get(target, prop, target);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  }) as unknown as DrivenEngine;
+}
+
+function parsedXmt(bytes: Uint8Array): bigint {
+  return new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(40);
 }

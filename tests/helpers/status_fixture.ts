@@ -122,7 +122,6 @@ export function fakeCounters(scale = 1): ServerCounters {
       denied: 2 * scale,
     },
     send_errors: 1 * scale,
-    forwarded_to_engine: 3 * scale,
   };
 }
 
