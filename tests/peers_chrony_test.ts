@@ -122,7 +122,7 @@ Deno.test({
   sanitizeOps: false,
 }, async (t) => {
   const run = async (
-    orphanStratum: number,
+    o: { orphanStratum: number; chronyPoll?: number; ourPoll?: number },
     check: (
       chrony: Awaited<ReturnType<typeof startChronyd>>,
       sport: number,
@@ -135,7 +135,7 @@ Deno.test({
       "bindaddress 127.0.0.1",
       "local stratum 8",
       "allow 127.0.0.0/8",
-      `peer 127.0.0.2 port ${eport} minpoll 0 maxpoll 0`,
+      `peer 127.0.0.2 port ${eport} minpoll ${o.chronyPoll ?? 0} maxpoll ${o.chronyPoll ?? 0}`,
       "user root", // chronyc needs the socket directory owned by chronyd's user
     ]);
     let edge: EdgeTimeProcess | null = null;
@@ -145,9 +145,11 @@ Deno.test({
           listen: `127.0.0.2:${eport}`,
           status: sport,
           sources: [
-            `[[source]]\naddress = "127.0.0.1:${cport}"\nkind = "peer"\nmin_poll = 0\nmax_poll = 1`,
+            `[[source]]\naddress = "127.0.0.1:${cport}"\nkind = "peer"\nmin_poll = ${
+              o.ourPoll ?? 0
+            }\nmax_poll = ${o.ourPoll ?? 1}`,
           ],
-        }).replace("orphan_stratum = 7", `orphan_stratum = ${orphanStratum}`),
+        }).replace("orphan_stratum = 7", `orphan_stratum = ${o.orphanStratum}`),
       );
       await check(chrony, sport, cport);
     } catch (e) {
@@ -161,7 +163,7 @@ Deno.test({
   };
 
   await t.step("chronyd follows edge-time (orphan parent, stratum 7): `=*`", async () => {
-    await run(7, async (chrony, sport, cport) => {
+    await run({ orphanStratum: 7 }, async (chrony, sport, cport) => {
       const first = await until("chronyd reaching us", () =>
         chronySource(chrony, "127.0.0.2")
           .then((s) => s && s.ms[0] === "=" && s.reach > 0 ? s : null), 15_000);
@@ -194,7 +196,7 @@ Deno.test({
     // orphan_stratum 0: chronyd's stratum 8 is an ordinary peer to follow. chronyd
     // then sees our refid 127.0.0.1 (itself), so it counts us in its reach but,
     // rightly, takes no samples (`=?`): a loop guard, not a failure to reach.
-    await run(0, async (chrony, sport, cport) => {
+    await run({ orphanStratum: 0 }, async (chrony, sport, cport) => {
       const st = await until("following chronyd", async () => {
         const s = await fetchStatus(sport);
         return s.system.stratum === 9 && s.system.system_peer === `127.0.0.1:${cport}` ? s : null;
@@ -212,6 +214,25 @@ Deno.test({
       );
     });
   });
+
+  await t.step(
+    "a chronyd polling 64x faster (minpoll -2 vs our 4) still selects us: `=*`",
+    async () => {
+      // Its active packets arrive every 0.25 s; each is answered with a
+      // passive packet stamped right before it leaves, so chronyd gets a
+      // sample at its own pace while we poll every 16 s.
+      await run({ orphanStratum: 7, chronyPoll: -2, ourPoll: 4 }, async (chrony, sport) => {
+        const sel = await until("chronyd selecting us", () =>
+          chronySource(chrony, "127.0.0.2")
+            .then((s) => s && s.ms === "=*" && bits(s.reach) >= 4 ? s : null), 30_000);
+        assert.equal(sel.stratum, 7);
+        const o = await chronyOffset(chrony, "127.0.0.2");
+        assert.ok(o !== null && Math.abs(o) < 200e-6, `chronyd sees us at ${o} s`);
+        const s = await fetchStatus(sport);
+        assert.equal(s.sources[0]?.poll, 4, "we keep our own poll");
+      });
+    },
+  );
 });
 
 Deno.test({
