@@ -7,6 +7,9 @@ import { parse as parseToml } from "toml";
 import { lineOf, locateKeys } from "./locate.ts";
 import { camel, type Config, SCHEMA, type Spec } from "./schema.ts";
 import { DEFAULT_CONFIG_TOML } from "./default_config.ts";
+import { parseSocketAddress, sourceIdentity } from "./socket_address.ts";
+import { parseCidr } from "../ntp/access.ts";
+import { formatIp, parseIp } from "../ntp/address.ts";
 
 export type { Config, SourceConfig } from "./schema.ts";
 export { DEFAULT_CONFIG_TOML };
@@ -18,6 +21,8 @@ interface Problem {
   message: string;
   /** Key whose line to show, when `path` itself may be absent from the file. */
   at?: string;
+  /** Another key the message refers to: its line is appended as ` (line N)`. */
+  lineOf?: string;
 }
 
 function describe(v: unknown): string {
@@ -53,6 +58,9 @@ function validate(spec: Spec, value: unknown, path: string, problems: Problem[])
     }
     case "string":
     case "enum": {
+      if (value === undefined && spec.type === "string" && spec.required) {
+        return fail("is required");
+      }
       if (value === undefined) return spec.default;
       if (typeof value !== "string") return fail(`expected a string, got ${describe(value)}`);
       if (spec.type === "enum") {
@@ -121,25 +129,76 @@ function validateFields(
   return out;
 }
 
-/** Checks that involve more than one key. */
+/** Reports entries of `list` whose `identity` repeats an earlier one's, as `"X" is listed twice`. */
+function listedTwice(
+  list: unknown,
+  path: string,
+  identity: (s: string) => string | null,
+  problems: Problem[],
+): void {
+  if (!Array.isArray(list)) return;
+  const seen = new Set<string>();
+  for (const item of list) {
+    if (typeof item !== "string") continue;
+    const id = identity(item);
+    if (id === null) continue;
+    if (seen.has(id)) problems.push({ path, message: `"${item}" is listed twice` });
+    seen.add(id);
+  }
+}
+
+/** Canonical text of an IP or CIDR's address part, for duplicate checks. */
+function ipIdentity(s: string): string | null {
+  const c = parseCidr(s);
+  return typeof c === "string" ? null : `${formatIp(c.bytes)}/${c.prefix}`;
+}
+
+/**
+ * Checks that involve more than one key. Runs on a partly validated config
+ * too (a key that failed validation is undefined), so that every problem
+ * of a file is reported in one pass.
+ */
 function crossChecks(c: Config, problems: Problem[]): void {
-  c.source.forEach((s, i) => {
-    if (s.maxPoll < s.minPoll) {
+  const sources = Array.isArray(c.source) ? c.source : [];
+  const firstOf = new Map<string, number>();
+  sources.forEach((s, i) => {
+    if (s === undefined) return;
+    if (s.maxPoll !== undefined && s.minPoll !== undefined && s.maxPoll < s.minPoll) {
       problems.push({
         path: `source[${i}].max_poll`,
         message: `${s.maxPoll} is below min_poll ${s.minPoll}`,
       });
     }
+    // One association per address, whatever the kinds: a second entry for
+    // the same host and port (after normalisation) is an error, not a replacement.
+    const id = typeof s.address === "string" ? sourceIdentity(s.address) : null;
+    if (id === null) return;
+    const first = firstOf.get(id);
+    if (first === undefined) firstOf.set(id, i);
+    else {
+      problems.push({
+        path: `source[${i}].address`,
+        message: `same source as source[${first}]`,
+        lineOf: `source[${first}].address`,
+      });
+    }
   });
+  listedTwice(c.server?.listen, "server.listen", (l) => {
+    const a = parseSocketAddress(l);
+    return typeof a === "string" ? null : `${formatIp(parseIp(a.hostname)!)} ${a.port}`;
+  }, problems);
   const a = c.anycast;
-  if (a.mode === "node" && a.addresses.length === 0) {
+  if (a === undefined) return;
+  listedTwice(a.addresses, "anycast.addresses", ipIdentity, problems);
+  listedTwice(a.router?.nodes, "anycast.router.nodes", ipIdentity, problems);
+  if (a.mode === "node" && Array.isArray(a.addresses) && a.addresses.length === 0) {
     problems.push({
       path: "anycast.addresses",
       message: 'mode "node" needs at least one address',
       at: "anycast.mode",
     });
   }
-  if (a.mode === "router") {
+  if (a.mode === "router" && a.router !== undefined) {
     if (a.router.vip === "") {
       problems.push({
         path: "anycast.router.vip",
@@ -147,7 +206,7 @@ function crossChecks(c: Config, problems: Problem[]): void {
         at: "anycast.mode",
       });
     }
-    if (a.router.nodes.length === 0) {
+    if (Array.isArray(a.router.nodes) && a.router.nodes.length === 0) {
       problems.push({
         path: "anycast.router.nodes",
         message: 'mode "router" needs at least one node',
@@ -169,7 +228,7 @@ export function loadConfig(text: string, file: string): LoadResult {
   }
   const problems: Problem[] = [];
   const config = validateFields(SCHEMA, doc, "", problems) as unknown as Config;
-  if (problems.length === 0) crossChecks(config, problems);
+  crossChecks(config, problems);
   if (problems.length > 0) {
     const lines = locateKeys(text);
     return {
@@ -177,7 +236,11 @@ export function loadConfig(text: string, file: string): LoadResult {
       errors: problems
         .map((p) => ({ line: lineOf(lines, p.at ?? p.path), p }))
         .sort((a, b) => a.line - b.line)
-        .map(({ line, p }) => `${file}:${line}: ${p.path}: ${p.message}`),
+        .map(({ line, p }) =>
+          `${file}:${line}: ${p.path}: ${p.message}${
+            p.lineOf === undefined ? "" : ` (line ${lineOf(lines, p.lineOf)})`
+          }`
+        ),
     };
   }
   return { ok: true, config };

@@ -6,7 +6,7 @@
  * error is found in a single pass and named by its key path.
  */
 import { parseCidr } from "../ntp/access.ts";
-import { parseSocketAddress } from "./socket_address.ts";
+import { parseSocketAddress, parseSourceAddress } from "./socket_address.ts";
 
 export type SourceKind = "server" | "pool" | "peer";
 export type AnycastMode = "off" | "node" | "router";
@@ -64,7 +64,7 @@ export type Spec =
   | { type: "bool"; default: boolean }
   | { type: "int"; default: number; min: number; max: number }
   | { type: "number"; default: number; min: number; max: number }
-  | { type: "string"; default: string; check?: Check }
+  | { type: "string"; default: string; check?: Check; required?: boolean }
   | { type: "enum"; default: string; values: readonly string[] }
   | { type: "strings"; default: string[]; check?: Check; nonEmpty?: boolean }
   | { type: "table"; fields: Record<string, Spec> }
@@ -104,6 +104,17 @@ const hostAddress: Check = ((s: string) => {
     ? `"${s}" is not an IP address`
     : null;
 }) as Check;
+const sourceAddress: Check = ((s: string) => {
+  const r = parseSourceAddress(s);
+  return typeof r === "string" ? r : null;
+}) as Check;
+/** A Linux interface name (`dev_valid_name`): 1..15 bytes, no "/", ":" or white space. */
+const interfaceName: Check = ((s: string) => {
+  if (s.trim() === "") return "must not be empty";
+  if (s === "." || s === ".." || /[\s/:]/.test(s)) return `"${s}" is not an interface name`;
+  if (new TextEncoder().encode(s).length > 15) return `"${s}" is longer than 15 bytes`;
+  return null;
+}) as Check;
 const optionalCidr: Check = ((s: string) => s === "" ? null : cidr(s as never)) as Check;
 const nonEmpty: Check = ((s: string) => s.trim() === "" ? "must not be empty" : null) as Check;
 
@@ -111,7 +122,12 @@ export const SCHEMA: Record<string, Spec> = {
   server: {
     type: "table",
     fields: {
-      listen: strs(["0.0.0.0:123", "[::]:123"], socketAddress),
+      listen: {
+        type: "strings",
+        default: ["0.0.0.0:123", "[::]:123"],
+        check: socketAddress,
+        nonEmpty: true,
+      },
       workers: int(0, 0, 64),
       local_stratum: int(0, 0, 15),
       allow: strs(["0.0.0.0/0", "::/0"], cidr),
@@ -144,7 +160,7 @@ export const SCHEMA: Record<string, Spec> = {
   source: {
     type: "tables",
     fields: {
-      address: str("", nonEmpty),
+      address: { type: "string", default: "", check: sourceAddress, required: true },
       kind: oneOf("server", ["server", "pool", "peer"]),
       iburst: bool(true),
       prefer: bool(false),
@@ -162,7 +178,7 @@ export const SCHEMA: Record<string, Spec> = {
     fields: {
       mode: oneOf("off", ["off", "node", "router"]),
       addresses: strs([], cidr),
-      interface: str("lo", nonEmpty),
+      interface: str("lo", interfaceName),
       drain_file: str("/run/edge-time/drain"),
       health: {
         type: "table",
@@ -177,7 +193,7 @@ export const SCHEMA: Record<string, Spec> = {
         type: "table",
         fields: {
           include_file: str("/etc/bird/edge-time-anycast.conf"),
-          birdc: { type: "strings", default: ["birdc"], nonEmpty: true },
+          birdc: { type: "strings", default: ["birdc"], nonEmpty: true, check: nonEmpty },
         },
       },
       router: {

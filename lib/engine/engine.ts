@@ -976,6 +976,7 @@ export class Engine {
         offset_s: f?.offset ?? 0,
         jitter_s: f?.jitter ?? 0,
         state: a.state,
+        interleaved: a.interleaved,
         counters: { ...a.counters },
       };
     });

@@ -48,6 +48,8 @@ export interface SourceReport {
   jitter_s: number;
   /** "denied" after a KoD DENY/RSTR stopped the source. */
   state?: "active" | "denied";
+  /** Whether the last sample came from an interleaved reply (RFC 9769, `xleave`). */
+  interleaved?: boolean;
   /** Per-source event counters (bogus, replay, KoD …). */
   counters?: Record<string, number>;
 }

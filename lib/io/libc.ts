@@ -25,6 +25,7 @@ export const SCM_TIMESTAMPING = SO_TIMESTAMPING;
 /** SOF_TIMESTAMPING_* flags (linux/net_tstamp.h). */
 export const SOF_TIMESTAMPING_TX_SOFTWARE = 1 << 1;
 export const SOF_TIMESTAMPING_SOFTWARE = 1 << 4;
+export const SOF_TIMESTAMPING_OPT_RX_FILTER = 1 << 17;
 export const IPPROTO_IP = 0;
 export const IPPROTO_IPV6 = 41;
 export const IP_PKTINFO = 8;

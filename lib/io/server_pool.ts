@@ -5,6 +5,7 @@
  */
 import { Counter, COUNTER_COUNT } from "../ntp/server.ts";
 import { SharedSystemState } from "../ntp/system_state.ts";
+import { TX_STORE_BYTES } from "../ntp/tx_store.ts";
 import type { ServerOptions } from "./server_options.ts";
 import type { FromWorker, ToWorker } from "./server_worker.ts";
 import { ffiAvailability } from "./udp.ts";
@@ -33,6 +34,8 @@ export interface ServerCounters {
     denied: number;
   };
   send_errors: number;
+  /** Replies sent in interleaved mode (RFC 9769). */
+  interleaved: number;
 }
 
 const MAX_WORKERS = 64;
@@ -80,6 +83,7 @@ export class ServerPool {
       ? 1
       : Math.min(MAX_WORKERS, o.workers > 0 ? o.workers : navigator.hardwareConcurrency || 1);
     const counterBuf = new SharedArrayBuffer(COUNTER_COUNT * count * 8);
+    const txStore = new SharedArrayBuffer(TX_STORE_BYTES);
     const workers: Worker[] = [];
     const ready: Promise<Extract<FromWorker, { kind: "ready" }>>[] = [];
     for (let slot = 0; slot < count; slot++) {
@@ -103,6 +107,7 @@ export class ServerPool {
         options: o.options,
         state: o.state.buffer,
         counters: counterBuf,
+        txStore,
         slot,
       };
       w.postMessage(init);
@@ -142,6 +147,7 @@ export class ServerPool {
         denied: c("dropDenied"),
       },
       send_errors: c("sendErrors"),
+      interleaved: c("interleaved"),
     };
   }
 

@@ -18,6 +18,12 @@ export interface Responder {
   ): number;
   /** Writes the transmit timestamp into a built reply, just before it is sent. */
   stamp(out: Uint8Array, outOffset: number, txSec: number, txNsec: number): void;
+  /**
+   * The reply at `out[outOffset..+48)` left at raw time `txSec`/`txNsec`
+   * (the reading before the send, later the kernel's stamp): keep it for
+   * the client's next, interleaved, request.
+   */
+  saveTx(out: Uint8Array, outOffset: number, txSec: number, txNsec: number): void;
   /** Counts a failed send. */
   sendFailed(): void;
 }

@@ -21,6 +21,7 @@ import { parseSocketAddress, type SocketAddress } from "../config/socket_address
 import { cidrs, type ServerOptions } from "./server_options.ts";
 import type { Responder, ServerSocket } from "./server_socket.ts";
 import { openServerSocket } from "./udp.ts";
+import { TxStore } from "../ntp/tx_store.ts";
 
 export type ToWorker =
   | {
@@ -31,6 +32,8 @@ export type ToWorker =
     options: ServerOptions;
     state: SharedArrayBuffer;
     counters: SharedArrayBuffer;
+    /** The interleaved-mode store shared by all workers (lib/ntp/tx_store.ts). */
+    txStore: SharedArrayBuffer;
     slot: number;
   }
   | { kind: "options"; options: ServerOptions }
@@ -65,6 +68,7 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
     rateKod: false,
     minPoll: 0,
     counters,
+    txStore: new TxStore(init.txStore),
   };
   const configure = (o: ServerOptions) => {
     ctx.access = new AccessList(cidrs(o.allow), cidrs(o.deny));
@@ -89,6 +93,10 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
     },
     stamp(out, outOffset, txSec, txNsec) {
       stampTransmit(out, outOffset, system, txSec, txNsec);
+    },
+    saveTx(out, outOffset, txSec, txNsec) {
+      const v = new DataView(out.buffer, out.byteOffset + outOffset + 32, 8);
+      ctx.txStore!.save(v.getUint32(0), v.getUint32(4), txSec, txNsec);
     },
     sendFailed() {
       counters[Counter.sendErrors]!++;

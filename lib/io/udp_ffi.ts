@@ -36,7 +36,7 @@
  */
 import type { SocketAddress } from "../config/socket_address.ts";
 import { newClientAddress, parseIp, setClientAddress } from "../ntp/address.ts";
-import { NO_REPLY } from "../ntp/server.ts";
+import { NO_REPLY, REPLY_LENGTH, REPLY_SAVE_TX, REPLY_STAMPED } from "../ntp/server.ts";
 import {
   addressOf,
   AF_INET,
@@ -61,20 +61,27 @@ import {
   IPV6_V6ONLY,
   libc,
   MSG_DONTWAIT,
+  MSG_ERRQUEUE,
   MSG_TRUNC,
   MSGHDR,
+  POLLERR,
   POLLIN,
+  SCM_TIMESTAMPING,
   SCM_TIMESTAMPNS,
   SO_RCVBUF,
   SO_RCVBUFFORCE,
   SO_REUSEADDR,
   SO_REUSEPORT,
   SO_SNDBUF,
+  SO_TIMESTAMPING,
   SO_TIMESTAMPNS,
   SOCK_CLOEXEC,
   SOCK_DGRAM,
   SOCK_NONBLOCK,
   SOCKADDR_SIZE,
+  SOF_TIMESTAMPING_OPT_RX_FILTER,
+  SOF_TIMESTAMPING_SOFTWARE,
+  SOF_TIMESTAMPING_TX_SOFTWARE,
   SOL_SOCKET,
   writeSockaddr,
 } from "./libc.ts";
@@ -93,8 +100,10 @@ const SEND_COST_GAIN = 1 / 8;
 /** Receive buffer per datagram; longer ones are truncated and dropped as malformed. */
 const SLOT = 2048;
 const REPLY = 48;
-/** Room for a timestamp and a pktinfo cmsg (and one we do not expect). */
-const RX_CTRL = 128;
+/** Room for the timestamp and pktinfo cmsgs (and an SCM_TIMESTAMPING one on older kernels). */
+const RX_CTRL = 192;
+/** A looped-back reply with its headers, from the error queue. */
+const ERR_SLOT = 256;
 /** Receive buffer (see the header comment). */
 const RCVBUF = 4 << 20;
 const YIELD_MS = 10;
@@ -142,6 +151,17 @@ function open(addr: SocketAddress, reusePort: boolean): ServerSocket {
   setInt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
   if (reusePort && !setInt(fd, SOL_SOCKET, SO_REUSEPORT, 1)) fail("SO_REUSEPORT");
   if (!setInt(fd, SOL_SOCKET, SO_TIMESTAMPNS, 1)) fail("SO_TIMESTAMPNS");
+  // Report software transmit timestamps, generated only for the replies that
+  // ask (interleaved clients, see the loop); RX_FILTER (Linux 6.10) keeps
+  // them off received packets, which SO_TIMESTAMPNS already stamps.
+  if (
+    !setInt(
+      fd,
+      SOL_SOCKET,
+      SO_TIMESTAMPING,
+      SOF_TIMESTAMPING_SOFTWARE | SOF_TIMESTAMPING_OPT_RX_FILTER,
+    )
+  ) setInt(fd, SOL_SOCKET, SO_TIMESTAMPING, SOF_TIMESTAMPING_SOFTWARE);
   // Beyond net.core.rmem_max needs CAP_NET_ADMIN; otherwise take what we may.
   if (!setInt(fd, SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)) setInt(fd, SOL_SOCKET, SO_RCVBUF, RCVBUF);
   setInt(fd, SOL_SOCKET, SO_SNDBUF, 1 << 20);
@@ -176,6 +196,9 @@ let pollCountBig = 0n;
  * Blocks up to SPIN_POLL_MS for any socket of this thread; returns a
  * ready fd (`mine` first), or -1. Synchronous: only while traffic flows.
  */
+/** Whether the last `waitAny` saw POLLERR on `mine` (transmit timestamps in its error queue). */
+let mineErr = false;
+
 function waitAny(mine: number): number {
   if (pollVersion !== servingVersion) {
     pollVersion = servingVersion;
@@ -193,8 +216,12 @@ function waitAny(mine: number): number {
   if (libc().poll(pollSet, pollCountBig, SPIN_POLL_MS) <= 0) return -1;
   let other = -1;
   for (let i = 0; i < pollCount; i++) {
-    if ((pollFds[i * 2 + 1]! >>> 16) === 0) continue; // revents
-    if (pollFds[i * 2] === mine) return mine;
+    const revents = pollFds[i * 2 + 1]! >>> 16;
+    if (revents === 0) continue;
+    if (pollFds[i * 2] === mine) {
+      mineErr = (revents & POLLERR) !== 0;
+      return mine;
+    }
     other = pollFds[i * 2]!;
   }
   return other;
@@ -327,7 +354,81 @@ class FfiSocket implements ServerSocket {
       }
       txHdrChunks.push(txHdr.subarray(j * MSGHDR.size));
     }
-    this.#pinned = [rxHdr, rxIov, rxBuf, rxName, rxCtrl, txHdr, txIov, txBuf, txCtrl];
+    // Replies that ask for the kernel's transmit timestamp (REPLY_SAVE_TX,
+    // while we keep up) are sent with a second control buffer: their
+    // pktinfo, then an SO_TIMESTAMPING cmsg. The stamps come back on the
+    // error queue with the reply, whose `rec` names the store entry.
+    const tsCtrlSize = (pktinfo ? txCtrlSize : 0) + cmsgSpace(4);
+    const tsCtrl = new Uint8Array(Math.max(OFF_HEAP, BATCH * tsCtrlSize));
+    const tsCtrl32 = new Int32Array(tsCtrl.buffer);
+    const tsCtrlAddr = addressOf(tsCtrl);
+    for (let j = 0; j < BATCH; j++) {
+      const k = (j * tsCtrlSize + (pktinfo ? txCtrlSize : 0)) / 4;
+      tsCtrl32[k] = CMSG_DATA + 4;
+      tsCtrl32[k + 2] = SOL_SOCKET;
+      tsCtrl32[k + 3] = SO_TIMESTAMPING;
+      tsCtrl32[k + 4] = SOF_TIMESTAMPING_TX_SOFTWARE;
+    }
+    const replyFlags = new Int32Array(BATCH);
+    const errHdr = new Uint8Array(OFF_HEAP);
+    const errHdr32 = new Uint32Array(errHdr.buffer);
+    const errHdr64 = new BigUint64Array(errHdr.buffer);
+    const errIov = new BigUint64Array(OFF_HEAP / 8);
+    const errBuf = new Uint8Array(ERR_SLOT);
+    const errCtrl = new Uint8Array(256);
+    const errCtrl32 = new Int32Array(errCtrl.buffer);
+    errIov[0] = addressOf(errBuf);
+    errIov[1] = BigInt(ERR_SLOT);
+    errHdr64[MSGHDR.iov / 8] = addressOf(new Uint8Array(errIov.buffer));
+    errHdr64[MSGHDR.iovlen / 8] = 1n;
+    errHdr64[MSGHDR.control / 8] = addressOf(errCtrl);
+    this.#pinned = [
+      rxHdr,
+      rxIov,
+      rxBuf,
+      rxName,
+      rxCtrl,
+      txHdr,
+      txIov,
+      txBuf,
+      txCtrl,
+      tsCtrl,
+      errHdr,
+      errIov,
+      errBuf,
+      errCtrl,
+    ];
+    /** Kernel transmit stamps asked for and not read yet. */
+    let txPending = 0;
+    /** Reads the error queue: each kernel transmit stamp replaces the saved reading of its reply. */
+    const drainTx = () => {
+      for (;;) {
+        errHdr64[MSGHDR.controllen / 8] = BigInt(errCtrl.length);
+        errHdr32[MSGHDR.flags / 4] = 0;
+        const n = Number(c.recvmsg(fd, errHdr, MSG_ERRQUEUE | MSG_DONTWAIT));
+        if (n < 0) {
+          if (c.errno() === EINTR) continue;
+          return;
+        }
+        txPending = Math.max(0, txPending - 1);
+        const clen = Number(errHdr64[MSGHDR.controllen / 8]);
+        for (let off = 0; off + CMSG_DATA <= clen;) {
+          const k = off >> 2, cmLen = errCtrl32[k]!;
+          if (cmLen < CMSG_DATA) break;
+          if (errCtrl32[k + 2] === SOL_SOCKET && errCtrl32[k + 3] === SCM_TIMESTAMPING) {
+            const sec = (errCtrl32[k + 4]! >>> 0) + errCtrl32[k + 5]! * 4294967296;
+            const nsec = errCtrl32[k + 6]!;
+            // The looped-back frame ends with our 48-byte reply.
+            const len = Math.min(n, ERR_SLOT);
+            if (len >= REPLY && (sec !== 0 || nsec !== 0)) {
+              responder.saveTx(errBuf, len - REPLY, sec, nsec);
+            }
+            break;
+          }
+          off += (cmLen + 7) & ~7;
+        }
+      }
+    };
     // Which received datagram each reply answers (for its pktinfo).
     const replyTo = new Int32Array(BATCH);
     // Where the pktinfo cmsg of each received datagram starts (int32 index), or -1.
@@ -359,13 +460,17 @@ class FfiSocket implements ServerSocket {
     while (!this.#closed) {
       if (dry) {
         dry = false;
+        if (txPending > 0) drainTx();
         // A short blocking wait is the cheapest wake-up while traffic
         // flows. It watches every socket of this thread, so a busy socket
         // never makes another one wait: if that one is ready, we yield to it.
         const now = performance.now();
         if (now - lastYield < YIELD_MS) {
           const ready = waitAny(fd);
-          if (ready === fd) continue;
+          if (ready === fd) {
+            if (mineErr) drainTx();
+            continue;
+          }
           if (ready >= 0) {
             await c.poll_async(pfd, 2n, 0);
             lastYield = performance.now();
@@ -373,6 +478,7 @@ class FfiSocket implements ServerSocket {
           }
         }
         await c.poll_async(pfd, 2n, IDLE_POLL_MS);
+        if (((pfd32[1]! >>> 16) & POLLERR) !== 0) drainTx();
         lastYield = performance.now();
         continue;
       }
@@ -441,7 +547,8 @@ class FfiSocket implements ServerSocket {
         txHdr32[t + MSGHDR.name / 4] = nameLo[i]!;
         txHdr32[t + MSGHDR.name / 4 + 1] = nameHi[i]!;
         txHdr32[t + MSGHDR.namelen / 4] = nameLen;
-        txIov32[m * 4 + 2] = r;
+        txIov32[m * 4 + 2] = r & REPLY_LENGTH;
+        replyFlags[m] = r;
         replyTo[m] = i;
         m++;
       }
@@ -466,16 +573,41 @@ class FfiSocket implements ServerSocket {
       if (m <= SMALL_BATCH) {
         for (let j = 0; j < m; j++) {
           c.clock_gettime(CLOCK_REALTIME, tsBytes);
-          responder.stamp(txBuf, j * REPLY, (ts[0]! >>> 0) + ts[1]! * 4294967296, ts[2]!);
+          const sec = (ts[0]! >>> 0) + ts[1]! * 4294967296, nsec = ts[2]!;
+          const f = replyFlags[j]!;
+          if ((f & REPLY_STAMPED) === 0) responder.stamp(txBuf, j * REPLY, sec, nsec);
+          if ((f & REPLY_SAVE_TX) === 0) {
+            this.#send(txHdrChunks, j, j + 1, responder);
+            continue;
+          }
+          // Saved now; the kernel's stamp replaces it when drainTx reads it.
+          responder.saveTx(txBuf, j * REPLY, sec, nsec);
+          const h = j * MSGHDR.size / 8;
+          if (pktinfo) {
+            const from = j * txCtrlSize / 4, to = j * tsCtrlSize / 4;
+            for (let w = 0; w < txCtrlSize / 4; w++) tsCtrl32[to + w] = txCtrl32[from + w]!;
+          }
+          txHdr64[h + MSGHDR.control / 8] = tsCtrlAddr + BigInt(j * tsCtrlSize);
+          txHdr64[h + MSGHDR.controllen / 8] = BigInt(tsCtrlSize);
           this.#send(txHdrChunks, j, j + 1, responder);
+          txHdr64[h + MSGHDR.control / 8] = pktinfo ? txCtrlAddr + BigInt(j * txCtrlSize) : 0n;
+          txHdr64[h + MSGHDR.controllen / 8] = pktinfo ? BigInt(txCtrlSize) : 0n;
+          txPending++;
         }
+        if (txPending > 0) drainTx();
       } else if (m > 0) {
         c.clock_gettime(CLOCK_REALTIME, tsBytes);
         const t0Sec = (ts[0]! >>> 0) + ts[1]! * 4294967296, t0Nsec = ts[2]!;
         for (let j = 0; j < m; j++) {
-          const ns = t0Nsec + Math.round(j * sendCostNs);
-          if (ns < 1e9) responder.stamp(txBuf, j * REPLY, t0Sec, ns);
-          else responder.stamp(txBuf, j * REPLY, t0Sec + 1, ns - 1e9);
+          let sec = t0Sec, ns = t0Nsec + Math.round(j * sendCostNs);
+          if (ns >= 1e9) {
+            sec++;
+            ns -= 1e9;
+          }
+          const f = replyFlags[j]!;
+          if ((f & REPLY_STAMPED) === 0) responder.stamp(txBuf, j * REPLY, sec, ns);
+          // Behind: no kernel stamps (one more system call each); the spaced reading is saved.
+          if ((f & REPLY_SAVE_TX) !== 0) responder.saveTx(txBuf, j * REPLY, sec, ns);
         }
         this.#send(txHdrChunks, 0, m, responder);
         c.clock_gettime(CLOCK_REALTIME, tsBytes);

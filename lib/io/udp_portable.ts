@@ -6,7 +6,7 @@
  */
 import dgram from "node:dgram";
 import { newClientAddress, parseIp, setClientAddress } from "../ntp/address.ts";
-import { NO_REPLY } from "../ntp/server.ts";
+import { NO_REPLY, REPLY_LENGTH, REPLY_SAVE_TX, REPLY_STAMPED } from "../ntp/server.ts";
 import type { SocketAddress } from "../config/socket_address.ts";
 import { realtimeReader } from "./realtime.ts";
 import { BindError, bindReason, type Responder, type ServerSocket } from "./server_socket.ts";
@@ -46,8 +46,10 @@ export async function openPortableSocket(addr: SocketAddress): Promise<ServerSoc
         const n = responder.respond(msg, msg.length, client, rx.sec, rx.nsec, out, 0);
         if (n === NO_REPLY) return;
         read(tx);
-        responder.stamp(out, 0, tx.sec, tx.nsec);
-        sock.send(out, 0, n, rinfo.port, rinfo.address, (err) => {
+        if ((n & REPLY_STAMPED) === 0) responder.stamp(out, 0, tx.sec, tx.nsec);
+        // No kernel transmit stamps here: interleaved clients get this reading.
+        if ((n & REPLY_SAVE_TX) !== 0) responder.saveTx(out, 0, tx.sec, tx.nsec);
+        sock.send(out, 0, n & REPLY_LENGTH, rinfo.port, rinfo.address, (err) => {
           if (err) responder.sendFailed();
         });
       });

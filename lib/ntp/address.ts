@@ -51,7 +51,10 @@ export function setClientAddress(
   w[3] = w3;
 }
 
-/** Parses a textual IPv4 or IPv6 address into 4 or 16 bytes, or null. */
+/**
+ * Parses a textual IPv4 (dotted quad, no leading zeros) or IPv6 address
+ * into 4 or 16 bytes, or null.
+ */
 export function parseIp(text: string): Uint8Array | null {
   if (text.includes(":")) return parseIpv6(text);
   return parseIpv4(text);
@@ -63,7 +66,8 @@ function parseIpv4(text: string): Uint8Array | null {
   const out = new Uint8Array(4);
   for (let i = 0; i < 4; i++) {
     const p = parts[i]!;
-    if (!/^\d{1,3}$/.test(p)) return null;
+    // No leading zeros: "010" is octal to inet_aton and invalid to inet_pton.
+    if (!/^(?:0|[1-9]\d{0,2})$/.test(p)) return null;
     const n = Number(p);
     if (n > 255) return null;
     out[i] = n;

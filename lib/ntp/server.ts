@@ -20,6 +20,7 @@ import { asciiRefid, HEADER_LEN, Leap, Mode, walkTrailer } from "./packet.ts";
 import type { RateLimiter } from "./rate_limit.ts";
 import { correctionAt, MAXSTRAT, PHI, type SystemState } from "./system_state.ts";
 import { toShort, writeUnixTime } from "./timestamp.ts";
+import type { SavedTx, TxStore } from "./tx_store.ts";
 
 /** Indexes into a server's counter array. */
 export const Counter = {
@@ -33,8 +34,19 @@ export const Counter = {
   dropRateLimited: 7,
   dropDenied: 8,
   sendErrors: 9,
+  interleaved: 10,
 } as const;
-export const COUNTER_COUNT = 10;
+export const COUNTER_COUNT = 11;
+
+/**
+ * Flags `respond` ORs into a reply's length (48): the reply is an
+ * interleaved one whose xmt is already written (do not stamp it), and the
+ * reply's transmit time should be saved for the client's next request.
+ */
+export const REPLY_STAMPED = 0x100;
+export const REPLY_SAVE_TX = 0x200;
+/** The length part of what `respond` returns. */
+export const REPLY_LENGTH = 0xff;
 
 /** Returned by `respond` for a packet the server does not answer itself. */
 export const NO_REPLY = 0;
@@ -55,7 +67,11 @@ export interface ServerContext {
   /** Lowest poll exponent we advertise: log2 of the rate-limit interval. */
   minPoll: number;
   counters: Float64Array;
+  /** Transmit times of earlier replies, for interleaved mode; absent = basic mode only. */
+  txStore?: TxStore;
 }
+
+const saved: SavedTx = { sec: 0, nsec: 0 };
 
 /** Log2 of the rate-limit interval, rounded up: the poll we ask clients to keep. */
 export function minPollFor(intervalS: number): number {
@@ -64,8 +80,16 @@ export function minPollFor(intervalS: number): number {
 
 /**
  * Builds the reply to `req[0..length)` into `out[outOffset..+48)`.
- * Returns 48 or `NO_REPLY`; counts the outcome.
- * `rxSec`/`rxNsec` is the raw (uncorrected) receive time.
+ * Returns `NO_REPLY`, or 48 ORed with `REPLY_STAMPED` / `REPLY_SAVE_TX`;
+ * counts the outcome. `rxSec`/`rxNsec` is the raw (uncorrected) receive
+ * time.
+ *
+ * Interleaved mode (RFC 9769 §2, chrony's server): a client request whose
+ * `org` is the `rec` of an earlier reply found in `ctx.txStore` gets
+ * `org` = its own `rec` and `xmt` = when that earlier reply really left.
+ * Requests with a non-zero `org` or `rec` (what interleaved clients, and
+ * ntpd-style clients, send) ask the driver to save their reply's transmit
+ * time (`REPLY_SAVE_TX`); requests with both zero cost nothing more.
  */
 export function respond(
   req: Uint8Array,
@@ -175,6 +199,26 @@ export function respond(
       view.setUint32(o + 20, 0);
     }
     c[Counter.answered]!++;
+  }
+  writeUnixTime(view, o + 32, rxSec, rxNsec, corr);
+  const store = ctx.txStore;
+  if (store && kodRefid === 0 && replyMode === Mode.server) {
+    const orgHi = u32(req, 24), orgLo = u32(req, 28);
+    const recHi = u32(req, 32), recLo = u32(req, 36);
+    if ((orgHi | orgLo) !== 0 && store.lookup(orgHi, orgLo, saved)) {
+      // Interleaved: org = the request's rec, xmt = the earlier reply's real send time.
+      for (let i = 0; i < 8; i++) out[outOffset + 24 + i] = req[32 + i]!;
+      const t = saved.sec + saved.nsec * 1e-9;
+      writeUnixTime(view, o + 40, saved.sec, saved.nsec, correctionAt(s, t));
+      c[Counter.interleaved]!++;
+      return HEADER_LEN | REPLY_STAMPED | REPLY_SAVE_TX;
+    }
+    if ((orgHi | orgLo | recHi | recLo) !== 0) {
+      for (let i = 0; i < 8; i++) out[outOffset + 24 + i] = req[40 + i]!;
+      view.setUint32(o + 40, 0);
+      view.setUint32(o + 44, 0);
+      return HEADER_LEN | REPLY_SAVE_TX;
+    }
   }
   // org = request xmt, copied byte for byte.
   for (let i = 0; i < 8; i++) out[outOffset + 24 + i] = req[40 + i]!;

@@ -105,6 +105,12 @@ export function renderMetrics(s: StatusSnapshot): string {
     "Replies the kernel refused to send.",
     c.send_errors,
   );
+  e.family(
+    "ntp_server_interleaved_replies_total",
+    "counter",
+    "Answered requests replied to in interleaved mode (RFC 9769).",
+    c.interleaved,
+  );
 
   const y = s.system;
   e.family(

@@ -150,3 +150,4 @@ export function buildSnapshot(i: SnapshotInputs): StatusSnapshot {
     },
   };
 }
+      ...(r.interleaved === undefined ? {} : { interleaved: r.interleaved }),

@@ -150,6 +150,7 @@ export function formatStatusText(s: StatusSnapshot): string {
       `rate limited ${c.dropped.rate_limited}, denied ${c.dropped.denied}${rate(r?.dropped_per_s)}`,
     ],
     ["send errors", c.send_errors],
+    ["interleaved", c.interleaved],
     ["rate window", r ? `${r.window_s.toFixed(0)} s` : "(not yet)"],
   ]));
   out.push("Anycast");

@@ -116,12 +116,13 @@ export function fakeCounters(scale = 1): ServerCounters {
     denied: 7 * scale,
     dropped: {
       malformed: 3 * scale,
-      mode: 2 * scale,
+      mode: 5 * scale,
       control: 5 * scale,
       rate_limited: 20 * scale,
       denied: 2 * scale,
     },
     send_errors: 1 * scale,
+    interleaved: 2 * scale,
   };
 }
 
