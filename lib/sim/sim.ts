@@ -4,6 +4,8 @@
  * the real engine (lib/engine) and the real server core (lib/ntp/server.ts)
  * on a discrete-event timeline, deterministic for a seed, thousands of
  * times faster than real time. Plays the role of chrony's clknetsim.
+ * Each host stamps packets through a timestamping model (lib/sim/host.ts:
+ * ideal, kernel or user space), as a real driver would.
  */
 import { AccessList, parseCidr } from "../ntp/access.ts";
 import { newClientAddress, parseIp, setClientAddress } from "../ntp/address.ts";
@@ -15,6 +17,7 @@ import { VirtualClock } from "../engine/clock.ts";
 import { type Action, Engine, type EngineOptions } from "../engine/engine.ts";
 import { refidOfAddress } from "../engine/refid.ts";
 import { sourceId, type Transmit } from "../engine/source.ts";
+import { Stamper, STAMPS, stampSeed, type StampSpec } from "./host.ts";
 import { Prng } from "./prng.ts";
 
 /** Simulated time starts here (Unix seconds), so timestamps look real. */
@@ -71,6 +74,21 @@ class Oscillator {
 interface Host {
   address: string;
   receive(sim: Simulation, from: string, port: number, bytes: Uint8Array, t: number): void;
+  /** Served minus true time at true time `t`, seconds. */
+  error(t: number): number;
+}
+
+/**
+ * One clock sample an engine node took: true time `t` (Unix seconds),
+ * `err` = measured minus true offset to the source (seconds: network
+ * asymmetry, jitter and the timestamping model's error) and the sample's
+ * round-trip `delay` as measured (seconds).
+ */
+export interface SampleRecord {
+  source: string;
+  t: number;
+  err: number;
+  delay: number;
 }
 
 function serverContext(system: SystemState): ServerContext {
@@ -86,11 +104,32 @@ function serverContext(system: SystemState): ServerContext {
   };
 }
 
+/**
+ * Calls `fn` with the true time at which the host takes the receive stamp
+ * of a packet that arrived at `t`: at once with ideal stamps (no event, so
+ * ideal runs are unchanged), else `rx` later, when the driver gets to it.
+ */
+function atReceiveStamp(
+  sim: Simulation,
+  stamper: Stamper,
+  t: number,
+  fn: (stampedAt: number) => void,
+): void {
+  if (stamper.ideal) return fn(t);
+  sim.at(t + stamper.rx(), () => fn(sim.now));
+}
+
+/**
+ * Answers a client request as the server core does. `t` is when the
+ * receive stamp is taken (true time); the transmit stamp is read 5 µs
+ * later and the reply leaves the stamper's `tx` after that.
+ */
 function answer(
   sim: Simulation,
   self: string,
   ctx: ServerContext,
   raw: (t: number) => number,
+  stamper: Stamper,
   from: string,
   port: number,
   bytes: Uint8Array,
@@ -104,22 +143,29 @@ function answer(
   const out = new Uint8Array(48);
   const n = respond(bytes, bytes.length, client, rxSec, (rx - rxSec) * 1e9, ctx, out);
   if (n !== 48) return;
-  // A server answers within a few microseconds.
+  // A server answers within a few microseconds; the reply leaves `tx`
+  // after its transmit stamp.
   const tx = raw(t) + 5e-6;
   const txSec = Math.floor(tx);
   stampTransmit(out, 0, ctx.system, txSec, (tx - txSec) * 1e9);
-  sim.send(self, 123, from, port, out, t + 5e-6);
+  sim.send(self, 123, from, port, out, t + 5e-6 + stamper.tx());
 }
 
-/** A reference server (stratum 1) whose time is off by a fixed `error`. */
+/**
+ * A reference server (stratum 1) whose time is off by a fixed `error`
+ * (seconds); `stamps` is its timestamping model (default ideal).
+ */
 export class ReferenceServer implements Host {
   readonly ctx: ServerContext;
   down = false;
+  readonly #stamps: StampSpec;
+  #stamper: Stamper | null = null;
   constructor(
     readonly address: string,
     error: number,
-    opts: { rootDisp?: number; leap?: number } = {},
+    opts: { rootDisp?: number; leap?: number; stamps?: StampSpec } = {},
   ) {
+    this.#stamps = opts.stamps ?? STAMPS.ideal;
     const s: SystemState = {
       ...unsyncedState(-20),
       leap: opts.leap ?? Leap.none,
@@ -132,19 +178,33 @@ export class ReferenceServer implements Host {
     };
     this.ctx = serverContext(s);
   }
+  /** Served minus true time: the fixed `error`. */
+  error(_t: number): number {
+    return this.ctx.system.corrOffset;
+  }
   receive(sim: Simulation, from: string, port: number, bytes: Uint8Array, t: number): void {
     if (this.down) return;
-    this.ctx.system.refTime = t - 8; // as if updated a few seconds ago
-    answer(sim, this.address, this.ctx, (x) => x, from, port, bytes, t);
+    const stamper = this.#stamper ??= new Stamper(this.#stamps, stampSeed(sim.seed, this.address));
+    atReceiveStamp(sim, stamper, t, (at) => {
+      if (this.down) return;
+      this.ctx.system.refTime = at - 8; // as if updated a few seconds ago
+      answer(sim, this.address, this.ctx, (x) => x, stamper, from, port, bytes, at);
+    });
   }
 }
 
-/** A node running the real engine and server core on a virtual clock. */
+/**
+ * A node running the real engine and server core on a virtual clock;
+ * `stamps` is how its driver timestamps packets (default ideal).
+ */
 export class EngineNode implements Host {
   readonly engine: Engine;
   readonly clock = new VirtualClock();
   readonly osc: Oscillator;
   readonly ctx: ServerContext;
+  readonly stamper: Stamper;
+  /** Every clock sample the engine took, in order (what the driver's stamps made of the network). */
+  readonly samples: SampleRecord[] = [];
   down = false;
   #timerGen = 0;
   /** The last packet sent to each association (what a driver hands back with replies). */
@@ -154,7 +214,9 @@ export class EngineNode implements Host {
     readonly address: string,
     osc: OscillatorSpec,
     opts: Omit<EngineOptions, "localRefid" | "precision">,
+    stamps: StampSpec = STAMPS.ideal,
   ) {
+    this.stamper = new Stamper(stamps, stampSeed(sim.seed, address));
     this.osc = new Oscillator(osc, osc.wander, sim.now, sim.rng);
     this.engine = new Engine(
       { ...opts, precision: -20, localRefid: refidOfAddress(address), rand: sim.rng.fn() },
@@ -169,29 +231,49 @@ export class EngineNode implements Host {
     const m = this.clock.model;
     return raw + m.offset + m.freq * (raw - m.epoch) - t;
   }
+  /** Served frequency minus true, dimensionless (1e-6 = 1 ppm fast), as of the last clock reading. */
+  freqError(): number {
+    const f = this.clock.model.freq;
+    return this.osc.freq * (1 + f) + f;
+  }
   start(sim: Simulation): void {
     this.#run(sim, this.engine.handleTimer(this.osc.raw(sim.now), sim.rng.fn()));
   }
   receive(sim: Simulation, from: string, port: number, bytes: Uint8Array, t: number): void {
     if (this.down || bytes.length < 48) return;
-    const mode = bytes[0]! & 7;
-    const isPeer = this.engine.peerHosts().includes(from);
-    if (mode === Mode.client || ((mode === Mode.symmetricActive) && !isPeer)) {
-      this.ctx.system = this.engine.systemState();
-      answer(sim, this.address, this.ctx, (x) => this.osc.raw(x), from, port, bytes, t);
-      return;
-    }
-    const sent = this.#sent.get(sourceId(from, port)) ?? null;
-    this.#run(
-      sim,
-      this.engine.handleIncoming(from, port, bytes, this.osc.raw(t), sent, sim.rng.fn()),
-    );
+    // The driver's part: t4 is the receive stamp, taken `rx` after arrival.
+    atReceiveStamp(sim, this.stamper, t, (at) => {
+      if (this.down) return;
+      const mode = bytes[0]! & 7;
+      const isPeer = this.engine.peerHosts().includes(from);
+      if (mode === Mode.client || ((mode === Mode.symmetricActive) && !isPeer)) {
+        this.ctx.system = this.engine.systemState();
+        const raw = (x: number) => this.osc.raw(x);
+        answer(sim, this.address, this.ctx, raw, this.stamper, from, port, bytes, at);
+        return;
+      }
+      const id = sourceId(from, port);
+      const sent = this.#sent.get(id) ?? null;
+      const assoc = this.engine.associations.get(id);
+      const before = assoc?.lastSample;
+      const t4 = this.osc.raw(at);
+      const actions = this.engine.handleIncoming(from, port, bytes, t4, sent, sim.rng.fn());
+      const p = assoc && assoc.lastSample !== before ? assoc.stats.points.at(-1) : undefined;
+      const server = sim.hosts.get(from);
+      if (p && server) {
+        // The sample's y is the source's time minus our raw time.
+        const truth = server.error(at) - (t4 - at);
+        this.samples.push({ source: id, t: at, err: p.y - truth, delay: p.delay });
+      }
+      this.#run(sim, actions);
+    });
   }
   #run(sim: Simulation, actions: Action[]): void {
     for (const a of actions) {
       if (a.kind === "send") {
         // The driver's part: stamp symmetric packets as they leave, and
-        // remember what went out and when (the engine's t1).
+        // remember what went out and when (the engine's t1). The packet
+        // really leaves the stamper's `tx` after that stamp.
         const t1 = this.osc.raw(sim.now);
         if (a.stampXmt) {
           const sec = Math.floor(t1);
@@ -199,7 +281,7 @@ export class EngineNode implements Host {
         }
         const xmt = new DataView(a.bytes.buffer, a.bytes.byteOffset).getBigUint64(40);
         this.#sent.set(a.source, { xmt, t1 });
-        sim.send(this.address, 123, a.host, a.port, a.bytes, sim.now);
+        sim.send(this.address, 123, a.host, a.port, a.bytes, sim.now + this.stamper.tx());
       } else if (a.kind === "setTimer") {
         const gen = ++this.#timerGen;
         const wait = Math.max(0, a.at - this.osc.raw(sim.now));
@@ -227,6 +309,8 @@ interface Event {
 export class Simulation {
   now = T0;
   readonly rng: Prng;
+  /** The run's seed (hosts derive their stamping generators from it). */
+  readonly seed: number;
   readonly hosts = new Map<string, Host>();
   readonly links = new Map<string, LinkSpec & { down?: boolean }>();
   readonly dns = new Map<string, string[]>();
@@ -235,6 +319,7 @@ export class Simulation {
   #seq = 0;
 
   constructor(seed: number) {
+    this.seed = seed;
     this.rng = new Prng(seed);
   }
 
