@@ -104,7 +104,7 @@ Deno.test({
             // scripted upstream is source[0]), and the server still answers.
             await until(
               "the engine's first polls",
-              async () => upstream.requests() >= before + 2 ? true : null,
+              () => Promise.resolve(upstream.requests() >= before + 2 ? true : null),
               30_000,
             );
             await until(
@@ -195,7 +195,11 @@ max_poll = 1
     await t.step("SIGHUP keeps the running config and serving goes on", async () => {
       const et = await startEdgeTime(base);
       try {
-        await until("the first poll", async () => upstream.requests() > 0 ? true : null, 30_000);
+        await until(
+          "the first poll",
+          () => Promise.resolve(upstream.requests() > 0 ? true : null),
+          30_000,
+        );
         for (
           const [text, line] of [
             [badPort, `${et.configPath}:16: source[1].address: port 99999 is out of range`],
@@ -210,7 +214,10 @@ max_poll = 1
           et.child.kill("SIGHUP");
           await until(
             "the reload's verdict",
-            async () => et.logs().slice(from).some((l) => /Reload rejected/.test(l)) ? true : null,
+            () =>
+              Promise.resolve(
+                et.logs().slice(from).some((l) => /Reload rejected/.test(l)) ? true : null,
+              ),
             10_000,
           );
           const logged = et.logs().slice(from);
@@ -219,7 +226,11 @@ max_poll = 1
         }
         // Serving goes on past the polls the bad source would have made.
         const n = upstream.requests();
-        await until("more polls", async () => upstream.requests() > n ? true : null, 30_000);
+        await until(
+          "more polls",
+          () => Promise.resolve(upstream.requests() > n ? true : null),
+          30_000,
+        );
         assert.ok(await answers("127.0.0.1", port, 2000));
         assert.ok(!et.logs().some((l) => /Uncaught|RangeError/.test(l)), et.logs().join("\n"));
       } finally {
