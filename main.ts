@@ -6,7 +6,7 @@
 import { parseArgs } from "cli";
 import { type Config, defaultConfig, loadConfig } from "./lib/config/mod.ts";
 import { splitHostPort } from "./lib/config/socket_address.ts";
-import { queryServer } from "./lib/io/query_client.ts";
+import { formatServer, queryServer, ReplyRejected } from "./lib/io/query_client.ts";
 import { runApp } from "./lib/app.ts";
 import { realAnycastIo } from "./lib/anycast/mod.ts";
 import { formatAction } from "./lib/anycast/plan.ts";
@@ -46,7 +46,11 @@ Exit status 0 when valid, 2 otherwise.`,
 
 Sends one NTP client request (like sntp) and prints the server's offset,
 round-trip delay, stratum, refid and leap indicator. PORT defaults to 123;
-an IPv6 address with a port is written [ADDR]:PORT.`,
+an IPv6 address with a port is written [ADDR]:PORT.
+
+A reply that is not usable time (kiss-o'-death, leap 3 or stratum 0/16,
+zero timestamps, a mismatched origin, negative delay) is reported as one
+line, HOST:PORT: reason, with exit status 1.`,
   peers: `Usage: edge-time peers [--url URL]
 
 Prints the sources of a running appliance as an ntpq -p style table
@@ -147,15 +151,25 @@ async function main(argv: string[]): Promise<number> {
         throw new UsageError(`"${positionals[0]}": port must be 1..65535`);
       }
       const timeoutMs = values.timeout === undefined ? 1000 : Number(values.timeout);
-      const r = await queryServer(host, port, { timeoutMs });
+      if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+        throw new UsageError(`--timeout "${values.timeout}": expected milliseconds > 0`);
+      }
+      let r;
+      try {
+        r = await queryServer(host, port, { timeoutMs });
+      } catch (e) {
+        // A reply that is not time: `HOST:PORT: reason`, like a config error's `FILE:LINE: …`.
+        if (!(e instanceof ReplyRejected)) throw e;
+        console.error(e.message);
+        return 1;
+      }
+      const server = formatServer(host, port);
       if (values.json) {
-        console.log(JSON.stringify({ server: `${host}:${port}`, ...r }));
+        console.log(JSON.stringify({ server, ...r }));
       } else {
         const sign = r.offset >= 0 ? "+" : "";
         console.log(
-          `${host}:${port} stratum ${r.stratum} refid ${
-            r.kiss ? `${r.kiss} (kiss-o'-death)` : r.refid || "-"
-          } leap ${r.leap}${r.leap === 3 && !r.kiss ? " (not synchronised)" : ""}` +
+          `${server} stratum ${r.stratum} refid ${r.refid || "-"} leap ${r.leap}` +
             ` offset ${sign}${r.offset.toFixed(6)} s delay ${r.delay.toFixed(6)} s` +
             ` root delay ${(r.rootDelay * 1e3).toFixed(3)} ms root dispersion ${
               (r.rootDisp * 1e3).toFixed(3)
@@ -171,7 +185,8 @@ async function main(argv: string[]): Promise<number> {
       if (positionals.length > 0) throw new UsageError(`${command} takes no arguments, only --url`);
       const snap = await fetchStatus(values.url ?? DEFAULT_STATUS_URL);
       console.log(
-        (command === "peers" ? formatPeers(snap.sources) : formatTracking(snap.system)).trimEnd(),
+        (command === "peers" ? formatPeers(snap.sources, snap.system) : formatTracking(snap.system))
+          .trimEnd(),
       );
       return 0;
     }

@@ -9,7 +9,7 @@ import { measurePrecision, realtimeSeconds } from "./io/realtime.ts";
 import { logger, setupLogging } from "./log.ts";
 import { asciiRefid, formatRefid, Leap } from "./ntp/packet.ts";
 import {
-  MAXSTRAT,
+  isSynchronised,
   SharedSystemState,
   type SystemState,
   unsyncedState,
@@ -50,7 +50,7 @@ export function localState(stratum: number, precision: number, now: number): Sys
 export function engineReportFromState(s: SystemState, updateIntervalS: number): EngineReport {
   return {
     system: {
-      synchronised: s.leap !== Leap.unsync && s.stratum < MAXSTRAT,
+      synchronised: isSynchronised(s),
       leap: s.leap,
       stratum: s.stratum,
       refid: formatRefid(s.refid, s.stratum),
@@ -222,7 +222,7 @@ export async function runApp(config: Config, configPath: string | null): Promise
     // Announce (node) or route (router) only while time is good; withdraw before the sockets close.
     anycast = await startAnycast(config, () => {
       const s = (engine?.report() ?? engineReportFromState(system, 0)).system;
-      return { synchronised: s.synchronised, leap: s.leap, offsetS: s.offset_s };
+      return { leap: s.leap, stratum: s.stratum, offsetS: s.offset_s };
     });
     const rt = anycast;
     parts.push({

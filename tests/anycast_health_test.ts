@@ -9,9 +9,8 @@ import type { HealthInputs } from "../lib/anycast/health.ts";
 import { queryReply } from "./helpers/fixtures.ts";
 
 const good: HealthInputs = {
-  synchronised: true,
-  localStratum: 0,
   leap: 0,
+  stratum: 2,
   offsetS: 0.001,
   drain: false,
   selfQuery: queryReply(),
@@ -20,14 +19,21 @@ const opts = { maxOffsetMs: 10 };
 
 Deno.test("healthReason() is empty only for good time", async (t) => {
   await t.step("good", () => assert.equal(healthReason(good, opts), ""));
-  await t.step("local_stratum counts as synchronised", () => {
-    assert.equal(healthReason({ ...good, synchronised: false, localStratum: 8 }, opts), "");
+  await t.step("a local_stratum state (leap 0, stratum 8) is synchronised", () => {
+    assert.equal(healthReason({ ...good, stratum: 8 }, opts), "");
   });
   const cases: [string, Partial<HealthInputs>, RegExp][] = [
-    ["not synchronised", { synchronised: false }, /^not synchronised$/],
+    [
+      "unsynchronised state",
+      { leap: 3, stratum: 16 },
+      /^not synchronised \(leap 3, stratum 16\)$/,
+    ],
+    // Behind a stratum-15 upstream we are 16: the wire says LI 3, so must the gate.
+    ["stratum 16 with leap 0", { stratum: 16 }, /^not synchronised \(leap 0, stratum 16\)$/],
+    ["stratum 0", { stratum: 0 }, /^not synchronised/],
     ["offset beyond max_offset_ms", { offsetS: -0.0125 }, /^offset 12\.500 ms exceeds 10 ms$/],
     ["offset NaN", { offsetS: NaN }, /offset NaN ms exceeds/],
-    ["leap 3", { leap: 3 }, /leap indicator 3/],
+    ["leap 3", { leap: 3 }, /^not synchronised \(leap 3, stratum 2\)$/],
     ["drain file", { drain: true }, /^drain file present$/],
     [
       "self-query timeout",
@@ -35,14 +41,14 @@ Deno.test("healthReason() is empty only for good time", async (t) => {
       /self-query: no reply/,
     ],
     [
-      "self-query KoD",
-      { selfQuery: queryReply({ kiss: "RATE", stratum: 0 }) },
-      /kiss-o'-death RATE/,
+      "self-query rejected by checkReply",
+      { selfQuery: "kiss-o'-death RATE" },
+      /^self-query: kiss-o'-death RATE$/,
     ],
     [
-      "self-query unsynchronised",
-      { selfQuery: queryReply({ stratum: 0, leap: 3 }) },
-      /server unsynchronised/,
+      "self-query offset",
+      { selfQuery: queryReply({ offset: 0.02 }) },
+      /^self-query: offset 20\.000 ms exceeds 10 ms$/,
     ],
   ];
   for (const [name, over, re] of cases) {

@@ -106,6 +106,7 @@ function setup(over: (c: AnycastConfig) => void) {
   const host = new FakeHost();
   const files = new FakeFileStore("/nonexistent/");
   const answers = new Map<string, QueryResult | string>();
+  const local = { leap: 0, stratum: 8, offsetS: 0 };
   const lines: string[] = [];
   const log = {
     info: (m: string) => lines.push(`INFO ${m}`),
@@ -115,9 +116,8 @@ function setup(over: (c: AnycastConfig) => void) {
   let now = 1000;
   const rt = new AnycastRuntime({
     anycast: cfg,
-    localStratum: 8,
     selfPort: 123,
-    local: () => ({ synchronised: true, leap: 0, offsetS: 0 }),
+    local: () => local,
     log,
     now: () => now++,
   }, {
@@ -128,7 +128,7 @@ function setup(over: (c: AnycastConfig) => void) {
       return typeof a === "string" ? Promise.reject(new Error(a)) : Promise.resolve(a);
     },
   });
-  return { cfg, host, files, answers, lines, rt };
+  return { cfg, host, files, answers, lines, rt, local };
 }
 
 Deno.test("AnycastRuntime node mode announces, drains and withdraws through BIRD", async (t) => {
@@ -209,6 +209,23 @@ Deno.test("AnycastRuntime node mode falls after `fall` bad self-queries", async 
   const r = rt.report();
   assert.equal(r.state, "withdrawn");
   assert.match(r.reason, /self-query: no reply/);
+  await rt.stop();
+});
+
+Deno.test("AnycastRuntime node mode withdraws when the served state is stratum 16", async () => {
+  // An upstream at stratum 15 makes us 16: the wire says LI 3, so the gate must close.
+  const { rt, local } = setup(() => {});
+  await rt.start({ loop: false });
+  await rt.tick();
+  await rt.tick();
+  assert.equal(rt.report().state, "announced");
+  local.stratum = 16;
+  await rt.tick();
+  await rt.tick();
+  const r = rt.report();
+  assert.equal(r.state, "withdrawn");
+  assert.equal(r.healthy, false);
+  assert.equal(r.reason, "not synchronised (leap 0, stratum 16)");
   await rt.stop();
 });
 
@@ -336,7 +353,7 @@ Deno.test("AnycastRuntime router mode keeps the ECMP route on the healthy nodes"
     assert.deepEqual(host.hash, ["1", "1"]);
   });
   await t.step("no node healthy: the route is removed", async () => {
-    answers.set("10.0.1.2", queryReply({ leap: 3, stratum: 16 }));
+    answers.set("10.0.1.2", "server is not synchronised (leap 3, stratum 0)");
     await rt.tick();
     await rt.tick();
     assert.equal(host.route, null);

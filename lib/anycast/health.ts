@@ -6,20 +6,18 @@
  * flapping a BGP announcement.
  */
 import type { QueryResult } from "../ntp/query.ts";
+import { isSynchronised } from "../ntp/system_state.ts";
 import type { AnycastTransition } from "./report.ts";
 
-/** Leap indicator 3: "alarm", the server is not synchronised. */
-const LEAP_ALARM = 3;
 /** Transitions kept for the status page. */
 export const MAX_TRANSITIONS = 100;
 
 /** What the node knows about its own time at one check. */
 export interface HealthInputs {
-  /** The engine has a system peer (or is an orphan). */
-  synchronised: boolean;
-  /** `server.local_stratum`; > 0 counts as synchronised. */
-  localStratum: number;
+  /** Leap indicator of the system state the server answers with. */
   leap: number;
+  /** Stratum of that state (16 = unsynchronised). */
+  stratum: number;
   /** Offset of the system clock from the engine's best estimate of true time, seconds. */
   offsetS: number;
   /** The drain file exists. */
@@ -28,11 +26,17 @@ export interface HealthInputs {
   selfQuery: QueryResult | string;
 }
 
-/** Why the node is unhealthy, or "" when it is healthy. Checks in order of severity. */
+/**
+ * Why the node is unhealthy, or "" when it is healthy. Checks in order of
+ * severity: drain, then `isSynchronised` on the served state (so a
+ * stratum-16 state is "not synchronised (leap 0, stratum 16)"), then the
+ * offset, then the self-query.
+ */
 export function healthReason(inp: HealthInputs, opts: { maxOffsetMs: number }): string {
   if (inp.drain) return "drain file present";
-  if (!inp.synchronised && inp.localStratum <= 0) return "not synchronised";
-  if (inp.leap === LEAP_ALARM) return "leap indicator 3 (alarm)";
+  if (!isSynchronised(inp)) {
+    return `not synchronised (leap ${inp.leap}, stratum ${inp.stratum})`;
+  }
   const offMs = Math.abs(inp.offsetS) * 1e3;
   if (!(offMs <= opts.maxOffsetMs)) {
     return `offset ${offMs.toFixed(3)} ms exceeds ${opts.maxOffsetMs} ms`;
@@ -41,9 +45,11 @@ export function healthReason(inp: HealthInputs, opts: { maxOffsetMs: number }): 
 }
 
 /**
- * Why one NTP reply is not good time, "" when it is: no reply, a KoD,
- * leap 3, stratum 0/16, or an offset beyond `maxOffsetMs`. Used for the
- * node's self-query and for the router's checks of each node.
+ * Why one NTP query is not good time, "" when it is. `r` is the error of
+ * the query (no reply, or a reply that failed `checkReply`: kiss-o'-death,
+ * unsynchronised, zero timestamps …) or a checked result, whose offset
+ * must be within `maxOffsetMs`. Used for the node's self-query and for the
+ * router's checks of each node.
  */
 export function queryReason(
   r: QueryResult | string,
@@ -51,10 +57,6 @@ export function queryReason(
   opts: { maxOffsetMs: number },
 ): string {
   if (typeof r === "string") return `${what}: ${r}`;
-  if (r.kiss !== "") return `${what}: kiss-o'-death ${r.kiss}`;
-  if (r.leap === LEAP_ALARM || r.stratum < 1 || r.stratum > 15) {
-    return `${what}: server unsynchronised (leap ${r.leap}, stratum ${r.stratum})`;
-  }
   const offMs = Math.abs(r.offset) * 1e3;
   if (!(offMs <= opts.maxOffsetMs)) {
     return `${what}: offset ${offMs.toFixed(3)} ms exceeds ${opts.maxOffsetMs} ms`;

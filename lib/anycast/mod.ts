@@ -4,19 +4,26 @@
  */
 import type { Config } from "../config/mod.ts";
 import { DenoCommandRunner, DenoFileStore } from "../io/command_runner.ts";
-import { queryServer } from "../io/query_client.ts";
+import { queryServer, ReplyRejected } from "../io/query_client.ts";
 import { logger } from "../log.ts";
 import { type AnycastIo, AnycastRuntime, type LocalTime, selfQueryPort } from "./runtime.ts";
 
 export type { AnycastReport } from "./report.ts";
 export { AnycastRuntime } from "./runtime.ts";
 
-/** The real I/O seams: `Deno.Command`, files, and `queryServer` with one attempt. */
+/**
+ * The real I/O seams: `Deno.Command`, files, and `queryServer` with one
+ * attempt, so every health query goes through `checkReply`.
+ */
 export function realAnycastIo(): AnycastIo {
   return {
     runner: new DenoCommandRunner(),
     files: new DenoFileStore(),
-    query: (host, port, timeoutMs) => queryServer(host, port, { timeoutMs, attempts: 1 }),
+    // A rejected reply is reported by its reason: the caller names the node or address.
+    query: (host, port, timeoutMs) =>
+      queryServer(host, port, { timeoutMs, attempts: 1 }).catch((e) => {
+        throw e instanceof ReplyRejected ? new Error(e.reason) : e;
+      }),
   };
 }
 
@@ -28,7 +35,6 @@ export async function startAnycast(
   const log = logger("anycast");
   const rt = new AnycastRuntime({
     anycast: config.anycast,
-    localStratum: config.server.localStratum,
     selfPort: selfQueryPort(config.server.listen),
     local,
     log: { info: (m) => log.info(m), warn: (m) => log.warning(m), error: (m) => log.error(m) },

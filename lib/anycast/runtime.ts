@@ -46,14 +46,18 @@ export type AnycastConfig = Config["anycast"];
 export interface AnycastIo {
   runner: CommandRunner;
   files: FileStore;
-  /** One NTP client exchange; rejects with a one-line message. */
+  /**
+   * One NTP client exchange whose reply passed `checkReply`; rejects with
+   * a one-line message (no reply, or why the reply is not time).
+   */
   query(host: string, port: number, timeoutMs: number): Promise<QueryResult>;
 }
 
 /** What the node knows about its own clock, read at every check. */
 export interface LocalTime {
-  synchronised: boolean;
+  /** Leap indicator and stratum of the system state the server answers with. */
   leap: number;
+  stratum: number;
   /** Offset of the system clock from the engine's estimate of true time, seconds. */
   offsetS: number;
 }
@@ -67,8 +71,6 @@ export interface LogSink {
 
 export interface RuntimeOptions {
   anycast: AnycastConfig;
-  /** `server.local_stratum`: > 0 counts as synchronised. */
-  localStratum: number;
   /** Port of the local NTP server, for the self-query. */
   selfPort: number;
   local(): LocalTime;
@@ -365,7 +367,7 @@ export class AnycastRuntime {
     this.#drain = drain;
     const local = this.#o.local();
     const reason = healthReason(
-      { ...local, localStratum: this.#o.localStratum, drain, selfQuery },
+      { ...local, drain, selfQuery },
       { maxOffsetMs: c.health.maxOffsetMs },
     );
     this.#note(this.#gate.update(this.#now(), reason, { immediate: drain }));

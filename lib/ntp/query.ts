@@ -1,11 +1,14 @@
 /**
  * One-shot client exchange (SNTP, RFC 4330 / RFC 5905 §8): builds a
- * client request and turns the reply into offset and delay. Pure; the
- * socket lives in lib/io/query_client.ts.
+ * client request and turns the reply into offset and delay once it passed
+ * `checkReply` (reply_check.ts), so a result is always usable time. Pure;
+ * the socket lives in lib/io/query_client.ts.
  */
 import { formatRefid, HEADER_LEN, Leap, Mode, parsePacket, serializePacket } from "./packet.ts";
+import { checkReply } from "./reply_check.ts";
 import { diff, type NtpTimestamp } from "./timestamp.ts";
 
+/** A reply that passed `checkReply`: a synchronised server's time. */
 export interface QueryResult {
   /** Server clock minus ours, seconds (RFC 5905 θ). */
   offset: number;
@@ -19,8 +22,6 @@ export interface QueryResult {
   precision: number;
   rootDelay: number;
   rootDisp: number;
-  /** Kiss code when the reply was a KoD, else "". */
-  kiss: string;
 }
 
 /** A mode-3 request whose `xmt` is `t1` (used to match the reply). */
@@ -42,18 +43,25 @@ export function buildRequest(t1: NtpTimestamp, version = 4): Uint8Array {
   });
 }
 
-/** Checks a reply against the request sent at `t1` and received at `t4`. */
+/**
+ * Turns the reply `bytes` to a request whose transmit timestamp was
+ * `requestXmt` into offset and delay, after the checks of `checkReply`.
+ * `t4` is our clock when the reply arrived and `t1` when the request left
+ * (NTP timestamps; `t1` defaults to `requestXmt`). Returns the result, or
+ * the reason the reply is not time as one line (`kiss-o'-death RATE`,
+ * `transmit timestamp is zero`, `ORIGIN_MISMATCH` for a stale reply …).
+ */
 export function evaluateReply(
   bytes: Uint8Array,
-  t1: NtpTimestamp,
+  requestXmt: NtpTimestamp,
   t4: NtpTimestamp,
+  t1: NtpTimestamp = requestXmt,
 ): QueryResult | string {
   if (bytes.length < HEADER_LEN) return `reply of ${bytes.length} bytes is too short`;
   const p = parsePacket(bytes);
   if (typeof p === "string") return `malformed reply (${p})`;
-  if (p.mode !== Mode.server) return `reply has mode ${p.mode}, expected 4`;
-  if (p.org !== t1) return "reply does not match our request (bogus origin timestamp)";
-  const kiss = p.stratum === 0 ? formatRefid(p.refid, 0) : "";
+  const bad = checkReply(requestXmt, p, t4, t1);
+  if (bad !== null) return bad;
   const t2 = p.rec, t3 = p.xmt;
   return {
     offset: (diff(t2, t1) + diff(t3, t4)) / 2,
@@ -66,6 +74,5 @@ export function evaluateReply(
     precision: p.precision,
     rootDelay: p.rootDelay,
     rootDisp: p.rootDisp,
-    kiss,
   };
 }

@@ -18,7 +18,7 @@ import type { ClientAddress } from "./address.ts";
 import type { AccessList } from "./access.ts";
 import { asciiRefid, HEADER_LEN, Leap, Mode, walkTrailer } from "./packet.ts";
 import type { RateLimiter } from "./rate_limit.ts";
-import { correctionAt, MAXSTRAT, PHI, type SystemState } from "./system_state.ts";
+import { correctionAt, isSynchronised, PHI, type SystemState } from "./system_state.ts";
 import { toShort, writeUnixTime } from "./timestamp.ts";
 import type { SavedTx, TxStore } from "./tx_store.ts";
 
@@ -182,7 +182,7 @@ export function respond(
     view.setUint32(o + 16, 0);
     view.setUint32(o + 20, 0);
   } else {
-    const synced = s.leap !== Leap.unsync && s.stratum < MAXSTRAT;
+    const synced = isSynchronised(s);
     view.setUint8(o, ((synced ? s.leap : Leap.unsync) << 6) | (version << 3) | replyMode);
     view.setUint8(o + 1, synced ? s.stratum : 0);
     view.setInt8(o + 2, poll);
@@ -222,7 +222,6 @@ export function respond(
   }
   // org = request xmt, copied byte for byte.
   for (let i = 0; i < 8; i++) out[outOffset + 24 + i] = req[40 + i]!;
-  writeUnixTime(view, o + 32, rxSec, rxNsec, corr);
   view.setUint32(o + 40, 0);
   view.setUint32(o + 44, 0);
   return HEADER_LEN;
@@ -244,6 +243,11 @@ export function stampTransmit(
     txNsec,
     correctionAt(system, txSec + txNsec * 1e-9),
   );
+}
+
+/** Big-endian uint32 at `at` (no view: `viewOf` caches the reply buffer's). */
+function u32(b: Uint8Array, at: number): number {
+  return ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
 }
 
 let cachedBuffer: ArrayBufferLike | null = null;

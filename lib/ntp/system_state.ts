@@ -36,6 +36,19 @@ export interface SystemState {
   corrEpoch: number;
 }
 
+/**
+ * The one rule for "synchronised" (RFC 5905 §7.3): a leap indicator other
+ * than 3 (alarm) and a stratum of 1..15. Stratum 0 is "unspecified" (or a
+ * kiss) and 16 is MAXSTRAT, so a server following a stratum-15 upstream
+ * (stratum 16) is unsynchronised whatever its leap indicator says. The
+ * wire, `/status`, the status page, `/healthz`, `/metrics`, `peers`,
+ * `tracking`, the anycast gate and the reply checks all decide with this.
+ */
+export function isSynchronised(s: { leap: number; stratum: number }): boolean {
+  return s.leap !== Leap.unsync && s.stratum > 0 && s.stratum < MAXSTRAT;
+}
+
+/** The state of a server with no time to serve: leap 3, stratum 16, refid 0, never updated. */
 export function unsyncedState(precision: number): SystemState {
   return {
     leap: Leap.unsync,

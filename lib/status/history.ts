@@ -9,6 +9,7 @@
  */
 import type { EngineReport } from "../engine/report.ts";
 import type { ServerCounters } from "../io/server_pool.ts";
+import { isSynchronised } from "../ntp/system_state.ts";
 
 /** Seconds between samples the app takes (the `local_stratum` refresh interval, too). */
 export const SAMPLE_INTERVAL_S = 16;
@@ -124,8 +125,9 @@ export class History {
     }
     const i = this.#next;
     this.#time[i] = now;
-    this.#sysOffset[i] = sys.synchronised ? sys.offset_s : NaN;
-    this.#sysJitter[i] = sys.synchronised ? this.#jitter : NaN;
+    const synced = isSynchronised(sys);
+    this.#sysOffset[i] = synced ? sys.offset_s : NaN;
+    this.#sysJitter[i] = synced ? this.#jitter : NaN;
     this.#counters[i * 4] = counters.received;
     this.#counters[i * 4 + 1] = counters.answered;
     this.#counters[i * 4 + 2] = counters.kod_rate + counters.kod_deny;

@@ -9,6 +9,8 @@ import type { AnycastReport } from "../anycast/report.ts";
 import type { EngineCounters, EngineReport, SourceReport, SystemReport } from "../engine/report.ts";
 import type { ServerCounters } from "../io/server_pool.ts";
 import type { ServerRates } from "./history.ts";
+import { Leap } from "../ntp/packet.ts";
+import { isSynchronised, MAXSTRAT } from "../ntp/system_state.ts";
 
 export type { ServerRates };
 
@@ -60,8 +62,40 @@ export interface SnapshotInputs {
 }
 
 /**
+ * The system report as the wire states it. `isSynchronised` (leap ≠ 3,
+ * stratum 1..15) decides; when it says no, the report says what our
+ * replies say: `synchronised: false`, leap 3, stratum 16, no refid and no
+ * system peer, whatever the producer filled in (an engine following a
+ * stratum-15 upstream reports stratum 16 with leap 0). A synchronised
+ * report is returned with `synchronised: true`. Pure.
+ */
+export function servedSystem<T extends SystemReport>(s: T): T {
+  if (isSynchronised(s)) return s.synchronised ? s : { ...s, synchronised: true };
+  return {
+    ...s,
+    synchronised: false,
+    leap: Leap.unsync,
+    stratum: MAXSTRAT,
+    refid: "",
+    system_peer: "",
+  };
+}
+
+/**
+ * The sources' tally codes under `system`: `*` marks the source we are
+ * synchronised to, so while `isSynchronised(system)` is false no source
+ * has it (it is shown as " ", not used). Pure; returns `sources` unchanged
+ * when there is nothing to demote.
+ */
+export function servedSources(sources: SourceReport[], system: SystemReport): SourceReport[] {
+  if (isSynchronised(system) || !sources.some((r) => r.tally === "*")) return sources;
+  return sources.map((r) => r.tally === "*" ? { ...r, tally: " " } : r);
+}
+
+/**
  * Why the appliance should not get traffic, or null when it should: the
- * anycast health gate when anycast is on, else the sync state.
+ * anycast health gate when anycast is on, else `isSynchronised` on the
+ * system state.
  */
 export function unhealthyReason(
   engine: EngineReport,
@@ -70,12 +104,12 @@ export function unhealthyReason(
   if (anycast !== null && anycast.mode !== "off") {
     return anycast.healthy ? null : `anycast ${anycast.mode} unhealthy: ${anycast.reason || "?"}`;
   }
-  return engine.system.synchronised ? null : "not synchronised";
+  return isSynchronised(engine.system) ? null : "not synchronised";
 }
 
 /** Builds the `/status` document; picks fields explicitly so the schema stays exact. */
 export function buildSnapshot(i: SnapshotInputs): StatusSnapshot {
-  const s = i.engine.system;
+  const s = servedSystem(i.engine.system);
   const reason = unhealthyReason(i.engine, i.anycast);
   return {
     version: i.version,
@@ -103,7 +137,7 @@ export function buildSnapshot(i: SnapshotInputs): StatusSnapshot {
       orphan: s.orphan,
       jitter_s: i.systemJitterS,
     },
-    sources: i.engine.sources.map((r) => ({
+    sources: servedSources(i.engine.sources, s).map((r) => ({
       tally: r.tally,
       address: r.address,
       kind: r.kind,
@@ -116,6 +150,7 @@ export function buildSnapshot(i: SnapshotInputs): StatusSnapshot {
       offset_s: r.offset_s,
       jitter_s: r.jitter_s,
       ...(r.state === undefined ? {} : { state: r.state }),
+      ...(r.interleaved === undefined ? {} : { interleaved: r.interleaved }),
       ...(r.counters === undefined ? {} : { counters: { ...r.counters } }),
     })),
     ...(i.engine.counters === undefined ? {} : { engine_counters: { ...i.engine.counters } }),
@@ -150,4 +185,3 @@ export function buildSnapshot(i: SnapshotInputs): StatusSnapshot {
     },
   };
 }
-      ...(r.interleaved === undefined ? {} : { interleaved: r.interleaved }),

@@ -3,8 +3,8 @@
  * `edge-time peers` (an `ntpq -p` table) and `edge-time tracking` (a
  * `chronyc tracking` block). Pure: snapshot in, string out.
  */
-import type { SourceReport } from "../engine/report.ts";
-import type { StatusSnapshot, SystemStatus } from "./snapshot.ts";
+import type { SourceReport, SystemReport } from "../engine/report.ts";
+import { servedSources, servedSystem, type StatusSnapshot, type SystemStatus } from "./snapshot.ts";
 
 const LEAP_NAMES = ["Normal", "Insert second", "Delete second", "Not synchronised"];
 
@@ -39,8 +39,13 @@ export function humanDuration(s: number): string {
 const ms = (s: number, digits = 3) => (s * 1e3).toFixed(digits);
 const signed = (v: number, digits: number) => (v >= 0 ? "+" : "") + v.toFixed(digits);
 
-/** An `ntpq -p` style table; delay, offset and jitter in milliseconds as ntpq shows them. */
-export function formatPeers(sources: SourceReport[]): string {
+/**
+ * An `ntpq -p` style table; delay, offset and jitter in milliseconds as
+ * ntpq shows them. With `system`, tallies follow `servedSources`: while the
+ * system is not synchronised (leap 3 or stratum outside 1..15) no row is `*`.
+ */
+export function formatPeers(sources: SourceReport[], system?: SystemReport): string {
+  if (system !== undefined) sources = servedSources(sources, system);
   const width = Math.max(15, ...sources.map((s) => s.address.length));
   const head = ` ${"remote".padEnd(width)} ${
     "refid".padEnd(15)
@@ -86,8 +91,13 @@ function chronyTime(unix: number): string {
   }:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} ${d.getUTCFullYear()}`;
 }
 
-/** A `chronyc tracking` style block. */
-export function formatTracking(s: SystemStatus): string {
+/**
+ * A `chronyc tracking` style block. The state is read through
+ * `servedSystem`, so a stratum-16 state shows "Not synchronised" and
+ * "Synchronised : no" even from a server that reported it otherwise.
+ */
+export function formatTracking(status: SystemStatus): string {
+  const s = servedSystem(status);
   const rows: [string, string][] = [
     ["Reference ID", s.refid || "-"],
     ["System peer", s.system_peer || "-"],

@@ -18,7 +18,6 @@ export function queryReply(over: Partial<QueryResult> = {}): QueryResult {
     precision: -20,
     rootDelay: 0,
     rootDisp: 0,
-    kiss: "",
     ...over,
   };
 }
