@@ -445,7 +445,7 @@ export class Engine {
     }
   }
 
-  /** The configured symmetric peers' addresses (for the server's forwarding list). */
+  /** The configured symmetric peers' addresses. */
   peerHosts(): string[] {
     return [...this.associations.values()].filter((a) => a.opts.kind === "peer").map((a) =>
       a.opts.host
