@@ -33,8 +33,9 @@ export function formatServer(host: string, port: number): string {
  * reply that passed `checkReply`. Rejects with one line: `Cannot resolve
  * HOST`, `no reply from HOST:PORT within N ms`, or a `ReplyRejected` as
  * soon as the server gives a reply that is not time (no further attempt:
- * a kiss-o'-death asks us to stop). Stale replies (wrong origin) are
- * ignored while waiting.
+ * a kiss-o'-death asks us to stop). Replies with another origin
+ * timestamp are ignored while waiting; when only such replies came, the
+ * query ends in a `ReplyRejected` saying so.
  */
 export async function queryServer(
   host: string,
@@ -57,6 +58,8 @@ export async function queryServer(
       sock.bind(0, () => resolve());
     });
     let lastError = `no reply from ${server}`;
+    // Replies to other requests are ignored while waiting; if nothing else came, that is the reason.
+    let mismatched = false;
     for (let attempt = 0; attempt < (opts.attempts ?? 3); attempt++) {
       const result = await new Promise<QueryResult | { timeout: string } | string>((resolve) => {
         read(t);
@@ -71,7 +74,10 @@ export async function queryServer(
         sock.on("message", (msg: Uint8Array) => {
           read(t);
           const r = evaluateReply(new Uint8Array(msg), xmt, fromUnix(t.sec, t.nsec), t1);
-          if (r === ORIGIN_MISMATCH) return; // a stale reply; keep waiting
+          if (r === ORIGIN_MISMATCH) {
+            mismatched = true; // a stale or forged reply; keep waiting
+            return;
+          }
           clearTimeout(timer);
           sock.removeAllListeners("message");
           resolve(r);
@@ -82,7 +88,7 @@ export async function queryServer(
       if (!("timeout" in result)) return result;
       lastError = result.timeout;
     }
-    throw new Error(lastError);
+    throw mismatched ? new ReplyRejected(server, ORIGIN_MISMATCH) : new Error(lastError);
   } finally {
     sock.close();
   }
