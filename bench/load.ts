@@ -1,6 +1,6 @@
 /**
  * NTP serving load benchmark: edge-time against chronyd on loopback, in
- * one run, with the neutral load generator `shared/bench/ntpload.c`.
+ * one run, with the project's load generator `bench/ntpload.c`.
  *
  * Both servers run side by side and are loaded in turns: a warm-up, then
  * `ntpload --ramp` (highest rate answered at >= 99 %) `--ramps` times

@@ -1,6 +1,6 @@
 /**
- * Builds and runs `ntpload` (../shared/bench/ntpload.c), the neutral NTP
- * load generator, for tests and benchmarks. The binary goes to
+ * Builds and runs `ntpload` (bench/ntpload.c), the project's NTP load
+ * generator, for tests and benchmarks. The binary goes to
  * bench/out/ntpload and is rebuilt only when the source is newer.
  */
 import { localServerToml } from "./edge_time.ts";
@@ -23,15 +23,19 @@ export interface NtploadStep {
   offset_max_abs_us: number;
 }
 
-/** Where ntpload.c lives: $NTPLOAD_SRC, else ../shared/bench/ntpload.c beside the repo. */
+/** Where ntpload.c lives: bench/ntpload.c, or $NTPLOAD_SRC (a generator with the same interface). */
 export function ntploadSource(): string {
-  return Deno.env.get("NTPLOAD_SRC") ??
-    new URL("../shared/bench/ntpload.c", ROOT).pathname;
+  return Deno.env.get("NTPLOAD_SRC") || new URL("bench/ntpload.c", ROOT).pathname;
 }
 
-/** Builds bench/out/ntpload (cc -O2 … -lm) if missing or stale; returns its path. */
+/**
+ * Builds bench/out/ntpload (cc -O2 … -lm) if missing or stale; returns its
+ * path. A $NTPLOAD_SRC build goes to bench/out/ntpload-override instead, so
+ * the two never stand in for each other.
+ */
 export function buildNtpload(): Promise<string> {
-  return buildC(ntploadSource(), "ntpload", ["-lm"]);
+  const name = Deno.env.get("NTPLOAD_SRC") ? "ntpload-override" : "ntpload";
+  return buildC(ntploadSource(), name, ["-lm"]);
 }
 
 /** Builds the C program `src` to bench/out/NAME (cc -O2) if missing or stale; returns its path. */
