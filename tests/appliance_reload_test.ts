@@ -85,8 +85,9 @@ Deno.test("SIGHUP reload under load loses no request", async (t) => {
         toml([`127.0.0.1:${p}`], ["127.0.0.0/8", "10.0.0.0/8"], s),
         /Reloaded .*changed: server\.allow$/,
       );
+      // Every request sent was answered (ntpload reports loss 1 when it sent
+      // none); how many it sent per second is the machine's, not a behaviour.
       assert.equal(r.loss, 0);
-      assert.ok(r.answered_per_s >= RATE * 0.99, `answered ${r.answered_per_s}/s`);
     });
 
     await t.step(

@@ -1,4 +1,7 @@
-/** Graceful stop: SIGTERM (and SIGINT) under load exits 0 within 2 s with its sockets closed. */
+/**
+ * Graceful stop: SIGTERM (and SIGINT) under load exits 0 with its sockets
+ * closed. How long a stop takes is a figure of bench/startup.ts.
+ */
 import assert from "assert";
 import { freeTcpPort, freeUdpPort, localServerToml, startEdgeTime } from "./helpers/edge_time.ts";
 import { buildNtpload, runNtpload } from "./helpers/ntpload.ts";
@@ -13,7 +16,7 @@ function config(port: number, statusPort: number): string {
 }
 
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
-  Deno.test(`${signal} under load exits 0 within 2 s and frees its ports`, async () => {
+  Deno.test(`${signal} under load exits 0 and frees its ports`, async () => {
     await buildNtpload();
     const port = await freeUdpPort();
     const statusPort = freeTcpPort();
@@ -26,7 +29,6 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
     await load;
     console.log(`  ${signal} → exit ${code} in ${ms.toFixed(0)} ms`);
     assert.equal(code, 0);
-    assert.ok(ms < 2000, `stopped in ${ms.toFixed(0)} ms`);
     assert.ok(et.logs().some((l) => l.includes(`Stopping on ${signal}`)));
     assert.ok(et.logs().some((l) => / INFO +app: Stopped$/.test(l)), "stop sequence finished");
     // Both ports are free again: the process is gone and nothing answers.
