@@ -2,8 +2,10 @@
  * Node mode against real BIRD 2 and ip in a namespace lab: edge-time in
  * node namespaces announces 192.0.2.123/32 over BGP only while healthy;
  * the router's BIRD (kernel protocol with `merge paths on`) installs it
- * as a multipath route. Timings are measured at the router's kernel table
- * and printed.
+ * as a multipath route. What the test checks is order and outcome; how
+ * long each step takes at the router's kernel table is printed here and
+ * measured by bench/failover.ts. The waits are deadlines for a step that
+ * never happens, not figures.
  */
 import assert from "assert";
 import { includeText } from "../lib/anycast/plan.ts";
@@ -17,6 +19,9 @@ import {
   routerBird,
   VIP,
 } from "./helpers/anycast_lab.ts";
+
+/** Deadline for a route change that should come; waitFor returns as soon as it does. */
+const ROUTE_DEADLINE_MS = 30_000;
 
 async function established(bird: Bird, proto: string): Promise<boolean> {
   const r = await bird.birdc("show", "protocols", proto);
@@ -70,30 +75,28 @@ Deno.test({
           const tHealthy = performance.now();
           const ms = await waitFor(
             async () => (await routeNexthops(lab.router, VIP)).includes(n1),
-            5000,
+            ROUTE_DEADLINE_MS,
           );
           assert.ok(ms >= 0, `route via ${n1} never appeared:\n${p1.logs().join("\n")}`);
           figures.announce_after_healthy_ms = performance.now() - tHealthy;
-          assert.ok(figures.announce_after_healthy_ms <= 2000);
           // Both nodes announce: BIRD's merge paths makes one multipath kernel route.
           const both = await waitFor(
             async () => (await routeNexthops(lab.router, VIP)).join() === [n1, n2].sort().join(),
-            5000,
+            ROUTE_DEADLINE_MS,
           );
           assert.ok(both >= 0, `no multipath route: ${await routeNexthops(lab.router, VIP)}`);
         },
       );
 
-      await t.step("drain file: withdrawn within 2 s", async () => {
+      await t.step("drain file: withdrawn, the other node stays", async () => {
         const t0 = performance.now();
         await Deno.writeTextFile(`${nodeDirs[0]}/drain`, "");
         const ms = await waitFor(
           async () => !(await routeNexthops(lab.router, VIP)).includes(n1),
-          5000,
+          ROUTE_DEADLINE_MS,
         );
         assert.ok(ms >= 0, "route not withdrawn after drain");
         figures.withdraw_after_drain_ms = performance.now() - t0;
-        assert.ok(figures.withdraw_after_drain_ms <= 2000);
         assert.deepEqual(await routeNexthops(lab.router, VIP), [n2], "the other node stays");
       });
 
@@ -102,29 +105,34 @@ Deno.test({
         await Deno.remove(`${nodeDirs[0]}/drain`);
         const ms = await waitFor(
           async () => (await routeNexthops(lab.router, VIP)).includes(n1),
-          6000,
+          ROUTE_DEADLINE_MS,
         );
         assert.ok(ms >= 0, "route not back after removing the drain file");
         figures.announce_after_undrain_ms = performance.now() - t0;
-        // The first good check can come at once, the `rise`-th one (RISE-1) intervals later.
-        assert.ok(figures.announce_after_undrain_ms >= (RISE - 1) * INTERVAL_MS - 50);
-        assert.ok(figures.announce_after_undrain_ms <= RISE * INTERVAL_MS + 2000);
+        // Not at once: the first good check can come at once, the `rise`-th
+        // one (RISE-1) intervals later. (A lower bound: load only adds to it.)
+        assert.ok(
+          figures.announce_after_undrain_ms >= (RISE - 1) * INTERVAL_MS - 50,
+          `back after ${figures.announce_after_undrain_ms.toFixed(0)} ms`,
+        );
       });
 
-      await t.step("SIGTERM: withdrawn within 1 s, before the process exits", async () => {
+      await t.step("SIGTERM: withdrawn before the process exits", async () => {
         const t0 = performance.now();
         const stopped = p1.stop("SIGTERM");
         const ms = await waitFor(
           async () => !(await routeNexthops(lab.router, VIP)).includes(n1),
-          3000,
+          ROUTE_DEADLINE_MS,
           10,
         );
         assert.ok(ms >= 0, "route not withdrawn after SIGTERM");
         figures.withdraw_after_sigterm_ms = performance.now() - t0;
-        const logs = p1.logs();
         assert.equal(await stopped, 0);
-        assert.ok(logs.some((l) => /Anycast withdrawn in \d+ ms/.test(l)), logs.join("\n"));
-        assert.ok(figures.withdraw_after_sigterm_ms <= 1000);
+        // The withdrawal is part of the stop sequence: logged before the app's last line.
+        const logs = p1.logs();
+        const withdrawn = logs.findIndex((l) => /Anycast withdrawn in \d+ ms/.test(l));
+        const last = logs.findIndex((l) => / INFO +app: Stopped$/.test(l));
+        assert.ok(withdrawn >= 0 && last > withdrawn, logs.join("\n"));
         const addrs = await lab.exec(lab.nodes[0]!, ["ip", "-j", "addr", "show", "dev", "lo"]);
         assert.ok(!addrs.stdout.includes("192.0.2.123"), "the address left lo");
       });
