@@ -7,7 +7,7 @@
 import assert from "assert";
 import { type EdgeTimeProcess, startEdgeTime } from "./helpers/edge_time.ts";
 import { buildNtpload } from "./helpers/ntpload.ts";
-import { deleteNetns, labId, makeNetns, sh } from "./helpers/netns.ts";
+import { deleteNetns, labId, makeNetns, sh, waitFor } from "./helpers/netns.ts";
 
 const INTERVAL_MS = 200;
 
@@ -101,8 +101,15 @@ Deno.test({
         procs.push(p);
         return { c, ns, p };
       }));
-      // Long enough for several retries: 0.4 s, 0.8 s, 1.6 s.
-      await new Promise((r) => setTimeout(r, 3000));
+      // Several retries (0.4 s, 0.8 s, 1.6 s apart): wait for the third
+      // error line of every case. The deadline is for a case that never
+      // retries; the steps below then say which.
+      const errorLines = (p: EdgeTimeProcess) => p.logs().filter((l) => / ERROR /.test(l)).length;
+      await waitFor(
+        () => Promise.resolve(started.every(({ p }) => errorLines(p) >= 3)),
+        30_000,
+        50,
+      );
       for (const { c, ns, p } of started) {
         await t.step(c.name, async () => {
           const logs = p.logs();
