@@ -74,20 +74,40 @@ export async function startChronyd(lines: string[]): Promise<Chronyd> {
   };
 }
 
+/** One measurement chronyd took (its measurements.log): offset and round-trip delay, seconds. */
+export interface ChronySample {
+  offset: number;
+  delay: number;
+}
+
 /**
  * `chronyd -Q` as a one-shot client: measures `server` and returns the
- * offset in seconds it printed (chronyd without touching the clock).
+ * offset in seconds it printed (chronyd without touching the clock) and
+ * every measurement it took on the way.
  */
 export async function chronydMeasure(
   serverLine: string,
-): Promise<{ offset: number; output: string }> {
-  const out = await new Deno.Command("chronyd", {
-    args: ["-Q", "-t", "10", serverLine],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  const m = /System clock wrong by (-?[0-9.]+) seconds/.exec(text);
-  if (!m) throw new Error(`chronyd -Q printed no offset:\n${text}`);
-  return { offset: Number(m[1]), output: text };
+): Promise<{ offset: number; samples: ChronySample[]; output: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "chrony-q-" });
+  try {
+    await Deno.chmod(dir, 0o777); // chronyd writes its logs as its own user
+    const out = await new Deno.Command("chronyd", {
+      args: ["-Q", "-t", "10", serverLine, `logdir ${dir}`, "log measurements"],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    const m = /System clock wrong by (-?[0-9.]+) seconds/.exec(text);
+    if (!m) throw new Error(`chronyd -Q printed no offset:\n${text}`);
+    const log = await Deno.readTextFile(`${dir}/measurements.log`).catch(() => "");
+    // "2026-11-29 09:27:06 127.0.0.1 N 8 111 111 1111 6 6 0.00 -3.326e-06 9.915e-06 …":
+    // date, time, address, leap, stratum, tests, LP, RP, score, offset, delay, …
+    const samples = log.split("\n").filter((l) => /^\d{4}-\d\d-\d\d /.test(l)).map((l) => {
+      const f = l.trim().split(/\s+/);
+      return { offset: Number(f[11]), delay: Number(f[12]) };
+    });
+    return { offset: Number(m[1]), samples, output: `${text}\n${log}` };
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
 }
