@@ -83,7 +83,7 @@ Deno.test({
       req[0] = 0x23;
       await new Promise<void>((r) => sock.send(req, port, "127.0.0.1", () => r()));
       const buf = new Uint8Array(2048);
-      const deadline = Date.now() + 3000;
+      const deadline = Date.now() + 10_000; // a deadline for a reply that never comes
       let header: Uint8Array | null = null;
       while (!header && Date.now() < deadline) {
         const n = Number(c.recvfrom(raw, buf, 2048n, 0, null, null));
