@@ -51,6 +51,7 @@ measured by what each then serves (the kernel clock is shared: truth is 0).
   --loss P        wan: loss probability per frame, each way (default 0.001)
   --rate R        probe requests per second to each client (default 20)
   --settle S      seconds before served offsets count (default min(60, N/3))
+  --xleave        both clients ask for interleaved replies (edge-time xleave = true, chronyd xleave)
   --json FILE     also write the results as JSON to FILE
 The wan link needs root (network namespaces); it is skipped with a reason otherwise.`;
 
@@ -99,6 +100,8 @@ interface Options {
   settle: number;
   rate: number;
   impairment: Required<Impairment>;
+  /** Both clients in interleaved mode (RFC 9769). */
+  xleave: boolean;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -320,9 +323,10 @@ address = "${upAddr}:${upPort}"
 min_poll = 4
 max_poll = 4
 iburst = true
+xleave = ${o.xleave}
 `;
   const chronyLines = [
-    `server ${upAddr} port ${upPort} minpoll 4 maxpoll 4 iburst`,
+    `server ${upAddr} port ${upPort} minpoll 4 maxpoll 4 iburst${o.xleave ? " xleave" : ""}`,
     `port ${chronyPort}`,
     "bindaddress 127.0.0.1",
     "allow",
@@ -467,6 +471,7 @@ function parseOptions(): { o: Options; links: LinkName[]; json: string | null } 
         rate: { type: "string", default: "20" },
         settle: { type: "string" },
         json: { type: "string" },
+        xleave: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
     }).values;
@@ -509,7 +514,13 @@ function parseOptions(): { o: Options; links: LinkName[]; json: string | null } 
     ? Math.min(60, Math.floor(seconds / 3))
     : num("settle", values.settle, 0, seconds - 5);
   return {
-    o: { seconds, settle, rate: num("rate", values.rate, 1, 200), impairment },
+    o: {
+      seconds,
+      settle,
+      rate: num("rate", values.rate, 1, 200),
+      impairment,
+      xleave: values.xleave,
+    },
     links: [...new Set(links)] as LinkName[],
     json: values.json ?? null,
   };

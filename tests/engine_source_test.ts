@@ -23,7 +23,7 @@ const server = (address = "192.0.2.1") => ({
 function reply(
   req: Uint8Array,
   t: number,
-  o: { offset?: number; kiss?: string; org?: bigint } = {},
+  o: { offset?: number; kiss?: string; org?: bigint; stratum?: number } = {},
 ): Uint8Array {
   const p = parsePacket(req);
   if (typeof p === "string") throw new Error(p);
@@ -32,7 +32,7 @@ function reply(
     leap: o.kiss ? Leap.unsync : Leap.none,
     version: 4,
     mode: Mode.server,
-    stratum: o.kiss ? 0 : 1,
+    stratum: o.kiss ? 0 : o.stratum ?? 1,
     poll: 6,
     precision: -20,
     rootDelay: 0,
@@ -128,6 +128,16 @@ Deno.test("association: unanswered polls empty the reach register", () => {
     e.handleTimer(now, () => 0);
   }
   assert.equal(e.report(now).sources[0]!.reach, 0);
+});
+
+Deno.test("engine: following a stratum-15 server is unsynchronised, not stratum 16", () => {
+  const e = driven(new Engine(engineOptions([server()]), new VirtualClock(), T));
+  const req = sends(e.handleTimer(T + 1, () => 0.37))[0]!;
+  e.handleIncoming("192.0.2.1", 123, reply(req.bytes, T + 1, { stratum: 15 }), T + 1.001);
+  e.handleTimer(T + 10, () => 0.37);
+  assert.equal(e.systemVars().leap, Leap.unsync);
+  assert.equal(e.systemVars().stratum, 16);
+  assert.equal(e.report(T + 10).system.synchronised, false);
 });
 
 Deno.test("engine: a panic-sized offset is never applied", () => {

@@ -165,6 +165,30 @@ Deno.test({
 });
 
 Deno.test({
+  name: "SourceSockets: a handler that throws does not stop the loop",
+  sanitizeResources: false,
+  sanitizeOps: false,
+}, async () => {
+  const echo = await plainSocket(true);
+  let calls = 0;
+  const ss = new SourceSockets(() => {
+    calls++;
+    throw new Error("boom");
+  });
+  try {
+    assert.equal(ss.open("up", { host: "127.0.0.1", port: echo.port }), null);
+    ss.send("up", packet(3, 1));
+    await until("the first echo", async () => await calls >= 1 || null, 10_000);
+    ss.send("up", packet(3, 2));
+    await until("the second echo", async () => await calls >= 2 || null, 10_000);
+    assert.equal(ss.counters.handlerErrors, 2);
+  } finally {
+    await ss.stop();
+    echo.close();
+  }
+});
+
+Deno.test({
   name: "SourceSockets: a bad endpoint is one line, not an exception",
   sanitizeResources: false,
   sanitizeOps: false,

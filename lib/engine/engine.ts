@@ -10,7 +10,13 @@
  * combine) → discipline.ts (regression) → clock.ts (Clock seam).
  */
 import { Leap, Mode, type NtpPacket, parsePacket } from "../ntp/packet.ts";
-import { MAXSTRAT, PHI, type SystemState, unsyncedState } from "../ntp/system_state.ts";
+import {
+  isSynchronised,
+  MAXSTRAT,
+  PHI,
+  type SystemState,
+  unsyncedState,
+} from "../ntp/system_state.ts";
 import { type Clock, correctionValue } from "./clock.ts";
 import { combineFrequencies, Discipline, type FrequencyEstimate } from "./discipline.ts";
 import type { Sample } from "./filter.ts";
@@ -898,6 +904,12 @@ export class Engine {
   #refreshVars(sel: Selection, peer: Association): void {
     const c = sel.systemPeer!;
     const f = peer.filter.output;
+    if (peer.stratum + 1 >= MAXSTRAT) {
+      // Following a stratum-15 server would make us 16: unsynchronised
+      // everywhere (isSynchronised), never "stratum 16, leap 0".
+      this.#setSynced(false);
+      return;
+    }
     this.#setSynced(true);
     this.#leap = sel.leap;
     this.#stratum = Math.min(MAXSTRAT, peer.stratum + 1);
@@ -982,7 +994,7 @@ export class Engine {
     });
     return {
       system: {
-        synchronised: v.leap !== Leap.unsync,
+        synchronised: isSynchronised(v),
         leap: v.leap,
         stratum: v.stratum,
         refid: v.leap === Leap.unsync ? "" : formatRefid(v.refid, v.stratum),

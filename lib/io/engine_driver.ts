@@ -184,7 +184,10 @@ export class EngineDriver {
         case "setTimer": {
           if (this.#timer) clearTimeout(this.#timer);
           const ms = Math.max(0, Math.min(3600_000, (a.at - realtimeSeconds()) * 1000));
-          this.#timer = setTimeout(() => this.#run(this.engine.handleTimer(realtimeSeconds())), ms);
+          this.#timer = setTimeout(
+            () => this.#safely("poll timer", () => this.engine.handleTimer(realtimeSeconds())),
+            ms,
+          );
           break;
         }
         case "log":
@@ -222,7 +225,10 @@ export class EngineDriver {
     }
     if (addresses.length > 0) this.#unresolved.delete(name);
     if (this.#stopped) return;
-    this.#run(this.engine.addResolved(source, addresses, realtimeSeconds()));
+    this.#safely(
+      `addresses of ${name}`,
+      () => this.engine.addResolved(source, addresses, realtimeSeconds()),
+    );
   }
 
   /** A datagram on an association's socket, with its kernel receive time. */
@@ -231,7 +237,30 @@ export class EngineDriver {
     const a = this.engine.associations.get(id);
     if (!a) return;
     const sent = this.#sockets?.lastSent(id) ?? null;
-    this.#run(this.engine.handleIncoming(a.opts.host, a.opts.port, bytes, t4, sent));
+    this.#safely(
+      `packet from ${id}`,
+      () => this.engine.handleIncoming(a.opts.host, a.opts.port, bytes, t4, sent),
+    );
+  }
+
+  /**
+   * Runs an engine call and its actions. Nothing a source or a packet does
+   * may end the process: an exception (a bug) is one error line, and the
+   * engine goes on with the next packet or timer.
+   */
+  #safely(what: string, call: () => Action[]): void {
+    try {
+      this.#run(call());
+    } catch (e) {
+      this.#log.error(`Engine: ${what}: ${e instanceof Error ? e.message : e}`);
+      if (this.#stopped) return;
+      // The failed call may have lost its setTimer: poll again shortly.
+      if (this.#timer) clearTimeout(this.#timer);
+      this.#timer = setTimeout(
+        () => this.#safely("poll timer", () => this.engine.handleTimer(realtimeSeconds())),
+        1000,
+      );
+    }
   }
 
   #send(a: Extract<Action, { kind: "send" }>): void {

@@ -97,6 +97,8 @@ export interface SourceSocketCounters {
   kernelTx: number;
   /** Datagrams whose receive time is the kernel's. */
   kernelRx: number;
+  /** Datagrams whose handler threw. */
+  handlerErrors: number;
 }
 
 const SLOT = 2048;
@@ -128,6 +130,7 @@ export class SourceSockets {
     received: 0,
     kernelTx: 0,
     kernelRx: 0,
+    handlerErrors: 0,
   };
   readonly #onPacket: PacketHandler;
   readonly #socks = new Map<string, Sock>();
@@ -366,7 +369,12 @@ export class SourceSockets {
         t4 = Number(this.#ts[0]) + Number(this.#ts[1]) * 1e-9;
       } else this.counters.kernelRx++;
       this.counters.received++;
-      this.#onPacket(s.id, this.#buf.slice(0, Math.min(len, SLOT)), t4);
+      try {
+        this.#onPacket(s.id, this.#buf.slice(0, Math.min(len, SLOT)), t4);
+      } catch {
+        // The handler's own failure must not end the loop every source depends on.
+        this.counters.handlerErrors++;
+      }
       if (this.#socks.get(s.id) !== s) return; // closed by the handler
     }
   }
