@@ -134,6 +134,8 @@ export class SourceSockets {
   };
   readonly #onPacket: PacketHandler;
   readonly #socks = new Map<string, Sock>();
+  /** Packets `send` queued for the loop to send between two polls. */
+  readonly #outbox: { s: Sock; bytes: Uint8Array; writeXmt: XmtWriter | undefined }[] = [];
   readonly #efd: number;
   #changed = true;
   #stopped = false;
@@ -223,28 +225,54 @@ export class SourceSockets {
   }
 
   /**
-   * Sends `bytes` on association `id`'s socket. The clock is read right
+   * Queues `bytes` for association `id`'s socket; the loop sends it within
+   * one event-loop turn (see `#flushSends`). The clock is read right
    * before the system call; with `writeXmt` that reading is written into
-   * the packet as its transmit timestamp. Returns whether it went out.
+   * the packet as its transmit timestamp. Returns false when there is no
+   * such socket or the packet is shorter than an NTP header; a send the
+   * kernel refuses is counted in `sendErrors`.
    */
   send(id: string, bytes: Uint8Array, writeXmt?: XmtWriter): boolean {
     const s = this.#socks.get(id);
     if (!s || bytes.length < NTP_HEADER) return false;
-    const c = libc();
-    c.clock_gettime(CLOCK_REALTIME, this.#tsBytes);
-    const sec = Number(this.#ts[0]), nsec = Number(this.#ts[1]);
-    if (writeXmt) writeXmt(bytes, sec, nsec);
-    for (;;) {
-      const r = c.send(s.fd, bytes as Uint8Array<ArrayBuffer>, BigInt(bytes.length), 0);
-      if (r >= 0) break;
-      if (c.errno() === EINTR) continue;
-      this.counters.sendErrors++;
-      return false;
-    }
-    this.counters.sent++;
-    const xmt = new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(40);
-    s.last = { xmt, t1: sec + nsec * 1e-9, kernel: false };
+    this.#outbox.push({ s, bytes, writeXmt });
+    this.#wake();
     return true;
+  }
+
+  /**
+   * Sends what `send` queued. The loop calls it while no `poll` is in
+   * flight: a thread asleep in `poll` on the socket is woken by the
+   * transmit timestamp the kernel queues during `send()` and preempts the
+   * sending thread before the packet reaches the receive path, which put
+   * 2–35 µs between t1 and the peer's receive stamp on loopback instead of
+   * 2 µs. Then the stamps are read at once: software stamps are queued
+   * within `send()` on loopback and most drivers.
+   */
+  #flushSends(): void {
+    const c = libc();
+    const sent = new Set<Sock>();
+    for (const { s, bytes, writeXmt } of this.#outbox.splice(0)) {
+      if (this.#socks.get(s.id) !== s) continue; // closed meanwhile
+      c.clock_gettime(CLOCK_REALTIME, this.#tsBytes);
+      const sec = Number(this.#ts[0]), nsec = Number(this.#ts[1]);
+      if (writeXmt) writeXmt(bytes, sec, nsec);
+      let r: number;
+      do r = Number(
+        c.send(s.fd, bytes as Uint8Array<ArrayBuffer>, BigInt(bytes.length), 0),
+      ); while (
+        r < 0 && c.errno() === EINTR
+      );
+      if (r < 0) {
+        this.counters.sendErrors++;
+        continue;
+      }
+      this.counters.sent++;
+      const xmt = new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(40);
+      s.last = { xmt, t1: sec + nsec * 1e-9, kernel: false };
+      sent.add(s);
+    }
+    for (const s of sent) this.#readErrors(s);
   }
 
   /** The last packet sent on association `id`, or null. */
@@ -274,6 +302,7 @@ export class SourceSockets {
     let order: Sock[] = [];
     const drain = new Uint8Array(8);
     while (!this.#stopped) {
+      if (this.#outbox.length > 0) this.#flushSends();
       if (this.#changed) {
         this.#changed = false;
         order = [...this.#socks.values()];
