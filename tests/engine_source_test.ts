@@ -103,6 +103,23 @@ Deno.test("association: kiss-o'-death RATE backs off, DENY stops", async (t) => 
     assert.equal(s.poll, 6, "the server's poll (6) over our 4");
     assert.equal(e.counters.kod_rate, 1);
   });
+  await t.step("RATE during iburst ends the burst and backs off 4 polls more, logged once", () => {
+    const e = driven(new Engine(engineOptions([server()]), new VirtualClock(), T));
+    let now = T + 1;
+    const req = sends(e.handleTimer(now, () => 0.37))[0]!;
+    const kiss = () => reply(req.bytes, now, { kiss: "RATE" });
+    const logs = e.handleIncoming("192.0.2.1", 123, kiss(), now + 0.001)
+      .filter((a) => a.kind === "log");
+    assert.equal(logs.length, 1);
+    const poll = 2 ** e.report(now).sources[0]!.poll;
+    // No request until the poll interval plus four more have passed (chrony's back-off).
+    let sent = 0;
+    for (; now < T + 1 + 5 * poll - 1; now += 1) {
+      sent += sends(e.handleTimer(now, () => 0.37)).length;
+    }
+    assert.equal(sent, 0, "no request during the back-off");
+    assert.equal(sends(e.handleTimer(T + 1.001 + 5 * poll, () => 0.37)).length, 1);
+  });
   await t.step("DENY", () => {
     const e = driven(new Engine(engineOptions([server()]), new VirtualClock(), T));
     const req = sends(e.handleTimer(T + 1, () => 0.37))[0]!;

@@ -380,7 +380,7 @@ export class Association {
       }
     }
     if (p.stratum === 0 && p.leap === Leap.unsync && (basic || interleaved)) {
-      this.#kiss(p, actions);
+      this.#kiss(p, t4, actions);
       return none;
     }
     if (!basic && !interleaved) {
@@ -444,17 +444,24 @@ export class Association {
     const delay = Math.max(diff(t4n, t1) - diff(t3, t2), 2 ** ctx.precision);
     const disp = 2 ** ctx.precision + 2 ** p.precision + PHI * Math.max(0, diff(t4n, t1));
     this.lastSample = at;
+    this.#logged.delete("rate"); // a later RATE kiss is a new episode
     const sample: Sample = { t: at, y: offset + ctx.correction(at), delay, disp };
     this.stats.add(sample.t, sample.y, delay);
     return { actions, output: this.filter.add(sample, ctx.residual, ctx.precision), fresh: true };
   }
 
-  #kiss(p: NtpPacket, actions: SourceAction[]): void {
+  /**
+   * A kiss-o'-death (RFC 5905 §7.4). RATE: end any burst at once, poll
+   * less often, and wait the poll interval plus four more before the next
+   * request (chrony's back-off); one log line per episode. DENY, RSTR: stop.
+   */
+  #kiss(p: NtpPacket, now: number, actions: SourceAction[]): void {
     if (p.refid === KISS_RATE) {
       this.counters.kodRate++;
       this.burst = 0;
       const want = Math.max(this.hpoll + 1, p.poll);
       this.hpoll = Math.min(this.opts.maxPoll, Math.max(this.opts.minPoll, want));
+      this.nextPoll = now + 5 * this.pollInterval;
       const l = this.#once("rate", "warning", `${this.id}: kiss-o'-death RATE, polling less often`);
       if (l) actions.push(l);
     } else if (p.refid === KISS_DENY || p.refid === KISS_RSTR) {
