@@ -97,7 +97,7 @@ export interface SourceSocketCounters {
   kernelTx: number;
   /** Datagrams whose receive time is the kernel's. */
   kernelRx: number;
-  /** Datagrams whose handler threw. */
+  /** Loop steps that threw (a handler or an xmt writer): counted, the loop goes on. */
   handlerErrors: number;
 }
 
@@ -302,7 +302,7 @@ export class SourceSockets {
     let order: Sock[] = [];
     const drain = new Uint8Array(8);
     while (!this.#stopped) {
-      if (this.#outbox.length > 0) this.#flushSends();
+      if (this.#outbox.length > 0) this.#guarded(() => this.#flushSends());
       if (this.#changed) {
         this.#changed = false;
         order = [...this.#socks.values()];
@@ -327,9 +327,18 @@ export class SourceSockets {
         const revents = pfd32[(i + 1) * 2 + 1]! >>> 16;
         const s = order[i]!;
         if (revents === 0 || this.#socks.get(s.id) !== s) continue;
-        if ((revents & POLLERR) !== 0) this.#readErrors(s);
-        if ((revents & POLLIN) !== 0) this.#readPackets(s);
+        if ((revents & POLLERR) !== 0) this.#guarded(() => this.#readErrors(s));
+        if ((revents & POLLIN) !== 0) this.#guarded(() => this.#readPackets(s));
       }
+    }
+  }
+
+  /** Runs one step of the loop; a failure is counted, never the end of the loop. */
+  #guarded(step: () => void): void {
+    try {
+      step();
+    } catch {
+      this.counters.handlerErrors++;
     }
   }
 
