@@ -6,6 +6,7 @@
 import { Counter, COUNTER_COUNT } from "../ntp/server.ts";
 import { SharedSystemState } from "../ntp/system_state.ts";
 import { TX_STORE_BYTES } from "../ntp/tx_store.ts";
+import { rateLimitTableBytes } from "../ntp/rate_limit.ts";
 import type { ServerOptions } from "./server_options.ts";
 import type { FromWorker, ToWorker } from "./server_worker.ts";
 import { ffiAvailability } from "./udp.ts";
@@ -49,14 +50,18 @@ export class ServerPool {
   readonly errors: string[];
   readonly #workers: Worker[];
   readonly #counters: Float64Array;
+  /** The rate-limit client table every worker checks against (lib/ntp/rate_limit.ts). */
+  #rateTable: SharedArrayBuffer;
 
   private constructor(
     workers: Worker[],
     counters: Float64Array,
+    rateTable: SharedArrayBuffer,
     info: { driver: string; driverReason: string; bound: string[]; errors: string[] },
   ) {
     this.#workers = workers;
     this.#counters = counters;
+    this.#rateTable = rateTable;
     this.driver = info.driver;
     this.driverReason = info.driverReason;
     this.bound = info.bound;
@@ -84,6 +89,8 @@ export class ServerPool {
       : Math.min(MAX_WORKERS, o.workers > 0 ? o.workers : navigator.hardwareConcurrency || 1);
     const counterBuf = new SharedArrayBuffer(COUNTER_COUNT * count * 8);
     const txStore = new SharedArrayBuffer(TX_STORE_BYTES);
+    // One client table for all workers, so the limit is per client, not per worker.
+    const rateTable = new SharedArrayBuffer(rateLimitTableBytes(o.options.rateLimit.tableSize));
     const workers: Worker[] = [];
     const ready: Promise<Extract<FromWorker, { kind: "ready" }>>[] = [];
     for (let slot = 0; slot < count; slot++) {
@@ -108,6 +115,7 @@ export class ServerPool {
         state: o.state.buffer,
         counters: counterBuf,
         txStore,
+        rateTable,
         slot,
       };
       w.postMessage(init);
@@ -115,7 +123,7 @@ export class ServerPool {
     const results = await Promise.all(ready);
     const first = results[0]!;
     const note = results.find((r) => r.driverNote)?.driverNote;
-    return new ServerPool(workers, new Float64Array(counterBuf), {
+    return new ServerPool(workers, new Float64Array(counterBuf), rateTable, {
       driver: first.driver,
       driverReason: note ?? reason,
       bound: first.bound,
@@ -151,9 +159,16 @@ export class ServerPool {
     };
   }
 
-  /** Applies new access and rate-limit options (reload) without rebinding. */
+  /**
+   * Applies new access and rate-limit options (reload) without rebinding.
+   * The rate-limit client table is kept (clients keep their state) unless
+   * `rate_limit.table_size` changed its size; then every worker moves to
+   * one new, empty table.
+   */
   reconfigure(options: ServerOptions): void {
-    this.#broadcast({ kind: "options", options });
+    const bytes = rateLimitTableBytes(options.rateLimit.tableSize);
+    if (bytes !== this.#rateTable.byteLength) this.#rateTable = new SharedArrayBuffer(bytes);
+    this.#broadcast({ kind: "options", options, rateTable: this.#rateTable });
   }
 
   /**

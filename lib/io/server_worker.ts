@@ -34,9 +34,12 @@ export type ToWorker =
     counters: SharedArrayBuffer;
     /** The interleaved-mode store shared by all workers (lib/ntp/tx_store.ts). */
     txStore: SharedArrayBuffer;
+    /** The rate-limit client table shared by all workers (lib/ntp/rate_limit.ts). */
+    rateTable: SharedArrayBuffer;
     slot: number;
   }
-  | { kind: "options"; options: ServerOptions }
+  /** Reload: new access and rate-limit options, over this (possibly the same) client table. */
+  | { kind: "options"; options: ServerOptions; rateTable: SharedArrayBuffer }
   /** Reload: close sockets no longer listed, open the new ones, keep the rest. */
   | { kind: "listen"; listen: string[] }
   | { kind: "stop" };
@@ -63,21 +66,21 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
   const ctx: ServerContext = {
     system,
     access: new AccessList([], []),
-    limiter: new RateLimiter({ intervalS: 0, burst: 1 }),
+    limiter: new RateLimiter({ intervalS: 0, burst: 1, tableSize: 4 }),
     denyKod: false,
     rateKod: false,
     minPoll: 0,
     counters,
     txStore: new TxStore(init.txStore),
   };
-  const configure = (o: ServerOptions) => {
+  const configure = (o: ServerOptions, rateTable: SharedArrayBuffer) => {
     ctx.access = new AccessList(cidrs(o.allow), cidrs(o.deny));
-    ctx.limiter = new RateLimiter(o.rateLimit);
+    ctx.limiter = new RateLimiter(o.rateLimit, rateTable);
     ctx.denyKod = o.denyKod;
     ctx.rateKod = o.rateLimit.kod;
     ctx.minPoll = minPollFor(o.rateLimit.intervalS);
   };
-  configure(init.options);
+  configure(init.options, init.rateTable);
 
   const refresh = () => {
     const v = shared.version;
@@ -128,7 +131,7 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
   });
   self.onmessage = (e: MessageEvent<ToWorker>) => {
     const m = e.data;
-    if (m.kind === "options") configure(m.options);
+    if (m.kind === "options") configure(m.options, m.rateTable);
     else if (m.kind === "listen") {
       // Open the new addresses before closing the old ones; unchanged ones are untouched.
       const have = new Set(socketListen.values());
