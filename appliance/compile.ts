@@ -30,7 +30,7 @@ export const WRITE_PATHS = [
 ];
 
 /**
- * The permission flags compiled into the binary. Why each (README says the same):
+ * The permission flags compiled into the binary. Why each (docs/guide/appliance.md says the same):
  * net: UDP 123, the status port, DNS and NTP to sources; read: the config file
  * given at run time and the drift file; write: only the appliance's own folders;
  * ffi: libc recvmmsg/sendmmsg and adjtimex; run: `ip`, `birdc` and `sysctl` (router hash policy) for anycast.

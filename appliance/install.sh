@@ -11,7 +11,7 @@
 #   /etc/edge-time/examples/*.toml           commented example configs, one per topology
 #   /etc/sysctl.d/90-edge-time.conf          multipath hash sysctls (if appliance/ has them)
 #   /etc/bird/edge-time-bird.conf            the BIRD snippet to include (if appliance/ has it)
-#   /usr/local/share/doc/edge-time/README.md
+#   /usr/local/share/doc/edge-time/          README.md, CHANGELOG.md and docs/
 # With DIR = / it also creates the system user edge-time (in group bird when
 # that exists, for birdc), applies the sysctls and enables the unit.
 # --from-source installs a wrapper that runs this checkout with deno instead of
@@ -108,6 +108,12 @@ else
 fi
 install -m 0644 "$here"/examples/*.toml "$CONF_DIR/examples/"
 install -m 0644 "$repo/README.md" "$DOC/README.md"
+[ -f "$repo/CHANGELOG.md" ] && install -m 0644 "$repo/CHANGELOG.md" "$DOC/CHANGELOG.md"
+if [ -d "$repo/docs" ]; then
+  (cd "$repo" && find docs -type f -name '*.md') | while read -r f; do
+    install -D -m 0644 "$repo/$f" "$DOC/$f"
+  done
+fi
 if [ -f "$here/sysctl-edge-time.conf" ]; then
   install -d -m 0755 "$R/etc/sysctl.d"
   install -m 0644 "$here/sysctl-edge-time.conf" "$SYSCTL"

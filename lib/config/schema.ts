@@ -59,33 +59,48 @@ export interface Config {
 
 type Check = (v: never) => string | null;
 
-/** One key's description. `check` returns an error message or null. */
+/**
+ * One key's description. `check` returns an error message or null. `doc` is
+ * the one-line description docs/guide/configuration.md shows for the key
+ * (`deno task docs` renders that page from this table).
+ */
 export type Spec =
-  | { type: "bool"; default: boolean }
-  | { type: "int"; default: number; min: number; max: number }
-  | { type: "number"; default: number; min: number; max: number }
-  | { type: "string"; default: string; check?: Check; required?: boolean }
-  | { type: "enum"; default: string; values: readonly string[] }
-  | { type: "strings"; default: string[]; check?: Check; nonEmpty?: boolean }
-  | { type: "table"; fields: Record<string, Spec> }
-  | { type: "tables"; fields: Record<string, Spec> };
+  & (
+    | { type: "bool"; default: boolean }
+    | { type: "int"; default: number; min: number; max: number }
+    | { type: "number"; default: number; min: number; max: number }
+    | { type: "string"; default: string; check?: Check; required?: boolean }
+    | { type: "enum"; default: string; values: readonly string[] }
+    | { type: "strings"; default: string[]; check?: Check; nonEmpty?: boolean }
+    | { type: "table"; fields: Record<string, Spec> }
+    | { type: "tables"; fields: Record<string, Spec> }
+  )
+  & { doc?: string };
 
-const int = (d: number, min: number, max: number): Spec => ({ type: "int", default: d, min, max });
-const num = (d: number, min: number, max: number): Spec => ({
+const int = (d: number, min: number, max: number, doc: string): Spec => ({
+  type: "int",
+  default: d,
+  min,
+  max,
+  doc,
+});
+const num = (d: number, min: number, max: number, doc: string): Spec => ({
   type: "number",
   default: d,
   min,
   max,
+  doc,
 });
-const bool = (d: boolean): Spec => ({ type: "bool", default: d });
-const str = (d: string, check?: Check): Spec =>
-  check ? { type: "string", default: d, check } : { type: "string", default: d };
-const strs = (d: string[], check?: Check): Spec =>
-  check ? { type: "strings", default: d, check } : { type: "strings", default: d };
-const oneOf = (d: string, values: readonly string[]): Spec => ({
+const bool = (d: boolean, doc: string): Spec => ({ type: "bool", default: d, doc });
+const str = (d: string, doc: string, check?: Check): Spec =>
+  check ? { type: "string", default: d, check, doc } : { type: "string", default: d, doc };
+const strs = (d: string[], doc: string, check?: Check): Spec =>
+  check ? { type: "strings", default: d, check, doc } : { type: "strings", default: d, doc };
+const oneOf = (d: string, values: readonly string[], doc: string): Spec => ({
   type: "enum",
   default: d,
   values,
+  doc,
 });
 
 const socketAddress: Check = ((s: string) => {
@@ -121,88 +136,219 @@ const nonEmpty: Check = ((s: string) => s.trim() === "" ? "must not be empty" : 
 export const SCHEMA: Record<string, Spec> = {
   server: {
     type: "table",
+    doc: "The NTP server: where it listens, whom it answers, how often.",
     fields: {
       listen: {
         type: "strings",
         default: ["0.0.0.0:123", "[::]:123"],
         check: socketAddress,
         nonEmpty: true,
+        doc: "Addresses to serve NTP on: `IPV4:PORT` or `[IPV6]:PORT`, IP literals, each once",
       },
-      workers: int(0, 0, 64),
-      local_stratum: int(0, 0, 15),
-      allow: strs(["0.0.0.0/0", "::/0"], cidr),
-      deny: strs([], cidr),
-      deny_kod: bool(false),
+      workers: int(
+        0,
+        0,
+        64,
+        "Server worker threads; 0 = one per CPU core (the portable driver runs 1)",
+      ),
+      local_stratum: int(
+        0,
+        0,
+        15,
+        "With no `[[source]]`: serve as this stratum with refid `LOCL`; 0 = answer unsynchronised",
+      ),
+      allow: strs(
+        ["0.0.0.0/0", "::/0"],
+        "Client prefixes answered; the most specific allow/deny prefix decides, a tie denies",
+        cidr,
+      ),
+      deny: strs([], "Client prefixes refused; a client no prefix matches is refused too", cidr),
+      deny_kod: bool(false, "Answer refused clients with KoD `DENY` instead of silence"),
       rate_limit: {
         type: "table",
+        doc: "Per-client rate limit, per IPv4 /32 or IPv6 /64.",
         fields: {
-          interval_s: num(2, 0, 3600),
-          burst: int(8, 1, 1024),
-          kod: bool(true),
-          table_size: int(65536, 16, 1 << 24),
+          interval_s: num(
+            2,
+            0,
+            3600,
+            "Average seconds between a client's requests; 0 turns rate limiting off",
+          ),
+          burst: int(8, 1, 1024, "Requests a client may send at once before it is limited"),
+          kod: bool(
+            true,
+            "Send KoD `RATE` (at most once per interval per client); false = drop silently",
+          ),
+          table_size: int(
+            65536,
+            16,
+            1 << 24,
+            "Clients remembered, shared by all workers (4-way set-associative; a full set forgets its least recent)",
+          ),
         },
       },
-      driver: oneOf("auto", ["auto", "ffi", "portable"]),
+      driver: oneOf(
+        "auto",
+        ["auto", "ffi", "portable"],
+        "UDP driver: `ffi` (recvmmsg/sendmmsg, kernel timestamps), `portable` (node:dgram); `auto` = ffi where it works",
+      ),
     },
   },
   clock: {
     type: "table",
+    doc: "The clock discipline and orphan mode.",
     fields: {
-      control: bool(true),
-      step_threshold_ms: num(128, 0, 1e6),
-      panic_threshold_s: num(1000, 0, 1e9),
-      driftfile: str("/var/lib/edge-time/drift"),
-      orphan_stratum: int(7, 0, 15),
-      orphan_wait_s: num(300, 0, 86400),
-      min_sources: int(1, 1, 16),
+      control: bool(
+        true,
+        "Steer the kernel clock (adjtimex); false = serve corrected time, never touch the clock",
+      ),
+      step_threshold_ms: num(
+        128,
+        0,
+        1e6,
+        "Offsets above this are stepped once they persist 30 s (or at the first update); 0 = never step",
+      ),
+      panic_threshold_s: num(
+        1000,
+        0,
+        1e9,
+        "Offsets above this are never applied; 0 = no limit",
+      ),
+      driftfile: str(
+        "/var/lib/edge-time/drift",
+        'Frequency file: read at start, written hourly and at stop; `""` = none',
+      ),
+      orphan_stratum: int(
+        7,
+        0,
+        15,
+        "Stratum served as an orphan when no source below it is usable; 0 disables orphan mode",
+      ),
+      orphan_wait_s: num(
+        300,
+        0,
+        86400,
+        "Seconds without a usable source below `orphan_stratum` before orphan mode starts",
+      ),
+      min_sources: int(1, 1, 16, "Agreeing sources needed before the clock is updated"),
     },
   },
   source: {
     type: "tables",
+    doc:
+      "A time source; repeat the table for each. Two entries for one host and port are an error.",
     fields: {
-      address: { type: "string", default: "", check: sourceAddress, required: true },
-      kind: oneOf("server", ["server", "pool", "peer"]),
-      iburst: bool(true),
-      prefer: bool(false),
-      min_poll: int(6, 0, 17),
-      max_poll: int(10, 0, 17),
-      max_sources: int(4, 1, 16),
-      xleave: bool(false),
+      address: {
+        type: "string",
+        default: "",
+        check: sourceAddress,
+        required: true,
+        doc: "`HOST`, `HOST:PORT`, `[IPV6]:PORT` or an IPv6 address; port 123 when omitted",
+      },
+      kind: oneOf(
+        "server",
+        ["server", "pool", "peer"],
+        "`server` (client mode), `pool` (a name whose addresses are followed), `peer` (symmetric)",
+      ),
+      iburst: bool(true, "Four requests 2 s apart at start, so the first sync takes seconds"),
+      prefer: bool(false, "System peer whenever it is a truechimer"),
+      min_poll: int(6, 0, 17, "Shortest poll interval, log2 seconds (6 = 64 s)"),
+      max_poll: int(10, 0, 17, "Longest poll interval, log2 seconds (10 = 1024 s); ≥ `min_poll`"),
+      max_sources: int(4, 1, 16, "`pool` only: addresses followed at once"),
+      xleave: bool(false, "Interleaved mode (RFC 9769, chrony `xleave`); `server` and `pool`"),
     },
   },
-  status: { type: "table", fields: { listen: str("127.0.0.1:8123", optionalSocketAddress) } },
-  stats: { type: "table", fields: { dir: str("") } },
-  log: { type: "table", fields: { level: oneOf("info", ["debug", "info", "warning", "error"]) } },
+  status: {
+    type: "table",
+    doc: "The status HTTP server (page, JSON, metrics, health).",
+    fields: {
+      listen: str(
+        "127.0.0.1:8123",
+        'Address of the status server: `IPV4:PORT` or `[IPV6]:PORT`; `""` turns it off',
+        optionalSocketAddress,
+      ),
+    },
+  },
+  stats: {
+    type: "table",
+    doc: "Statistics files in ntpd's format.",
+    fields: {
+      dir: str("", 'Folder for `loopstats.YYYYMMDD` and `peerstats.YYYYMMDD`; `""` = none'),
+    },
+  },
+  log: {
+    type: "table",
+    doc: "Logging (to stderr; the journal under systemd).",
+    fields: {
+      level: oneOf("info", ["debug", "info", "warning", "error"], "Lowest level logged"),
+    },
+  },
   anycast: {
     type: "table",
+    doc: "Anycast and ECMP, steered by time quality: see [anycast.md](anycast.md).",
     fields: {
-      mode: oneOf("off", ["off", "node", "router"]),
-      addresses: strs([], cidr),
-      interface: str("lo", interfaceName),
-      drain_file: str("/run/edge-time/drain"),
+      mode: oneOf(
+        "off",
+        ["off", "node", "router"],
+        "`node`: hold and announce the addresses while healthy; `router`: route the VIP to healthy nodes",
+      ),
+      addresses: strs(
+        [],
+        "Node: service prefixes held on `interface` and announced, e.g. `192.0.2.123/32`; each once",
+        cidr,
+      ),
+      interface: str("lo", "Node: the Linux interface the addresses are held on", interfaceName),
+      drain_file: str(
+        "/run/edge-time/drain",
+        "Node: while this file exists the gate is closed and the addresses withdrawn (maintenance)",
+      ),
       health: {
         type: "table",
+        doc: "The health gate: a node's own checks (node mode), or each node's (router mode).",
         fields: {
-          interval_ms: int(500, 50, 60000),
-          rise: int(2, 1, 100),
-          fall: int(2, 1, 100),
-          max_offset_ms: num(10, 0, 1e6),
+          interval_ms: int(500, 50, 60000, "Milliseconds between health checks"),
+          rise: int(2, 1, 100, "Good checks in a row that open the gate"),
+          fall: int(2, 1, 100, "Bad checks in a row that close the gate"),
+          max_offset_ms: num(10, 0, 1e6, "Largest |offset| that is healthy"),
         },
       },
       bird: {
         type: "table",
+        doc: "Node mode's BIRD side.",
         fields: {
-          include_file: str("/etc/bird/edge-time-anycast.conf"),
-          birdc: { type: "strings", default: ["birdc"], nonEmpty: true, check: nonEmpty },
+          include_file: str(
+            "/etc/bird/edge-time-anycast.conf",
+            'File of prefix sets BIRD includes, written atomically; `""` = hold the addresses only',
+          ),
+          birdc: {
+            type: "strings",
+            default: ["birdc"],
+            nonEmpty: true,
+            check: nonEmpty,
+            doc: 'The birdc command as argv, e.g. `["birdc", "-s", "/run/bird/bird.ctl"]`',
+          },
         },
       },
       router: {
         type: "table",
+        doc: "Router mode: an ECMP route to the healthy nodes.",
         fields: {
-          vip: str("", optionalCidr),
-          nodes: strs([], hostAddress),
-          hash_policy: oneOf("l4", ["l3", "l4"]),
-          port: int(123, 1, 65535),
+          vip: str(
+            "",
+            "The service prefix routed to the nodes (required in router mode)",
+            optionalCidr,
+          ),
+          nodes: strs(
+            [],
+            "Node addresses (IP), queried and used as nexthops; each once",
+            hostAddress,
+          ),
+          hash_policy: oneOf(
+            "l4",
+            ["l3", "l4"],
+            "`l4`: set `fib_multipath_hash_policy = 1` (hash on ports too); `l3`: leave it",
+          ),
+          port: int(123, 1, 65535, "NTP port the nodes are queried on"),
         },
       },
     },
