@@ -92,9 +92,12 @@ As every command checks them:
   \`table_size\` changes.
 - Access lists use chrony's rule: the most specific matching prefix decides; on a tie deny wins; a
   client no prefix matches is denied.
-- \`local_stratum = 0\`: with no \`[[source]]\` the server answers as unsynchronised (leap 3, stratum
-  0), so no client takes its time by mistake. Set it (chrony's \`local stratum\`) for a server that is
-  meant to be a reference on its own clock.
+- \`local_stratum = 0\`: no local fallback. A node that was never synchronised answers as
+  unsynchronised (leap 3, stratum 0), so no client takes its time by mistake, and one that loses its
+  sources keeps its last values (holdover) until orphan mode. Set it (chrony's \`local stratum\`) for a
+  server that is meant to be a reference on its own clock; it then announces stratum N with refid
+  \`LOCL\` whenever no source is selected, and orphan mode takes part only when \`orphan_stratum\` is
+  below it. The whole rule: [the fallback system state](../design/architecture.md#the-fallback-system-state).
 - \`orphan_stratum = 7\`: a cluster that loses every upstream keeps one common time; a public server
   should set it to 0 (see
   [the pool server example](../../appliance/examples/pool-node-anycast.toml)).

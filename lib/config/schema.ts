@@ -155,7 +155,7 @@ export const SCHEMA: Record<string, Spec> = {
         0,
         0,
         15,
-        "With no `[[source]]`: serve as this stratum with refid `LOCL`; 0 = answer unsynchronised",
+        "Stratum served with refid `LOCL` whenever no source is selected (chrony `local`); 0 = off",
       ),
       allow: strs(
         ["0.0.0.0/0", "::/0"],
@@ -222,7 +222,7 @@ export const SCHEMA: Record<string, Spec> = {
         7,
         0,
         15,
-        "Stratum served as an orphan when no source below it is usable; 0 disables orphan mode",
+        "Orphan stratum when no source below it is usable (below `local_stratum` only); 0 = off",
       ),
       orphan_wait_s: num(
         300,
