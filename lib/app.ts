@@ -7,7 +7,8 @@ import { ServerPool } from "./io/server_pool.ts";
 import { serverOptionsFrom } from "./io/server_options.ts";
 import { measurePrecision, realtimeSeconds } from "./io/realtime.ts";
 import { logger, setupLogging } from "./log.ts";
-import { asciiRefid, formatRefid, Leap } from "./ntp/packet.ts";
+import { formatRefid } from "./ntp/packet.ts";
+import { fallbackVars, REFID_LOCL } from "./engine/fallback.ts";
 import {
   isSynchronised,
   SharedSystemState,
@@ -31,14 +32,15 @@ import { describePlan, isNoop, planReload, type ReloadPlan } from "./reload.ts";
 /** How often the reference time of a `local_stratum` server is refreshed. */
 const LOCAL_REFRESH_MS = 16_000;
 
-/** System state of a server with no upstream that serves as `stratum` (chrony `local`). */
+/**
+ * System state of a server with no sources that serves as `stratum`
+ * (chrony `local`): the engine's fallback state (lib/engine/fallback.ts)
+ * at `now`, which the engine announces itself while it runs.
+ */
 export function localState(stratum: number, precision: number, now: number): SystemState {
   return {
     ...unsyncedState(precision),
-    leap: Leap.none,
-    stratum,
-    refid: asciiRefid("LOCL"),
-    refTime: now,
+    ...fallbackVars({ kind: "local", stratum, refid: REFID_LOCL }, now),
   };
 }
 
@@ -174,10 +176,11 @@ export async function runApp(config: Config, configPath: string | null): Promise
   const timers: ReturnType<typeof setInterval>[] = [];
   let anycast: AnycastRuntime | null = null;
 
-  // The peer engine, while [[source]]s exist: it publishes the system state
-  // and takes over from local_stratum. A reload starts it when the first
-  // sources appear, reconfigures it in place (kept sources keep their
-  // state), and stops it when the last one goes (back to local_stratum).
+  // The peer engine, while [[source]]s exist: it publishes the system state,
+  // local_stratum included (its fallback whenever no source is selected).
+  // A reload starts it when the first sources appear, reconfigures it in
+  // place (kept sources keep their state), and stops it when the last one
+  // goes (back to local_stratum served from here).
   let engine: EngineDriver | null = null;
   const startEngine = async (c: Config) => {
     serveLocal(0);
@@ -316,7 +319,7 @@ export async function runApp(config: Config, configPath: string | null): Promise
     // A relistened pool keeps its workers and so its old options (a new pool has them already).
     if (plan.reconfigureServer) pool.reconfigure(serverOptionsFrom(next));
     if (plan.localStratum && !engine) {
-      // (With sources the engine publishes; local_stratum applies when it stops.)
+      // (With sources the engine applies local_stratum itself, on reconfigure.)
       serveLocal(next.server.localStratum);
       if (next.server.localStratum === 0) publish(unsyncedState(precision));
     }

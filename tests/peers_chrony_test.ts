@@ -273,3 +273,75 @@ Deno.test({
     await Promise.all(procs.map((p) => p.stop()));
   }
 });
+
+// Issue 12 item 8: `local_stratum = 5` and one chronyd peer at `local stratum 10`. Every packet we
+// send, from the first, says LI 0, stratum 5, refid LOCL (the fallback system state), so chronyd
+// selects us within seconds; we do not follow it (10 >= 5). Both on 127.0.0.1: LOCL passes
+// chronyd's loop test, where an orphan parent's refid (our address = its address) would not.
+Deno.test({
+  name: "local_stratum = 5 with a chronyd peer at local stratum 10: chronyd selects us `=*`",
+  ignore: skip !== null,
+  sanitizeResources: false,
+  sanitizeOps: false,
+}, async (t) => {
+  for (const orphanWait of [300, 2]) {
+    await t.step(
+      orphanWait === 300
+        ? "orphan mode at its defaults (stratum 7 after 300 s)"
+        : "orphan_wait_s = 2: orphan mode (stratum 7 >= 5) never replaces the local state",
+      async () => {
+        const cport = await freeUdpPort(), eport = await freeUdpPort(), sport = freeTcpPort();
+        const chrony = await startChronyd([
+          `port ${cport}`,
+          "bindaddress 127.0.0.1",
+          "local stratum 10",
+          "allow 127.0.0.0/8",
+          `peer 127.0.0.1 port ${eport} minpoll 0 maxpoll 0`,
+          "user root",
+        ]);
+        let edge: EdgeTimeProcess | null = null;
+        try {
+          edge = await startEdgeTime(`
+[server]
+listen = ["127.0.0.1:${eport}"]
+workers = 1
+local_stratum = 5
+[clock]
+control = false
+driftfile = ""
+orphan_wait_s = ${orphanWait}
+[status]
+listen = "127.0.0.1:${sport}"
+[[source]]
+address = "127.0.0.1:${cport}"
+kind = "peer"
+min_poll = 0
+max_poll = 1
+`);
+          const sel = await until("chronyd selecting us", () =>
+            chronySource(chrony, "127.0.0.1")
+              .then((s) => s && s.ms === "=*" ? s : null), 30_000);
+          assert.equal(sel.stratum, 5);
+          const nd = await chrony.chronyc("-n", "ntpdata", "127.0.0.1");
+          assert.match(nd, /Reference ID\s*:\s*4C4F434C/, "chronyd saw refid LOCL");
+          assert.match(nd, /Leap status\s*:\s*Normal/);
+          // Server replies alike; and chronyd (now stratum 6) is not followed.
+          const q = await queryServer("127.0.0.1", eport);
+          assert.deepEqual([q.leap, q.stratum, q.refid], [0, 5, "LOCL"]);
+          const s = await fetchStatus(sport);
+          assert.deepEqual(
+            [s.system.stratum, s.system.refid, s.system.system_peer, s.system.orphan],
+            [5, "LOCL", "", false],
+          );
+        } catch (e) {
+          console.log(await chrony.chronyc("-n", "ntpdata", "127.0.0.1").catch(() => ""));
+          console.log((edge?.logs() ?? []).slice(-20).join("\n"));
+          throw e;
+        } finally {
+          await edge?.stop();
+          await chrony.stop();
+        }
+      },
+    );
+  }
+});

@@ -18,6 +18,13 @@ import {
   unsyncedState,
 } from "../ntp/system_state.ts";
 import { type Clock, correctionValue } from "./clock.ts";
+import {
+  chooseFallback,
+  type FallbackConfig,
+  fallbackVars,
+  orphanEnabled,
+  REFID_LOCL,
+} from "./fallback.ts";
 import { combineFrequencies, Discipline, type FrequencyEstimate } from "./discipline.ts";
 import type { Sample } from "./filter.ts";
 import { canonicalIp, refidOfAddress } from "./refid.ts";
@@ -58,6 +65,12 @@ export interface EngineOptions {
   orphanStratum: number;
   /** Seconds. */
   orphanWait: number;
+  /**
+   * `server.local_stratum` (1..15; 0 or absent = off): the stratum we
+   * announce, with refid LOCL, whenever no real source is selected
+   * (fallback.ts; chrony's `local stratum`).
+   */
+  localStratum?: number;
   minSources: number;
   /** Our clock precision, log2 seconds. */
   precision: number;
@@ -128,7 +141,7 @@ export type EngineReconfig =
     EngineOptions,
     "sources" | "stepThreshold" | "panicThreshold" | "orphanStratum" | "orphanWait" | "minSources"
   >
-  & Partial<Pick<EngineOptions, "stats" | "localRefid">>;
+  & Partial<Pick<EngineOptions, "stats" | "localRefid" | "localStratum">>;
 
 interface PendingName {
   key: string;
@@ -167,6 +180,9 @@ export class Engine {
   /** Raw time we last had a usable source below the orphan stratum. */
   #lastUpstream: number;
   #synced = false;
+  /** Our variables are the `local_stratum` fallback (fallback.ts), from `#localRefTime`. */
+  #local = false;
+  #localRefTime = 0;
   #orphanParent = false;
   #orphanChild = false;
   #stratum = MAXSTRAT;
@@ -200,6 +216,8 @@ export class Engine {
     clock.apply(this.discipline.model, now, 0);
     this.#sysPoll = Math.min(...opts.sources.map((s) => s.minPoll), 17);
     for (const cfg of this.opts.sources) this.#mobilize(cfg, now);
+    // The fallback (local_stratum) holds from the first packet we send or serve.
+    this.#settle(now);
   }
 
   /**
@@ -276,8 +294,16 @@ export class Engine {
     o.orphanWait = next.orphanWait;
     if (next.stats !== undefined) o.stats = next.stats;
     if (next.localRefid !== undefined) o.localRefid = next.localRefid;
-    if (next.orphanStratum !== o.orphanStratum) {
-      o.orphanStratum = next.orphanStratum;
+    const orphanBefore = {
+      stratum: o.orphanStratum,
+      enabled: orphanEnabled(this.#fallbackConfig()),
+    };
+    o.orphanStratum = next.orphanStratum;
+    if (next.localStratum !== undefined) o.localStratum = next.localStratum;
+    if (
+      next.orphanStratum !== orphanBefore.stratum ||
+      orphanEnabled(this.#fallbackConfig()) !== orphanBefore.enabled
+    ) {
       if (this.orphan) {
         // Re-elect under the new settings; with orphan mode off an orphan has no time to serve.
         const wasParent = this.#orphanParent;
@@ -548,6 +574,10 @@ export class Engine {
     rootDelay: number;
     rootDisp: number;
   } {
+    const local = this.opts.localStratum ?? 0;
+    if (this.#local && local > 0) {
+      return fallbackVars({ kind: "local", stratum: local, refid: REFID_LOCL }, this.#localRefTime);
+    }
     if (!this.#synced) {
       const { leap, stratum, refid, refTime, rootDelay, rootDisp } = unsyncedState(0);
       return { leap, stratum, refid, refTime, rootDelay, rootDisp };
@@ -641,17 +671,53 @@ export class Engine {
       a.refid === refidOfAddress(a.opts.host);
   }
 
+  /** The inputs of the fallback system state (fallback.ts), from the options in force. */
+  #fallbackConfig(): FallbackConfig {
+    return {
+      localStratum: this.opts.localStratum ?? 0,
+      orphanStratum: this.opts.orphanStratum,
+      orphanWait: this.opts.orphanWait,
+      localRefid: this.opts.localRefid,
+    };
+  }
+
   /**
    * Selection and, when `fresh` (the source that just gave a new sample) is
-   * one of the combined sources, a clock update.
+   * one of the combined sources, a clock update; then the fallback state
+   * whenever no real source gives us our variables.
    */
   #update(now: number, fresh: string | null): void {
-    const orphanOn = this.opts.orphanStratum > 0;
+    this.#select(now, fresh);
+    this.#settle(now);
+  }
+
+  /**
+   * `local_stratum` (fallback.ts): whenever our variables come from no
+   * selected source (nothing selected yet, the clock not yet set from the
+   * system peer, holdover, a stratum-15 system peer), we announce the
+   * local state with a reference time of now. Orphan mode, when it won,
+   * has set its own variables and counts as a source here.
+   */
+  #settle(now: number): void {
+    const tracking = this.#synced && (this.#sysPeer !== null || this.#orphanParent);
+    if (tracking || (this.opts.localStratum ?? 0) <= 0) {
+      this.#local = false;
+      return;
+    }
+    // Stale upstream variables are no time to tell the kernel about.
+    if (this.#synced) this.#setSynced(false);
+    this.#local = true;
+    this.#localRefTime = this.#served(now);
+  }
+
+  #select(now: number, fresh: string | null): void {
+    const orphanOn = orphanEnabled(this.#fallbackConfig());
     const normal: Candidate[] = [];
     const orphans: { a: Association; c: Candidate }[] = [];
     /** Peers that count in the intersection and pull, but are not followed. */
     const pullOnly = new Set<string>();
-    const ourStratum = this.#synced ? this.#stratum : MAXSTRAT;
+    const v = this.systemVars();
+    const ourStratum = isSynchronised(v) ? v.stratum : MAXSTRAT;
     for (const a of this.associations.values()) {
       const c = this.#candidate(a, now);
       if (!c) continue;
@@ -705,25 +771,29 @@ export class Engine {
     if (sel) {
       this.#lastUpstream = now;
       this.#orphanParent = false;
-    } else if (orphanOn && now - this.#lastUpstream >= this.opts.orphanWait) {
-      // Orphan mode: the lowest refid among orphan parents (us included) is
-      // the parent; everyone else follows it.
-      const lower = orphans.filter((o) =>
-        o.a.refid < this.opts.localRefid || this.opts.localRefid === 0
-      )
-        .sort((x, y) => x.a.refid - y.a.refid);
-      const parent = lower[0];
-      if (parent) {
-        sel = selectSources([parent.c], { minSources: 1 });
+    } else {
+      // No real source: the fallback (fallback.ts). Orphan mode, once it may,
+      // elects the lowest refid among orphan parents (us included) as the
+      // parent and everyone else follows it; `local_stratum` is applied by
+      // #settle.
+      const f = chooseFallback(
+        this.#fallbackConfig(),
+        now - this.#lastUpstream,
+        orphans.map((o) => o.a.refid),
+      );
+      if (f.kind === "orphan-child") {
+        sel = selectSources([orphans[f.parent]!.c], { minSources: 1 });
         this.#orphanChild = true;
         this.#orphanParent = false;
-      } else if (!this.#orphanParent) {
-        this.#orphanParent = true;
-        this.#log(
-          "orphan",
-          "info",
-          `No source below stratum ${this.opts.orphanStratum}: orphan parent`,
-        );
+      } else if (f.kind === "orphan-parent") {
+        if (!this.#orphanParent) {
+          this.#orphanParent = true;
+          this.#log(
+            "orphan",
+            "info",
+            `No source below stratum ${this.opts.orphanStratum}: orphan parent`,
+          );
+        }
       }
     }
     if (!sel && !this.#orphanParent) {
@@ -736,12 +806,16 @@ export class Engine {
       this.#selection = null;
       this.#sysPeer = null;
       this.#setSynced(true);
-      this.#stratum = this.opts.orphanStratum;
-      this.#refid = this.opts.localRefid;
-      this.#leap = Leap.none;
-      this.#rootDelay = 0;
-      this.#rootDisp = 0;
-      this.#refTime = this.#served(now);
+      const vars = fallbackVars(
+        { kind: "orphan-parent", stratum: this.opts.orphanStratum, refid: this.opts.localRefid },
+        this.#served(now),
+      );
+      this.#stratum = vars.stratum;
+      this.#refid = vars.refid;
+      this.#leap = vars.leap;
+      this.#rootDelay = vars.rootDelay;
+      this.#rootDisp = vars.rootDisp;
+      this.#refTime = vars.refTime;
       return;
     }
     this.#selection = sel;

@@ -35,10 +35,10 @@ export interface EngineDriverOptions {
   driftSaveMs?: number;
 }
 
-/** The engine's view of a config: sources and the live part of `[clock]`. */
+/** The engine's view of a config: sources, the live part of `[clock]`, `local_stratum`. */
 export function engineReconfig(
   c: Config,
-): EngineReconfig & { stats: boolean; localRefid: number } {
+): EngineReconfig & { stats: boolean; localRefid: number; localStratum: number } {
   return {
     sources: c.source.map((s) => ({
       address: s.address,
@@ -54,6 +54,7 @@ export function engineReconfig(
     panicThreshold: c.clock.panicThresholdS,
     orphanStratum: c.clock.orphanStratum,
     orphanWait: c.clock.orphanWaitS,
+    localStratum: c.server.localStratum,
     minSources: c.clock.minSources,
     stats: c.stats.dir !== "",
     localRefid: localRefid(c.server.listen),
