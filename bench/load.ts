@@ -10,13 +10,20 @@
  * load); the table shows the run with the median p99. RSS
  * (/proc/PID/status VmRSS, peak) is sampled all the while.
  *
- *   deno task bench [--workers N] [--rate R] [--json] ...
+ *   deno task bench [--workers N] [--rate R] [--rate-limit] [--json] ...
+ *
+ * `--rate-limit` adds a second edge-time with rate limiting on (a limit
+ * above the load, so every request is checked and answered:
+ * BENCH_RATE_LIMIT) to the same turns, and reports its serving rate
+ * against the first one's (limiting off), target >= 90 %.
  *
  * Needs cc and chronyd; chronyd runs with -x (never touches the clock).
  */
 import { parseArgs } from "cli";
 import { freeTcpPort, freeUdpPort, startEdgeTime } from "../tests/helpers/edge_time.ts";
+import { until } from "../tests/helpers/wait.ts";
 import {
+  BENCH_RATE_LIMIT,
   buildC,
   buildNtpload,
   findMaxRate,
@@ -34,6 +41,9 @@ Benchmarks edge-time against chronyd (local stratum 8) on loopback.
   --runs N      fixed-rate runs per server, median shown (default 9)
   --sockets N   ntpload source sockets (default 16)
   --no-floor    skip the max rate of bench/floor.c, a minimal C server
+  --rate-limit  also load an edge-time with rate limiting on, every request checked
+                and none limited (rate_limit = { ${BENCH_RATE_LIMIT} }),
+                in the same turns; report its rate against limiting off (target >= 90 %)
   --json        print one JSON object instead of a table
 Environment: NTPLOAD_SRC overrides the path of ntpload.c.`;
 
@@ -42,6 +52,8 @@ interface Step {
   sent_per_s: number;
   answered_per_s: number;
   loss: number;
+  /** KoD replies in the step (with --rate-limit: must stay 0, no request may be limited). */
+  kod: number;
   offset_median_us: number;
   offset_p99_abs_us: number;
   rtt_median_us: number;
@@ -216,16 +228,21 @@ async function measureBoth(
   }
 }
 
-async function startEdge(workers: number): Promise<
+async function startEdge(workers: number, rateLimit?: string): Promise<
   { port: number; pid: number; driver: string; stop: () => Promise<number> }
 > {
   const port = await freeUdpPort();
   const statusPort = freeTcpPort();
   const et = await startEdgeTime(
-    loadTargetToml(port, statusPort, workers),
+    loadTargetToml(port, statusPort, workers, rateLimit),
     { readyPattern: /Serving NTP on/, deno: await privateDeno() },
   );
-  const status = await (await fetch(`http://127.0.0.1:${statusPort}/status`)).json();
+  // The status page comes up a moment after "Serving NTP on": polled, with a deadline.
+  const status = await until(
+    "edge-time's status page",
+    async () => await (await fetch(`http://127.0.0.1:${statusPort}/status`)).json(),
+    10_000,
+  );
   return {
     port,
     pid: et.child.pid,
@@ -322,6 +339,7 @@ async function main(): Promise<number> {
       runs: { type: "string", default: "9" },
       sockets: { type: "string", default: "16" },
       "no-floor": { type: "boolean", default: false },
+      "rate-limit": { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -347,32 +365,30 @@ async function main(): Promise<number> {
   const bin = await buildNtpload();
   log(`starting edge-time (${workers} worker(s)) and chronyd ...`);
   const edge = await startEdge(workers);
+  let limited: Awaited<ReturnType<typeof startEdge>> | null = null;
   let chrony: Awaited<ReturnType<typeof startChrony>> | null = null;
   let floor: Awaited<ReturnType<typeof startFloor>> | null = null;
   const floorMax: number[] = [];
   const targets: Target[] = [];
+  const target = (t: { port: number; pid: number }): Target => ({
+    port: t.port,
+    pid: t.pid,
+    cpuUs: [],
+    rss: new RssSampler(t.pid),
+    ramps: [],
+    fixed: [],
+  });
   try {
+    if (values["rate-limit"]) limited = await startEdge(workers, BENCH_RATE_LIMIT);
     chrony = await startChrony(bin);
     if (!values["no-floor"]) floor = await startFloor();
-    targets.push(
-      {
-        port: edge.port,
-        pid: edge.pid,
-        cpuUs: [],
-        rss: new RssSampler(edge.pid),
-        ramps: [],
-        fixed: [],
-      },
-      {
-        port: chrony.port,
-        pid: chrony.pid,
-        cpuUs: [],
-        rss: new RssSampler(chrony.pid),
-        ramps: [],
-        fixed: [],
-      },
+    // In turns: edge-time, (edge-time with rate limiting on,) chrony.
+    targets.push(target(edge), ...(limited ? [target(limited)] : []), target(chrony));
+    log(
+      `edge-time on port ${edge.port}, ${
+        limited ? `edge-time with rate limiting on port ${limited.port}, ` : ""
+      }chronyd on port ${chrony.port}`,
     );
-    log(`edge-time on port ${edge.port}, chronyd on port ${chrony.port}`);
     await measureBoth(bin, targets, {
       rate,
       seconds,
@@ -383,12 +399,14 @@ async function main(): Promise<number> {
     }, log);
   } finally {
     await edge.stop();
+    await limited?.stop();
     await chrony?.stop();
     await floor?.stop();
   }
   const floorBest = floorMax.length ? Math.max(...floorMax) : NaN;
   const et = { ...summary(targets[0]!), driver: edge.driver };
-  const ch = { ...summary(targets[1]!), version: chrony!.version };
+  const rl = limited ? { ...summary(targets[1]!), rate_limit: BENCH_RATE_LIMIT } : null;
+  const ch = { ...summary(targets[targets.length - 1]!), version: chrony!.version };
 
   const ratio = (a: number, b: number) => (b > 0 ? a / b : NaN);
   const result = {
@@ -399,6 +417,8 @@ async function main(): Promise<number> {
     fixed_rate: rate,
     ntpload: { sockets: Number(values.sockets), seconds_per_step: seconds },
     edge_time: et,
+    /** `--rate-limit`: the same edge-time with rate limiting on (null without). */
+    edge_time_rate_limited: rl,
     chrony: ch,
     /** bench/floor.c: the least work one thread can do per request, under the same load. */
     floor: { max_rate: floorBest, max_rate_runs: floorMax },
@@ -408,11 +428,14 @@ async function main(): Promise<number> {
       edge_time_of_floor: ratio(et.max_rate, floorBest),
       offset_p99: ratio(et.offset_p99_median_us, ch.offset_p99_median_us),
       rss: ratio(et.rss_mb, ch.rss_mb),
+      /** Max rate with rate limiting on / off. */
+      rate_limit_throughput: rl ? ratio(rl.max_rate, et.max_rate) : null,
     },
     targets: {
       throughput_ge_1_5x: ratio(et.max_rate, ch.max_rate) >= 1.5,
       offset_p99_le_chrony: et.offset_p99_median_us <= ch.offset_p99_median_us,
       rss_lt_80mb: et.rss_mb < 80,
+      rate_limit_ge_90pct: rl ? ratio(rl.max_rate, et.max_rate) >= 0.9 : null,
     },
   };
   if (values.json) {
@@ -492,11 +515,52 @@ async function main(): Promise<number> {
         `${fmt(result.ratios.edge_time_of_floor, 2)} of it`,
     );
   }
+  if (rl) {
+    const rows: [string, string, string, string][] = [
+      [
+        "max answered rate at >= 99 % (req/s)",
+        fmt(rl.max_rate),
+        fmt(et.max_rate),
+        fmt(ratio(rl.max_rate, et.max_rate), 2),
+      ],
+      [
+        "  each ramp (req/s)",
+        rl.max_rate_runs.map((r) => fmt(r)).join(" "),
+        et.max_rate_runs.map((r) => fmt(r)).join(" "),
+        "",
+      ],
+      [
+        `p99 |offset| at ${rate} req/s (µs)`,
+        fmt(rl.offset_p99_median_us, 1),
+        fmt(et.offset_p99_median_us, 1),
+        fmt(ratio(rl.offset_p99_median_us, et.offset_p99_median_us), 2),
+      ],
+      [
+        `CPU per answered request at ${rate} req/s (µs)`,
+        fmt(rl.cpu_us_per_request, 1),
+        fmt(et.cpu_us_per_request, 1),
+        fmt(ratio(rl.cpu_us_per_request, et.cpu_us_per_request), 2),
+      ],
+      [
+        "KoD replies in all steps (must be 0)",
+        fmt([...rl.ramp, ...rl.fixed_runs].reduce((n, f) => n + f.kod, 0)),
+        fmt([...et.ramp, ...et.fixed_runs].reduce((n, f) => n + f.kod, 0)),
+        "",
+      ],
+    ];
+    console.log(`edge-time, rate limiting on (rate_limit = { ${BENCH_RATE_LIMIT} }) vs off:`);
+    console.log(line(["", "limit on", "limit off", "on/off"]));
+    console.log(`|${"-".repeat(w0 + 2)}|${"-".repeat(14)}|${"-".repeat(14)}|${"-".repeat(8)}|`);
+    for (const r of rows) console.log(line(r));
+  }
   const t = result.targets;
   console.log(
     `targets: throughput >= 1.5x chrony: ${t.throughput_ge_1_5x ? "met" : "NOT met"}; ` +
       `p99 |offset| <= chrony: ${t.offset_p99_le_chrony ? "met" : "NOT met"}; ` +
-      `RSS < 80 MB: ${t.rss_lt_80mb ? "met" : "NOT met"}`,
+      `RSS < 80 MB: ${t.rss_lt_80mb ? "met" : "NOT met"}` +
+      (t.rate_limit_ge_90pct === null
+        ? ""
+        : `; rate with limiting on >= 90 % of off: ${t.rate_limit_ge_90pct ? "met" : "NOT met"}`),
   );
   return 0;
 }
