@@ -451,8 +451,6 @@ class FfiSocket implements ServerSocket {
     let lastYield = performance.now();
     // Running estimate of the kernel's time per message in a sendmmsg (ns).
     let sendCostNs = 0;
-    // The last spaced stamp of a backlog batch (seconds, nanoseconds).
-    let lastSec = 0, lastNsec = 0;
 
     // The kernel rewrites name and control lengths only in the headers it fills.
     let used = BATCH;
@@ -599,13 +597,7 @@ class FfiSocket implements ServerSocket {
         if (txPending > 0) drainTx();
       } else if (m > 0) {
         c.clock_gettime(CLOCK_REALTIME, tsBytes);
-        let t0Sec = (ts[0]! >>> 0) + ts[1]! * 4294967296, t0Nsec = ts[2]!;
-        // A spacing estimated too long can put the last batch's last stamp
-        // past this reading: start after it, so stamps follow the send order.
-        if (t0Sec < lastSec || (t0Sec === lastSec && t0Nsec <= lastNsec)) {
-          t0Sec = lastSec;
-          t0Nsec = lastNsec + 1;
-        }
+        const t0Sec = (ts[0]! >>> 0) + ts[1]! * 4294967296, t0Nsec = ts[2]!;
         for (let j = 0; j < m; j++) {
           let sec = t0Sec, ns = t0Nsec + Math.round(j * sendCostNs);
           if (ns >= 1e9) {
@@ -614,8 +606,6 @@ class FfiSocket implements ServerSocket {
           }
           const f = replyFlags[j]!;
           if ((f & REPLY_STAMPED) === 0) responder.stamp(txBuf, j * REPLY, sec, ns);
-          lastSec = sec;
-          lastNsec = ns;
           // Behind: no kernel stamps (one more system call each); the spaced reading is saved.
           if ((f & REPLY_SAVE_TX) !== 0) responder.saveTx(txBuf, j * REPLY, sec, ns);
         }
