@@ -118,8 +118,9 @@ export class RateLimiter {
    * by every limiter over the same table: the server uses the kernel's
    * receive time) and says whether to answer it, answer with KoD RATE, or
    * drop it. KoD replies are themselves limited to one per interval per
-   * client. Requests that arrive slightly out of order (another worker
-   * took a later one first) are accounted as if they came at once.
+   * client. A request checked after one with a later time (another worker
+   * with a backlog took it late) counts as arriving at that later time, so
+   * the lag between workers never limits a client.
    */
   check(client: ClientAddress, now: number, kod: boolean): RateVerdict {
     if (this.intervalS <= 0) return "pass";
@@ -171,16 +172,21 @@ export class RateLimiter {
       k[key + 2] = c;
       t[times + 3 * way] = now;
       t[times + 3 * way + 1] = -Infinity;
+      t[times + 3 * way + 2] = now;
     }
     const e = times + 3 * way;
-    if (now > t[e + 2]!) t[e + 2] = now;
-    const tat = Math.max(t[e]!, now);
-    if (tat - now <= this.#burstWindow) {
+    // A request another worker got to late (its receive time before the latest
+    // one seen) counts as arriving with the latest: a worker's backlog is no
+    // client's fault.
+    const at = Math.max(now, t[e + 2]!);
+    t[e + 2] = at;
+    const tat = Math.max(t[e]!, at);
+    if (tat - at <= this.#burstWindow) {
       t[e] = tat + this.intervalS;
       return "pass";
     }
-    if (kod && now - t[e + 1]! >= this.intervalS) {
-      t[e + 1] = now;
+    if (kod && at - t[e + 1]! >= this.intervalS) {
+      t[e + 1] = at;
       return "kod";
     }
     return "drop";
