@@ -7,6 +7,7 @@
  */
 /// <reference lib="deno.worker" />
 import { AccessList } from "../ntp/access.ts";
+import { newClientAddress, setClientAddress } from "../ntp/address.ts";
 import { RateLimiter } from "../ntp/rate_limit.ts";
 import {
   Counter,
@@ -53,6 +54,38 @@ function post(msg: FromWorker): void {
   self.postMessage(msg);
 }
 
+/** Synthetic requests `warmUp` answers before the sockets open. */
+const WARM_UP_ROUNDS = 20_000;
+
+/**
+ * Runs the reply path (respond, stampTransmit) on synthetic requests
+ * before the sockets open, so the first real requests meet optimised
+ * code rather than the interpreter and the JIT: without it the first
+ * seconds after a start serve with several times the usual stamping
+ * error. Scratch counters, no rate limiter and no transmit store: it
+ * leaves no trace in what the server reports or remembers.
+ */
+function warmUp(ctx: ServerContext): void {
+  const { txStore: _store, ...rest } = ctx;
+  const scratch: ServerContext = {
+    ...rest,
+    counters: new Float64Array(COUNTER_COUNT),
+    limiter: new RateLimiter({ intervalS: 0, burst: 1 }),
+  };
+  const client = newClientAddress();
+  setClientAddress(client, new Uint8Array([127, 0, 0, 1]), 0, 4, 40000);
+  const req = new Uint8Array(48);
+  req[0] = (4 << 3) | 3; // NTPv4 client
+  const out = new Uint8Array(48);
+  const now = Date.now() / 1000;
+  for (let i = 0; i < WARM_UP_ROUNDS; i++) {
+    req[47] = i & 0xff;
+    const sec = Math.floor(now), nsec = (i * 997) % 1e9;
+    respond(req, 48, client, sec, nsec, scratch, out, 0);
+    stampTransmit(out, 0, scratch.system, sec, nsec);
+  }
+}
+
 let sockets: ServerSocket[] = [];
 /** The listen text each socket was opened for (reload compares these). */
 const socketListen = new Map<ServerSocket, string>();
@@ -81,6 +114,7 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
     ctx.minPoll = minPollFor(o.rateLimit.intervalS);
   };
   configure(init.options, init.rateTable);
+  warmUp(ctx);
 
   const refresh = () => {
     const v = shared.version;
