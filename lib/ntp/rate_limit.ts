@@ -120,7 +120,9 @@ export class RateLimiter {
    * drop it. KoD replies are themselves limited to one per interval per
    * client. A request checked after one with a later time (another worker
    * with a backlog took it late) counts as arriving at that later time, so
-   * the lag between workers never limits a client.
+   * the lag between workers never limits a client; the other side of it:
+   * when a worker catches up a backlog of more than `burst` requests of one
+   * client, they count as one burst.
    */
   check(client: ClientAddress, now: number, kod: boolean): RateVerdict {
     if (this.intervalS <= 0) return "pass";
