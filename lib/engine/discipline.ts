@@ -141,6 +141,12 @@ export class SourceStats {
     this.points = [];
     this.fit = null;
   }
+
+  /** Moves every stored offset by `dy` seconds (a leap second stepped the source's time scale). */
+  shift(dy: number): void {
+    for (const p of this.points) p.y += dy;
+    if (this.points.length > 0) this.#refit();
+  }
 }
 
 export interface DisciplineOptions {
@@ -173,6 +179,11 @@ export class Discipline {
 
   constructor(readonly opts: DisciplineOptions, now: number) {
     this.model = { offset: 0, freq: opts.initialFreq, epoch: now };
+  }
+
+  /** Steps the correction by `dy` seconds (a leap second carried out on the virtual clock). */
+  shift(dy: number): void {
+    this.model = { ...this.model, offset: this.model.offset + dy };
   }
 
   /** Frequency correction in force, dimensionless. */

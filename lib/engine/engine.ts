@@ -39,6 +39,14 @@ import {
 } from "./source.ts";
 import { loopstatsLine, peerstatsLine, peerStatusWord, SELECT_CODE, statsTime } from "./stats.ts";
 import { formatRefid } from "../ntp/packet.ts";
+import {
+  decideLeap,
+  endOfDay,
+  type LeapTable,
+  leapTableExpired,
+  majorityLeapOf,
+  utcDate,
+} from "../ntp/leap.ts";
 import { parseIp } from "../ntp/address.ts";
 
 /** One configured source (the `[[source]]` table). */
@@ -84,6 +92,11 @@ export interface EngineOptions {
   stats?: boolean;
   /** Random source for the first poll times (later calls pass their own). */
   rand?: () => number;
+  /**
+   * `clock.leapfile`, parsed (lib/ntp/leap.ts): decides leap seconds for the
+   * days it covers, over the sources; null or absent = the sources decide.
+   */
+  leapTable?: LeapTable | null;
 }
 
 /** What the engine asks its driver to do. */
@@ -141,7 +154,7 @@ export type EngineReconfig =
     EngineOptions,
     "sources" | "stepThreshold" | "panicThreshold" | "orphanStratum" | "orphanWait" | "minSources"
   >
-  & Partial<Pick<EngineOptions, "stats" | "localRefid" | "localStratum">>;
+  & Partial<Pick<EngineOptions, "stats" | "localRefid" | "localStratum" | "leapTable">>;
 
 interface PendingName {
   key: string;
@@ -188,6 +201,16 @@ export class Engine {
   #stratum = MAXSTRAT;
   #refid = 0;
   #leap: number = Leap.unsync;
+  /** Leap indicator of the majority of the selectable sources at the last selection. */
+  #selectableVote: number = Leap.none;
+  /** The vote in force: taken from the selection that set our variables. */
+  #vote: number = Leap.none;
+  /** Leap indicator armed in the clock (setLeap); null before the first call. */
+  #armed: number | null = null;
+  /** Served Unix time of the midnight the armed leap happens at. */
+  #leapAt = 0;
+  /** The midnight of the last leap carried out (or seen done by the kernel). */
+  #leapDone = 0;
   #rootDelay = 0;
   #rootDisp = 0;
   #jitter = 0;
@@ -300,6 +323,10 @@ export class Engine {
     };
     o.orphanStratum = next.orphanStratum;
     if (next.localStratum !== undefined) o.localStratum = next.localStratum;
+    if (next.leapTable !== undefined && next.leapTable !== o.leapTable) {
+      o.leapTable = next.leapTable;
+      this.#logged.delete("leapfile-expired");
+    }
     if (
       next.orphanStratum !== orphanBefore.stratum ||
       orphanEnabled(this.#fallbackConfig()) !== orphanBefore.enabled
@@ -333,6 +360,10 @@ export class Engine {
     if (t <= this.#lastNow) t = Infinity;
     for (const a of this.associations.values()) t = Math.min(t, a.nextPoll);
     for (const p of this.#pending) t = Math.min(t, p.at);
+    // An armed leap: be there at its midnight (carry it out, then clear the flag).
+    if (this.#armed === Leap.insert || this.#armed === Leap.delete) {
+      t = Math.min(t, this.#rawAt(this.#leapAt));
+    }
     // Orphan mode and holdover are re-evaluated at least every few seconds.
     return Math.min(t, this.#lastNow + 8);
   }
@@ -487,6 +518,88 @@ export class Engine {
   /** Served time at raw time `t`. */
   #served(t: number): number {
     return this.clock.steersKernel ? t : t + correctionValue(this.discipline.model, t);
+  }
+
+  /** Raw time at which served time reaches `s` (10 µs after, so a timer never falls short). */
+  #rawAt(s: number): number {
+    if (this.clock.steersKernel) return s + 1e-5;
+    // served(r) = r + offset + freq (r − epoch) = s, solved for r.
+    const m = this.discipline.model;
+    return (s - m.offset + m.freq * m.epoch) / (1 + m.freq) + 1e-5;
+  }
+
+  /**
+   * The leap second (lib/ntp/leap.ts, chrony's rule), after every update
+   * at raw time `now`: first carries out an armed leap whose midnight has
+   * passed — a kernel clock inserts or deletes the second itself; the
+   * virtual clock steps its correction by one second (served time repeats
+   * 23:59:59, as Linux does) and every stored sample is moved by the same
+   * second, since the sources' time scale stepped with ours. Then decides
+   * what to announce at the served date (only on 30 June or 31 December:
+   * the leap file for the days it covers, else the majority of the
+   * selectable sources) and arms the clock's flag on the day, clearing it
+   * on any other day (after the leap).
+   */
+  #leapTick(now: number): void {
+    let served = this.#served(now);
+    const table = this.opts.leapTable ?? null;
+    if (table && leapTableExpired(table, served)) {
+      this.#log(
+        "leapfile-expired",
+        "warning",
+        `${table.name}: expired on ${
+          utcDate(table.expires)
+        }; leap seconds after it come from the sources`,
+      );
+    }
+    const armed = this.#armed;
+    if (
+      (armed === Leap.insert || armed === Leap.delete) && served >= this.#leapAt &&
+      this.#leapDone !== this.#leapAt
+    ) {
+      this.#leapDone = this.#leapAt;
+      const dy = armed === Leap.insert ? -1 : 1;
+      const what = armed === Leap.insert ? "inserted" : "deleted";
+      if (!this.clock.steersKernel) {
+        this.discipline.shift(dy);
+        for (const a of this.associations.values()) {
+          a.stats.shift(dy);
+          a.filter.shift(dy);
+        }
+        this.clock.apply(this.discipline.model, now, dy);
+        served = this.#served(now);
+      }
+      this.#out.push({
+        kind: "log",
+        level: "info",
+        message: `Leap second ${what} at ${utcDate(this.#leapAt - 1)} ${
+          armed === Leap.insert ? "23:59:60" : "23:59:59"
+        } UTC${this.clock.steersKernel ? " (by the kernel)" : ""}`,
+      });
+    }
+    const following = this.#synced && !this.#local;
+    if (following) {
+      this.#leap = decideLeap(served, this.#orphanParent ? Leap.none : this.#vote, table);
+    }
+    const arm = following && (this.#leap === Leap.insert || this.#leap === Leap.delete)
+      ? this.#leap
+      : Leap.none;
+    if (arm === this.#armed || (this.#armed === null && !this.#synced)) return;
+    this.clock.setLeap(arm);
+    if (arm !== Leap.none) {
+      this.#leapAt = endOfDay(served);
+      const from = table && this.#leapAt <= table.expires ? table.name : "the sources";
+      this.#out.push({
+        kind: "log",
+        level: "info",
+        message: `Leap second (${
+          arm === Leap.insert ? "insert" : "delete"
+        }) announced and armed for ${utcDate(served)} UTC midnight, from ${from}`,
+      });
+    } else if (this.#armed === Leap.insert || this.#armed === Leap.delete) {
+      this.#out.push({ kind: "log", level: "info", message: "Leap second flag cleared" });
+    }
+    this.#armed = arm;
   }
 
   #add(cfg: EngineSource, host: string, port: number, pool: string, now: number): void {
@@ -689,6 +802,7 @@ export class Engine {
   #update(now: number, fresh: string | null): void {
     this.#select(now, fresh);
     this.#settle(now);
+    this.#leapTick(now);
   }
 
   /**
@@ -718,6 +832,7 @@ export class Engine {
     const pullOnly = new Set<string>();
     const v = this.systemVars();
     const ourStratum = isSynchronised(v) ? v.stratum : MAXSTRAT;
+    const votes: number[] = [];
     for (const a of this.associations.values()) {
       const c = this.#candidate(a, now);
       if (!c) continue;
@@ -729,12 +844,15 @@ export class Engine {
         if (this.#isOrphanParent(a)) orphans.push({ a, c });
         continue;
       }
+      // Leap votes: every selectable source that could be followed (not a sibling that only pulls).
+      if (!pullOnly.has(a.id)) votes.push(c.leap);
       normal.push(c);
     }
     // Hold the first update until every source had a chance to answer, so a
     // lone fast falseticker cannot set the clock.
     const gathering = this.discipline.updates === 0 && now < this.#started + GATHER_S &&
       [...this.associations.values()].some((a) => a.state === "active" && a.filter.output === null);
+    this.#selectableVote = majorityLeapOf(votes);
     let sel = normal.length > 0
       ? selectSources(normal, {
         minSources: this.opts.minSources,
@@ -985,13 +1103,14 @@ export class Engine {
       return;
     }
     this.#setSynced(true);
-    this.#leap = sel.leap;
+    // The leap indicator itself is decided by #leapTick (the date rule).
+    this.#vote = this.#selectableVote;
+    if (this.#leap === Leap.unsync) this.#leap = Leap.none;
     this.#stratum = Math.min(MAXSTRAT, peer.stratum + 1);
     this.#refid = refidOfAddress(peer.opts.host);
     this.#rootDelay = peer.rootDelay + (f?.delay ?? 0);
     this.#rootDisp = peer.rootDisp + (f?.disp ?? 0) + Math.max(this.#jitter, c.jitter) +
       Math.abs(this.#lastOffset);
-    this.clock.setLeap(this.#leap);
   }
 
   #setSynced(v: boolean): void {

@@ -86,6 +86,11 @@ export class ClockFilter {
     return { sample: best, offset: off0, delay: best.delay, disp, jitter };
   }
 
+  /** Moves every stored sample's offset by `dy` seconds (a leap second stepped the source's time scale). */
+  shift(dy: number): void {
+    for (const st of this.stages) st.y += dy;
+  }
+
   /** Forgets every sample (after a clock step, the stored offsets are meaningless). */
   clear(): void {
     this.stages = [];

@@ -17,6 +17,7 @@
 import type { ClientAddress } from "./address.ts";
 import type { AccessList } from "./access.ts";
 import { asciiRefid, HEADER_LEN, Leap, Mode, walkTrailer } from "./packet.ts";
+import { leapOnDay } from "./leap.ts";
 import type { RateLimiter } from "./rate_limit.ts";
 import { correctionAt, isSynchronised, PHI, type SystemState } from "./system_state.ts";
 import { toShort, writeUnixTime } from "./timestamp.ts";
@@ -183,7 +184,9 @@ export function respond(
     view.setUint32(o + 20, 0);
   } else {
     const synced = isSynchronised(s);
-    view.setUint8(o, ((synced ? s.leap : Leap.unsync) << 6) | (version << 3) | replyMode);
+    // A leap is announced only on its day (30 June, 31 December) of the served time (leap.ts).
+    const leap = synced ? leapOnDay(s.leap, rxTime + corr) : Leap.unsync;
+    view.setUint8(o, (leap << 6) | (version << 3) | replyMode);
     view.setUint8(o + 1, synced ? s.stratum : 0);
     view.setInt8(o + 2, poll);
     view.setInt8(o + 3, s.precision);

@@ -160,11 +160,25 @@ export class ReferenceServer implements Host {
   down = false;
   readonly #stamps: StampSpec;
   #stamper: Stamper | null = null;
+  readonly #error: number;
+  readonly #leapAt: { t: number; change: 1 | -1 } | null;
   constructor(
     readonly address: string,
     error: number,
-    opts: { rootDisp?: number; leap?: number; stamps?: StampSpec } = {},
+    opts: {
+      rootDisp?: number;
+      leap?: number;
+      stamps?: StampSpec;
+      /**
+       * True time (sim seconds) of a leap second this server carries out as
+       * a kernel does: from then on its served time is one second behind
+       * (insert; ahead for a delete), so it reads 23:59:59 twice.
+       */
+      leapAt?: { t: number; change: 1 | -1 };
+    } = {},
   ) {
+    this.#error = error;
+    this.#leapAt = opts.leapAt ?? null;
     this.#stamps = opts.stamps ?? STAMPS.ideal;
     const s: SystemState = {
       ...unsyncedState(-20),
@@ -178,15 +192,17 @@ export class ReferenceServer implements Host {
     };
     this.ctx = serverContext(s);
   }
-  /** Served minus true time: the fixed `error`. */
-  error(_t: number): number {
-    return this.ctx.system.corrOffset;
+  /** Served minus true time: the fixed `error`, less a leap second once it happened. */
+  error(t: number): number {
+    const l = this.#leapAt;
+    return this.#error - (l && t >= l.t ? l.change : 0);
   }
   receive(sim: Simulation, from: string, port: number, bytes: Uint8Array, t: number): void {
     if (this.down) return;
     const stamper = this.#stamper ??= new Stamper(this.#stamps, stampSeed(sim.seed, this.address));
     atReceiveStamp(sim, stamper, t, (at) => {
       if (this.down) return;
+      this.ctx.system.corrOffset = this.error(at);
       this.ctx.system.refTime = at - 8; // as if updated a few seconds ago
       answer(sim, this.address, this.ctx, (x) => x, stamper, from, port, bytes, at);
     });
@@ -199,7 +215,7 @@ export class ReferenceServer implements Host {
  */
 export class EngineNode implements Host {
   readonly engine: Engine;
-  readonly clock = new VirtualClock();
+  readonly clock: VirtualClock;
   readonly osc: Oscillator;
   readonly ctx: ServerContext;
   readonly stamper: Stamper;
@@ -215,7 +231,9 @@ export class EngineNode implements Host {
     osc: OscillatorSpec,
     opts: Omit<EngineOptions, "localRefid" | "precision">,
     stamps: StampSpec = STAMPS.ideal,
+    clock: VirtualClock = new VirtualClock(),
   ) {
+    this.clock = clock;
     this.stamper = new Stamper(stamps, stampSeed(sim.seed, address));
     this.osc = new Oscillator(osc, osc.wander, sim.now, sim.rng);
     this.engine = new Engine(
@@ -307,7 +325,9 @@ interface Event {
 
 /** The discrete-event simulation. */
 export class Simulation {
-  now = T0;
+  now: number;
+  /** True time the run starts at (Unix seconds; default T0). */
+  readonly start: number;
   readonly rng: Prng;
   /** The run's seed (hosts derive their stamping generators from it). */
   readonly seed: number;
@@ -318,7 +338,8 @@ export class Simulation {
   #heap: Event[] = [];
   #seq = 0;
 
-  constructor(seed: number) {
+  constructor(seed: number, start = T0) {
+    this.start = this.now = start;
     this.seed = seed;
     this.rng = new Prng(seed);
   }
@@ -374,24 +395,24 @@ export class Simulation {
     this.at(Math.max(t, this.now) + d, () => host.receive(this, from, fromPort, copy, this.now));
   }
 
-  /** Runs events until `end` (true time, seconds since T0). */
+  /** Runs events until `end` (true time, seconds since `start`). */
   run(end: number, onStep?: (t: number) => void, step = 1): void {
     let nextSample = this.now;
     for (;;) {
       const e = this.#heap[0];
       const tNext = e ? e.t : Infinity;
-      if (nextSample <= tNext && nextSample <= T0 + end) {
+      if (nextSample <= tNext && nextSample <= this.start + end) {
         this.now = nextSample;
         onStep?.(nextSample);
         nextSample += step;
         continue;
       }
-      if (!e || e.t > T0 + end) break;
+      if (!e || e.t > this.start + end) break;
       this.#pop();
       this.now = e.t;
       e.fn();
     }
-    this.now = T0 + end;
+    this.now = this.start + end;
   }
 
   #pop(): void {

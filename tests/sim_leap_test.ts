@@ -1,0 +1,235 @@
+/**
+ * The leap second end to end in the simulator (issue 12 item 4): the real
+ * engine and server core on virtual time across 2016-12-31 23:59:60, with a
+ * fake Clock that records every setLeap call (the kernel's insert flag):
+ * served time, LI on the wire and the clock before, during and after; and
+ * the days and votes on which nothing may be armed.
+ */
+import assert from "assert";
+import { VirtualClock } from "../lib/engine/clock.ts";
+import type { EngineOptions } from "../lib/engine/engine.ts";
+import { newClientAddress, parseIp, setClientAddress } from "../lib/ntp/address.ts";
+import { type LeapTable, parseLeapFile } from "../lib/ntp/leap.ts";
+import { Leap, parsePacket } from "../lib/ntp/packet.ts";
+import { respond } from "../lib/ntp/server.ts";
+import { EngineNode, ReferenceServer, Simulation } from "../lib/sim/sim.ts";
+
+const at = (iso: string) => Date.parse(iso) / 1000;
+/** 2017-01-01 00:00:00 UTC: the inserted second runs from here (true time) for one second. */
+const M = at("2017-01-01T00:00:00Z");
+
+/** A Clock that records each setLeap call with the true time it was made at. */
+class RecordingClock extends VirtualClock {
+  readonly calls: { leap: number; t: number }[] = [];
+  constructor(private readonly now: () => number) {
+    super();
+  }
+  override setLeap(leap: number): void {
+    super.setLeap(leap);
+    this.calls.push({ leap, t: this.now() });
+  }
+}
+
+const CLOCK: Omit<EngineOptions, "localRefid" | "precision" | "sources"> = {
+  stepThreshold: 0.128,
+  panicThreshold: 1000,
+  orphanStratum: 0,
+  orphanWait: 60,
+  minSources: 1,
+  driftPpm: null,
+};
+
+interface Run {
+  sim: Simulation;
+  node: EngineNode;
+  clock: RecordingClock;
+  logs: string[];
+}
+
+/**
+ * Three stratum-1 servers (LI from `leaps`; those in `doLeap` insert the
+ * second at M as a kernel does) and one engine node, from `start`.
+ */
+function setup(
+  start: string,
+  leaps: number[],
+  opts: { doLeap?: boolean; leapTable?: LeapTable } = {},
+): Run {
+  const sim = new Simulation(7, at(start));
+  const logs: string[] = [];
+  const servers = leaps.map((leap, i) =>
+    sim.add(
+      new ReferenceServer(`192.0.2.${i + 1}`, 0, {
+        leap,
+        rootDisp: 1e-3,
+        ...(opts.doLeap ? { leapAt: { t: M, change: 1 as const } } : {}),
+      }),
+    )
+  );
+  const clock = new RecordingClock(() => sim.now);
+  const node = sim.add(
+    new EngineNode(
+      sim,
+      "10.0.0.1",
+      { offset: 0.01, freq: 20e-6, wander: 1e-9 },
+      {
+        ...CLOCK,
+        ...(opts.leapTable ? { leapTable: opts.leapTable } : {}),
+        sources: servers.map((s) => ({
+          address: s.address,
+          kind: "server" as const,
+          iburst: true,
+          prefer: false,
+          minPoll: 4,
+          maxPoll: 6,
+          maxSources: 1,
+          xleave: false,
+        })),
+      },
+      undefined,
+      clock,
+    ),
+  );
+  // Collect the engine's log lines: wrap its timer and packet paths' actions.
+  const engine = node.engine;
+  for (const k of ["handleTimer", "handleIncoming"] as const) {
+    const f = engine[k].bind(engine) as (...a: unknown[]) => ReturnType<typeof engine.handleTimer>;
+    (engine as unknown as Record<string, unknown>)[k] = (...a: unknown[]) => {
+      const out = f(...a);
+      for (const x of out) if (x.kind === "log") logs.push(x.message);
+      return out;
+    };
+  }
+  node.start(sim);
+  return { sim, node, clock, logs };
+}
+
+/** What a client asking the node at true time `t` gets: LI and the served time (Unix s). */
+function ask(r: Run, t: number): { li: number; served: number } {
+  const raw = r.node.osc.peek(t);
+  const c = newClientAddress();
+  const ip = parseIp("192.0.2.99")!;
+  setClientAddress(c, ip, 0, 4, 40000);
+  const req = new Uint8Array(48);
+  req[0] = (4 << 3) | 3;
+  const ctx = { ...r.node.ctx, system: r.node.engine.systemState() };
+  const out = new Uint8Array(48);
+  const sec = Math.floor(raw);
+  assert.equal(respond(req, 48, c, sec, (raw - sec) * 1e9, ctx, out), 48);
+  const p = parsePacket(out);
+  assert.ok(typeof p !== "string");
+  const m = r.clock.model;
+  return { li: p.leap, served: raw + m.offset + m.freq * (raw - m.epoch) };
+}
+
+Deno.test("simulator through 2016-12-31 23:59:60: served time, LI and the clock flag", () => {
+  const r = setup("2016-12-31T22:00:00Z", [Leap.insert, Leap.insert, Leap.insert], {
+    doLeap: true,
+  });
+  const seen: { t: number; li: number; served: number }[] = [];
+  // Up to M − 5 s, then a look every 0.25 s for 11 s, then an hour on.
+  r.sim.run(M - 5 - r.sim.start);
+  r.sim.run(M + 6 - r.sim.start, (t) => seen.push({ t, ...ask(r, t) }), 0.25);
+  r.sim.run(M + 3600 - r.sim.start);
+  const utc = (t: number) => t - (t >= M ? 1 : 0); // what a correct UTC clock reads
+  // Before: synchronised, LI 1, flag armed on the day.
+  const before = seen.filter((s) => s.t < M);
+  assert.ok(before.length > 0);
+  for (const s of before) {
+    assert.equal(s.li, Leap.insert, `LI at ${s.t - M}`);
+    assert.ok(Math.abs(s.served - s.t) < 1e-3, `served at ${s.t - M}: ${s.served - s.t}`);
+  }
+  // During the inserted second the served time reads 23:59:59 again, still LI 1.
+  // (At M itself the node's own timer, a few µs on, has not fired yet: from M + 0.25 s.)
+  const during = seen.filter((s) => s.t > M && s.t < M + 1);
+  assert.ok(during.length > 0);
+  for (const s of during) {
+    assert.ok(s.served >= M - 1 && s.served < M, `served ${s.served - M} during the leap`);
+    assert.equal(s.li, Leap.insert);
+  }
+  // After: one second behind the elapsed count (UTC), LI 0.
+  const after = seen.filter((s) => s.t > M + 1);
+  assert.ok(after.length > 0);
+  for (const s of after) {
+    assert.ok(Math.abs(s.served - utc(s.t)) < 1e-3, `served at ${s.t - M}: ${s.served - utc(s.t)}`);
+    assert.equal(s.li, Leap.none, `LI at ${s.t - M}`);
+  }
+  assert.ok(Math.abs(r.node.error(r.sim.now) + 1) < 1e-3, "an hour later: still on UTC");
+  assert.equal(r.node.engine.systemState().leap, Leap.none);
+  // The flag: armed on 31 December, cleared after the leap (on 1 January), nothing else.
+  const armed = r.clock.calls.filter((c) => c.leap === Leap.insert);
+  assert.equal(armed.length, 1);
+  assert.ok(armed[0]!.t < M && armed[0]!.t >= at("2016-12-31T00:00:00Z"));
+  const cleared = r.clock.calls.filter((c) => c.leap === Leap.none && c.t > armed[0]!.t);
+  assert.equal(cleared.length, 1);
+  assert.ok(cleared[0]!.t >= M + 1, "cleared only after the inserted second");
+  assert.ok(cleared[0]!.t < M + 10, "and at once after it");
+  assert.equal(r.clock.calls.at(-1)!.leap, Leap.none);
+  // One step, the leap itself; no spike, no other step.
+  assert.equal(r.clock.steps, 1);
+  assert.equal(r.node.engine.counters.spikes, 0);
+  assert.ok(r.logs.some((l) => /announced and armed for 2016-12-31/.test(l)), r.logs.join("\n"));
+  assert.ok(r.logs.some((l) => l === "Leap second inserted at 2016-12-31 23:59:60 UTC"));
+});
+
+Deno.test("29 November: an upstream's LI 1 is neither announced nor armed", () => {
+  const r = setup("2016-11-29T22:00:00Z", [Leap.insert, Leap.insert, Leap.insert]);
+  const lis = new Set<number>();
+  r.sim.run(4 * 3600, (t) => {
+    if (t > r.sim.start + 60) lis.add(ask(r, t).li);
+  });
+  assert.deepEqual([...lis], [Leap.none], "LI 0 on the wire on 29 and 30 November");
+  assert.ok(r.clock.calls.length > 0, "the flag was set (cleared) once synchronised");
+  assert.ok(r.clock.calls.every((c) => c.leap === Leap.none), JSON.stringify(r.clock.calls));
+  assert.equal(r.clock.steps, 0);
+  assert.ok(Math.abs(r.node.error(r.sim.now)) < 1e-3, "no second inserted at midnight");
+});
+
+Deno.test("31 December: a minority of sources announcing a leap arms nothing", () => {
+  const r = setup("2016-12-31T20:00:00Z", [Leap.insert, Leap.none, Leap.none]);
+  const lis = new Set<number>();
+  r.sim.run(3 * 3600, (t) => {
+    if (t > r.sim.start + 60 && t < M) lis.add(ask(r, t).li);
+  });
+  assert.deepEqual([...lis], [Leap.none]);
+  assert.ok(r.clock.calls.every((c) => c.leap === Leap.none));
+});
+
+Deno.test("the leap file overrides the sources: armed and carried out though none says so", () => {
+  const text = Deno.readTextFileSync(new URL("./fixtures/leap-seconds.list", import.meta.url));
+  const leapTable = parseLeapFile(text, "leap-seconds.list") as LeapTable;
+  const r = setup("2016-12-31T22:00:00Z", [Leap.none, Leap.none, Leap.none], {
+    doLeap: true,
+    leapTable,
+  });
+  let liBefore = -1;
+  r.sim.run(M + 1800 - r.sim.start, (t) => {
+    if (t === M - 10) liBefore = ask(r, t).li;
+  });
+  assert.equal(liBefore, Leap.insert);
+  assert.deepEqual(r.clock.calls.filter((c) => c.leap !== Leap.none).map((c) => c.leap), [1]);
+  assert.equal(r.clock.calls.at(-1)!.leap, Leap.none);
+  assert.ok(Math.abs(r.node.error(r.sim.now) + 1) < 1e-3);
+  assert.ok(r.logs.some((l) => /armed .* from leap-seconds\.list/.test(l)), r.logs.join("\n"));
+});
+
+Deno.test("the leap file: sources announcing a leap it does not list are ignored; expiry warned once", () => {
+  const text = Deno.readTextFileSync(new URL("./fixtures/leap-seconds.list", import.meta.url));
+  const leapTable = parseLeapFile(text, "leap-seconds.list") as LeapTable;
+  const r = setup("2016-06-30T20:00:00Z", [Leap.insert, Leap.insert, Leap.insert], {
+    leapTable,
+  });
+  r.sim.run(6 * 3600);
+  assert.ok(r.clock.calls.every((c) => c.leap === Leap.none));
+  assert.equal(r.clock.steps, 0);
+  // An expired file: one warning line, and the sources decide again.
+  const expired = { ...leapTable, expires: at("2016-12-28T00:00:00Z") };
+  const e = setup("2016-12-31T22:00:00Z", [Leap.insert, Leap.insert, Leap.insert], {
+    doLeap: true,
+    leapTable: expired,
+  });
+  e.sim.run(4 * 3600);
+  const warned = e.logs.filter((l) => /expired on 2016-12-28/.test(l));
+  assert.equal(warned.length, 1, e.logs.join("\n"));
+  assert.ok(e.clock.calls.some((c) => c.leap === Leap.insert));
+});
