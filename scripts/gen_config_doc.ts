@@ -98,6 +98,9 @@ As every command checks them:
   server that is meant to be a reference on its own clock; it then announces stratum N with refid
   \`LOCL\` whenever no source is selected, and orphan mode takes part only when \`orphan_stratum\` is
   below it. The whole rule: [the fallback system state](../design/architecture.md#the-fallback-system-state).
+- \`leapfile = ""\`: leap seconds come from the sources, and only on 30 June or 31 December; set
+  it to \`/usr/share/zoneinfo/leap-seconds.list\` to let the IERS file decide (it overrides the
+  sources until it expires). The whole rule: [leap seconds](leap-seconds.md).
 - \`orphan_stratum = 7\`: a cluster that loses every upstream keeps one common time; a public server
   should set it to 0 (see
   [the pool server example](../../appliance/examples/pool-node-anycast.toml)).

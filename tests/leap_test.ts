@@ -155,3 +155,14 @@ Deno.test("leap-seconds.list errors are one line FILE:LINE: message", () => {
   const r = parseLeapFile(edit(idx("#h"), "#"), "f");
   assert.ok(typeof r !== "string" && !r.hashVerified);
 });
+
+Deno.test("clock.leapfile is read by the driver: a table, none, or one error line", async () => {
+  const { loadLeapFile, describeLeapTable } = await import("../lib/io/leap_file.ts");
+  assert.equal(loadLeapFile(""), null);
+  const t = loadLeapFile(FIXTURE.pathname);
+  assert.ok(t && typeof t !== "string");
+  assert.match(describeLeapTable(t), /3 leaps, last before 2017-01-01, expires 2026-06-28, SHA-1/);
+  const missing = loadLeapFile("/nonexistent/leap-seconds.list");
+  assert.match(String(missing), /^\/nonexistent\/leap-seconds\.list: cannot read: /);
+  assert.equal(String(missing).split("\n").length, 1);
+});

@@ -38,6 +38,7 @@ export interface Config {
     stepThresholdMs: number;
     panicThresholdS: number;
     driftfile: string;
+    leapfile: string;
     orphanStratum: number;
     orphanWaitS: number;
     minSources: number;
@@ -217,6 +218,10 @@ export const SCHEMA: Record<string, Spec> = {
       driftfile: str(
         "/var/lib/edge-time/drift",
         'Frequency file: read at start, written hourly and at stop; `""` = none',
+      ),
+      leapfile: str(
+        "",
+        'IERS/NIST `leap-seconds.list` (e.g. `/usr/share/zoneinfo/leap-seconds.list`): decides leap seconds over the sources until it expires; reread on reload; `""` = sources only',
       ),
       orphan_stratum: int(
         7,

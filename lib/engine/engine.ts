@@ -323,9 +323,12 @@ export class Engine {
     };
     o.orphanStratum = next.orphanStratum;
     if (next.localStratum !== undefined) o.localStratum = next.localStratum;
-    if (next.leapTable !== undefined && next.leapTable !== o.leapTable) {
+    if (next.leapTable !== undefined) {
+      // A reload rereads the file: warn about its expiry again only when it changed.
+      if (JSON.stringify(next.leapTable) !== JSON.stringify(o.leapTable ?? null)) {
+        this.#logged.delete("leapfile-expired");
+      }
       o.leapTable = next.leapTable;
-      this.#logged.delete("leapfile-expired");
     }
     if (
       next.orphanStratum !== orphanBefore.stratum ||

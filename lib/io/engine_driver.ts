@@ -19,6 +19,7 @@ import type { SystemState } from "../ntp/system_state.ts";
 import { logger } from "../log.ts";
 import { realtimeSeconds } from "./realtime.ts";
 import { appendStats, readDrift, writeDrift } from "./stats_files.ts";
+import { describeLeapTable, loadLeapFile } from "./leap_file.ts";
 import { type SourceEndpoint, SourceSockets } from "./source_socket.ts";
 
 /** How often the driftfile is rewritten (ntpd and chrony: hourly; also at stop). */
@@ -124,11 +125,13 @@ export class EngineDriver {
         clock = new VirtualClock();
       }
     }
+    const leap = loadLeapFile(c.clock.leapfile);
     const engine = new Engine(
       {
         ...engineReconfig(c),
         precision: o.precision,
         driftPpm: drift,
+        leapTable: typeof leap === "string" ? null : leap,
       },
       clock,
       realtimeSeconds(),
@@ -136,6 +139,8 @@ export class EngineDriver {
     const d = new EngineDriver(o, engine);
     if (drift !== null) d.#log.info(`Frequency ${drift.toFixed(3)} ppm from ${c.clock.driftfile}`);
     if (warning) d.#log.warn(warning);
+    if (typeof leap === "string") d.#log.error(`${leap}; leap seconds come from the sources`);
+    else if (leap) d.#log.info(describeLeapTable(leap));
     d.#driftTimer = setInterval(() => void d.saveDrift(), o.driftSaveMs ?? DRIFT_SAVE_MS);
     d.#run(engine.handleTimer(realtimeSeconds()));
     return d;
@@ -157,7 +162,19 @@ export class EngineDriver {
       this.#log.warn("clock.control changes on restart only; keeping the running clock");
     }
     this.#config = next;
-    this.#run(this.engine.reconfigure(engineReconfig(next), realtimeSeconds()));
+    // The leap file is read again at every reload; a bad one keeps the table in force.
+    const leap = loadLeapFile(next.clock.leapfile);
+    const before = this.engine.opts.leapTable ?? null;
+    if (typeof leap === "string") this.#log.error(`${leap}; keeping the leap table in force`);
+    else if (leap && JSON.stringify(leap) !== JSON.stringify(before)) {
+      this.#log.info(describeLeapTable(leap));
+    }
+    this.#run(
+      this.engine.reconfigure(
+        { ...engineReconfig(next), ...(typeof leap === "string" ? {} : { leapTable: leap }) },
+        realtimeSeconds(),
+      ),
+    );
   }
 
   /** Writes the current frequency to the driftfile (once the clock was updated at least once). */
