@@ -60,7 +60,6 @@ export function engineReportFromState(s: SystemState, updateIntervalS: number): 
       ref_time: s.refTime,
       offset_s: 0, // nothing measured without upstream sources
       frequency_ppm: s.corrFreq * 1e6,
-      residual_freq_ppm: 0,
       skew_ppm: 0,
       root_delay_s: s.rootDelay,
       root_dispersion_s: s.rootDisp,

@@ -1198,7 +1198,6 @@ export class Engine {
         ref_time: v.refTime,
         offset_s: this.#lastOffset,
         frequency_ppm: this.discipline.freq * 1e6,
-        residual_freq_ppm: 0,
         skew_ppm: this.discipline.skew * 1e6,
         root_delay_s: v.rootDelay,
         root_dispersion_s: v.rootDisp,

@@ -18,7 +18,6 @@ export interface SystemReport {
   /** Last measured offset of the system clock (served time minus true time estimate). */
   offset_s: number;
   frequency_ppm: number;
-  residual_freq_ppm: number;
   skew_ppm: number;
   root_delay_s: number;
   root_dispersion_s: number;

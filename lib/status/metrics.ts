@@ -150,12 +150,6 @@ export function renderMetrics(s: StatusSnapshot): string {
     y.frequency_ppm,
   );
   e.family(
-    "ntp_system_residual_frequency_ppm",
-    "gauge",
-    "Residual frequency error, ppm.",
-    y.residual_freq_ppm,
-  );
-  e.family(
     "ntp_system_skew_ppm",
     "gauge",
     "Estimated error bound of the frequency, ppm.",

@@ -94,7 +94,6 @@ export function renderPage(s: StatusSnapshot, series: ChartSeries): string {
     ["Last offset", fmtDuration(y.offset_s, true)],
     ["System jitter", fmtDuration(y.jitter_s)],
     ["Frequency", `${y.frequency_ppm.toFixed(3)} ppm`],
-    ["Residual freq", `${y.residual_freq_ppm.toFixed(3)} ppm`],
     ["Skew", `${y.skew_ppm.toFixed(3)} ppm`],
     ["Root delay", fmtDuration(y.root_delay_s)],
     ["Root dispersion", fmtDuration(y.root_dispersion_s)],

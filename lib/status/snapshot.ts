@@ -129,7 +129,6 @@ export function buildSnapshot(i: SnapshotInputs): StatusSnapshot {
       ref_time: s.ref_time,
       offset_s: s.offset_s,
       frequency_ppm: s.frequency_ppm,
-      residual_freq_ppm: s.residual_freq_ppm,
       skew_ppm: s.skew_ppm,
       root_delay_s: s.root_delay_s,
       root_dispersion_s: s.root_dispersion_s,

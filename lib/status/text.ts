@@ -114,7 +114,6 @@ export function formatTracking(status: SystemStatus): string {
       "Frequency",
       `${Math.abs(s.frequency_ppm).toFixed(3)} ppm ${s.frequency_ppm < 0 ? "slow" : "fast"}`,
     ],
-    ["Residual freq", `${signed(s.residual_freq_ppm, 3)} ppm`],
     ["Skew", `${s.skew_ppm.toFixed(3)} ppm`],
     ["Root delay", `${s.root_delay_s.toFixed(9)} seconds`],
     ["Root dispersion", `${s.root_dispersion_s.toFixed(9)} seconds`],

@@ -22,7 +22,6 @@ export function fakeEngine(over: Partial<EngineReport["system"]> = {}): EngineRe
       ref_time: T0 - 10,
       offset_s: 12e-6,
       frequency_ppm: -3.25,
-      residual_freq_ppm: 0.01,
       skew_ppm: 0.2,
       root_delay_s: 0.0012,
       root_dispersion_s: 0.0004,
