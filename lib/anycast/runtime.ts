@@ -11,7 +11,7 @@
  * NTP service never depends on them.
  */
 import type { Config } from "../config/mod.ts";
-import type { CommandRunner, FileStore } from "../io/command_runner.ts";
+import type { CommandRunner, FileStore } from "./seams.ts";
 import type { QueryResult } from "../ntp/query.ts";
 import { parseSocketAddress } from "../config/socket_address.ts";
 import {

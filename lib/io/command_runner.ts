@@ -1,31 +1,13 @@
 /**
- * The `CommandRunner` seam: run an argv, get the exit code, stdout and
- * stderr. The only place the anycast helper spawns subprocesses (`ip`,
- * `birdc`, `sysctl`). Next to it, `FileStore`: the few file operations the
- * anycast applier needs (read, atomic write, exists), so that planning and
- * applying can be tested with fakes and no Deno.* call.
+ * Implements the seams lib/anycast/seams.ts declares: `CommandRunner` (run
+ * an argv, get the exit code, stdout and stderr; the only place the anycast
+ * helper spawns `ip`, `birdc`, `sysctl`) and `FileStore` (read, atomic
+ * write, exists), with fakes for tests.
  */
 
-/** What one command did. A command that could not start has code 127. */
-export interface CommandResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+import type { CommandResult, CommandRunner, FileStore } from "../anycast/seams.ts";
 
-/** Runs argv[0] with the rest as arguments; never throws. */
-export interface CommandRunner {
-  run(argv: readonly string[]): Promise<CommandResult>;
-}
-
-/** File operations of the anycast applier; errors are thrown as one-line messages. */
-export interface FileStore {
-  /** The file's text, or null when it does not exist. */
-  read(path: string): Promise<string | null>;
-  /** Writes `text` to a temp file beside `path` and renames it over `path`. */
-  writeAtomic(path: string, text: string): Promise<void>;
-  exists(path: string): Promise<boolean>;
-}
+export type { CommandResult, CommandRunner, FileStore };
 
 export interface DenoRunnerOptions {
   /** Kill a command that runs longer than this; default 5000 ms. */

@@ -3,7 +3,10 @@
  * its own SO_REUSEPORT sockets, so serving never waits on the engine, the
  * status page or the garbage collector of the main thread.
  */
+import type { ServerCounters, ServerView } from "../contracts.ts";
 import { Counter, COUNTER_COUNT } from "../ntp/server.ts";
+
+export type { ServerCounters };
 import { SharedSystemState } from "../ntp/system_state.ts";
 import { TX_STORE_BYTES } from "../ntp/tx_store.ts";
 import { rateLimitTableBytes } from "../ntp/rate_limit.ts";
@@ -20,28 +23,9 @@ export interface ServerPoolOptions {
   state: SharedSystemState;
 }
 
-export interface ServerCounters {
-  received: number;
-  answered: number;
-  kod_rate: number;
-  kod_deny: number;
-  rate_limited: number;
-  denied: number;
-  dropped: {
-    malformed: number;
-    mode: number;
-    control: number;
-    rate_limited: number;
-    denied: number;
-  };
-  send_errors: number;
-  /** Replies sent in interleaved mode (RFC 9769). */
-  interleaved: number;
-}
-
 const MAX_WORKERS = 64;
 
-export class ServerPool {
+export class ServerPool implements ServerView {
   readonly driver: string;
   /** Why this driver was chosen, for the log and status. */
   readonly driverReason: string;

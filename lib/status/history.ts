@@ -8,7 +8,7 @@
  * clock or does I/O.
  */
 import type { EngineReport } from "../engine/report.ts";
-import type { ServerCounters } from "../io/server_pool.ts";
+import type { ServerCounters } from "../contracts.ts";
 import { isSynchronised } from "../ntp/system_state.ts";
 
 /** Seconds between samples the app takes (the `local_stratum` refresh interval, too). */

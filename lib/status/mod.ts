@@ -5,7 +5,7 @@
  */
 import type { AnycastReport } from "../anycast/report.ts";
 import type { EngineReport } from "../engine/report.ts";
-import type { ServerPool } from "../io/server_pool.ts";
+import type { ServerView } from "../contracts.ts";
 import type { StatusProvider } from "./handler.ts";
 import { type ChartSeries, History } from "./history.ts";
 import { buildSnapshot, type StatusSnapshot } from "./snapshot.ts";
@@ -18,7 +18,7 @@ export type { StatusServer } from "./server.ts";
 export interface StatusInputs {
   version: string;
   /** The server pool now (a reload may replace it). */
-  pool: () => Pick<ServerPool, "driver" | "driverReason" | "workerCount" | "bound" | "counters">;
+  pool: () => ServerView;
   /** Unix seconds (served time). */
   now: () => number;
   uptimeS: () => number;

@@ -7,7 +7,7 @@
  */
 import type { AnycastReport } from "../anycast/report.ts";
 import type { EngineCounters, EngineReport, SourceReport, SystemReport } from "../engine/report.ts";
-import type { ServerCounters } from "../io/server_pool.ts";
+import type { ServerCounters } from "../contracts.ts";
 import type { ServerRates } from "./history.ts";
 import { Leap } from "../ntp/packet.ts";
 import { isSynchronised, MAXSTRAT } from "../ntp/system_state.ts";

@@ -5,7 +5,7 @@
  */
 import type { AnycastReport } from "../../lib/anycast/report.ts";
 import type { EngineReport } from "../../lib/engine/report.ts";
-import type { ServerCounters } from "../../lib/io/server_pool.ts";
+import type { ServerCounters } from "../../lib/contracts.ts";
 import { History } from "../../lib/status/history.ts";
 import { StatusModel } from "../../lib/status/mod.ts";
 
