@@ -9,9 +9,10 @@ import assert from "assert";
 import { VirtualClock } from "../lib/engine/clock.ts";
 import type { EngineOptions } from "../lib/engine/engine.ts";
 import { newClientAddress, parseIp, setClientAddress } from "../lib/ntp/address.ts";
-import { type LeapTable, parseLeapFile } from "../lib/ntp/leap.ts";
+import { type LeapTable, parseLeapFile, smearOffset } from "../lib/ntp/leap.ts";
 import { Leap, parsePacket } from "../lib/ntp/packet.ts";
 import { respond } from "../lib/ntp/server.ts";
+import { toUnixSeconds } from "../lib/ntp/timestamp.ts";
 import { EngineNode, ReferenceServer, Simulation } from "../lib/sim/sim.ts";
 
 const at = (iso: string) => Date.parse(iso) / 1000;
@@ -53,7 +54,7 @@ interface Run {
 function setup(
   start: string,
   leaps: number[],
-  opts: { doLeap?: boolean; leapTable?: LeapTable } = {},
+  opts: { doLeap?: boolean; leapTable?: LeapTable; leapSmear?: number } = {},
 ): Run {
   const sim = new Simulation(7, at(start));
   const logs: string[] = [];
@@ -75,6 +76,7 @@ function setup(
       {
         ...CLOCK,
         ...(opts.leapTable ? { leapTable: opts.leapTable } : {}),
+        ...(opts.leapSmear ? { leapSmear: opts.leapSmear } : {}),
         sources: servers.map((s) => ({
           address: s.address,
           kind: "server" as const,
@@ -104,8 +106,11 @@ function setup(
   return { sim, node, clock, logs };
 }
 
-/** What a client asking the node at true time `t` gets: LI and the served time (Unix s). */
-function ask(r: Run, t: number): { li: number; served: number } {
+/**
+ * What a client asking the node at true time `t` gets: LI, the served time
+ * of the clock (Unix s, UTC) and the reply's receive timestamp `rec`.
+ */
+function ask(r: Run, t: number): { li: number; served: number; rec: number } {
   const raw = r.node.osc.peek(t);
   const c = newClientAddress();
   const ip = parseIp("192.0.2.99")!;
@@ -119,7 +124,11 @@ function ask(r: Run, t: number): { li: number; served: number } {
   const p = parsePacket(out);
   assert.ok(typeof p !== "string");
   const m = r.clock.model;
-  return { li: p.leap, served: raw + m.offset + m.freq * (raw - m.epoch) };
+  return {
+    li: p.leap,
+    served: raw + m.offset + m.freq * (raw - m.epoch),
+    rec: toUnixSeconds(p.rec, t),
+  };
 }
 
 Deno.test("simulator through 2016-12-31 23:59:60: served time, LI and the clock flag", () => {
@@ -232,4 +241,77 @@ Deno.test("the leap file: sources announcing a leap it does not list are ignored
   const warned = e.logs.filter((l) => /expired on 2016-12-28/.test(l));
   assert.equal(warned.length, 1, e.logs.join("\n"));
   assert.ok(e.clock.calls.some((c) => c.leap === Leap.insert));
+});
+
+Deno.test("simulator through 2016-12-31 23:59:60 with a 24 h leap smear: served time never steps", () => {
+  const W = 86_400;
+  const r = setup("2016-12-30T23:00:00Z", [Leap.insert, Leap.insert, Leap.insert], {
+    doLeap: true,
+    leapSmear: W,
+  });
+  // A client of the smearing node: it follows the served time, told of no leap.
+  const client = r.sim.add(
+    new EngineNode(r.sim, "10.0.0.2", { offset: 0.005, freq: -10e-6, wander: 1e-9 }, {
+      ...CLOCK,
+      sources: [{
+        address: "10.0.0.1",
+        kind: "server",
+        iburst: true,
+        prefer: false,
+        minPoll: 4,
+        maxPoll: 6,
+        maxSources: 1,
+        xleave: false,
+      }],
+    }),
+  );
+  client.start(r.sim);
+  const seen: { t: number; li: number; served: number; rec: number; clientErr: number }[] = [];
+  const look = (t: number) => {
+    // (Each run() samples its start again: once per instant.)
+    if (t >= at("2016-12-31T00:00:00Z") && t !== seen.at(-1)?.t) {
+      seen.push({ t, ...ask(r, t), clientErr: client.error(t) });
+    }
+  };
+  const end = M + W / 2 + 3600;
+  r.sim.run(M - 5 - r.sim.start, look, 60);
+  r.sim.run(M + 6 - r.sim.start, look, 0.25);
+  r.sim.run(end - r.sim.start, look, 60);
+  assert.ok(seen.length > 2000);
+  // LI 0 on the wire throughout, though the node itself knows (and arms) the leap.
+  assert.deepEqual([...new Set(seen.map((s) => s.li))], [Leap.none]);
+  const armed = r.clock.calls.filter((c) => c.leap === Leap.insert);
+  assert.equal(armed.length, 1, "the clock's flag is armed as without smear");
+  assert.ok(r.logs.some((l) => /^Leap smear for clients from 2016-12-31 12:00:00 UTC/.test(l)));
+  assert.ok(r.logs.includes("Leap smear ended"), r.logs.join("\n"));
+  // Served time follows the smear (elapsed time plus smearOffset) within a millisecond...
+  for (const s of seen) {
+    const want = s.t + smearOffset(M, Leap.insert, W, s.t);
+    assert.ok(Math.abs(s.rec - want) < 1e-3, `rec at ${s.t - M}: ${s.rec - want}`);
+  }
+  // ...never runs backwards and never steps: each interval is its length, less the smear's rate.
+  for (let i = 1; i < seen.length; i++) {
+    const a = seen[i - 1]!, b = seen[i]!;
+    const dt = b.t - a.t, d = b.rec - a.rec;
+    assert.ok(d > 0, `served time ran backwards at ${b.t - M}: ${d}`);
+    assert.ok(Math.abs(d / dt - 1) < 1e-4, `served rate at ${b.t - M}: ${d / dt - 1}`);
+  }
+  // At the leap half a second behind; the clock itself on UTC (it inserted the second).
+  const atLeap = seen.find((s) => s.t > M + 1)!;
+  assert.ok(Math.abs(atLeap.rec - atLeap.t + 0.5) < 2e-3, String(atLeap.rec - atLeap.t));
+  assert.ok(Math.abs(atLeap.served - (atLeap.t - 1)) < 1e-3, "the node's clock reads UTC");
+  assert.equal(r.clock.steps, 1, "the node's clock took the leap as a step (not served)");
+  // After the window: served time is UTC again, one second behind the elapsed count.
+  const last = seen.at(-1)!;
+  assert.ok(Math.abs(last.rec - (last.t - 1)) < 1e-3, String(last.rec - last.t));
+  assert.equal(r.node.engine.systemState().smearTo, 0, "no smear published after the window");
+  assert.equal(r.node.engine.clockState().smearTo, 0);
+  // The client: slewed along (never stepped), told of no leap, 1 s adjusted after the window.
+  assert.equal(client.clock.steps, 0);
+  assert.equal(client.engine.counters.spikes, 0);
+  assert.ok(Math.abs(last.clientErr + 1) < 1e-3, `client at the end: ${last.clientErr}`);
+  const worst = Math.max(
+    ...seen.map((s) => Math.abs(s.clientErr - smearOffset(M, Leap.insert, W, s.t))),
+  );
+  assert.ok(worst < 2e-3, `client off the smear by up to ${worst}`);
 });

@@ -32,6 +32,7 @@ export interface Config {
     denyKod: boolean;
     rateLimit: { intervalS: number; burst: number; kod: boolean; tableSize: number };
     driver: "auto" | "ffi" | "portable";
+    leapSmearS: number;
   };
   clock: {
     control: boolean;
@@ -192,6 +193,12 @@ export const SCHEMA: Record<string, Spec> = {
         "auto",
         ["auto", "ffi", "portable"],
         "UDP driver: `ffi` (recvmmsg/sendmmsg, kernel timestamps), `portable` (node:dgram); `auto` = ffi where it works",
+      ),
+      leap_smear_s: int(
+        0,
+        0,
+        86400,
+        "Seconds over which a leap second is smeared for clients (linear, centred on the leap; 86400 = Google's 24 h), sent with LI 0; the clock stays on UTC; 0 = off. Never mix smeared and unsmeared servers (leap-seconds.md)",
       ),
     },
   },

@@ -45,7 +45,9 @@ import {
   type LeapTable,
   leapTableExpired,
   majorityLeapOf,
+  smearRamp,
   utcDate,
+  utcTime,
 } from "../ntp/leap.ts";
 import { parseIp } from "../ntp/address.ts";
 
@@ -97,6 +99,13 @@ export interface EngineOptions {
    * days it covers, over the sources; null or absent = the sources decide.
    */
   leapTable?: LeapTable | null;
+  /**
+   * `server.leap_smear_s`: the window (seconds, centred on the leap) over
+   * which the time served to clients is smeared (lib/ntp/leap.ts
+   * `smearRamp`); clients are then never told of the leap (LI 0). 0 or
+   * absent = no smear: the leap is announced and served as 23:59:60.
+   */
+  leapSmear?: number;
 }
 
 /** What the engine asks its driver to do. */
@@ -154,7 +163,9 @@ export type EngineReconfig =
     EngineOptions,
     "sources" | "stepThreshold" | "panicThreshold" | "orphanStratum" | "orphanWait" | "minSources"
   >
-  & Partial<Pick<EngineOptions, "stats" | "localRefid" | "localStratum" | "leapTable">>;
+  & Partial<
+    Pick<EngineOptions, "stats" | "localRefid" | "localStratum" | "leapTable" | "leapSmear">
+  >;
 
 interface PendingName {
   key: string;
@@ -211,6 +222,11 @@ export class Engine {
   #leapAt = 0;
   /** The midnight of the last leap carried out (or seen done by the kernel). */
   #leapDone = 0;
+  /**
+   * The leap smear under way (`opts.leapSmear`): its leap's midnight `at`,
+   * the ramp's bounds on the elapsed scale and the change (+1 insert).
+   */
+  #smear: { at: number; from: number; to: number; change: 1 | -1 } | null = null;
   #rootDelay = 0;
   #rootDisp = 0;
   #jitter = 0;
@@ -323,6 +339,8 @@ export class Engine {
     };
     o.orphanStratum = next.orphanStratum;
     if (next.localStratum !== undefined) o.localStratum = next.localStratum;
+    // A new smear window applies from the next leap (one under way keeps its own).
+    if (next.leapSmear !== undefined) o.leapSmear = next.leapSmear;
     if (next.leapTable !== undefined) {
       // A reload rereads the file: warn about its expiry again only when it changed.
       if (JSON.stringify(next.leapTable) !== JSON.stringify(o.leapTable ?? null)) {
@@ -587,7 +605,13 @@ export class Engine {
     const arm = following && (this.#leap === Leap.insert || this.#leap === Leap.delete)
       ? this.#leap
       : Leap.none;
-    if (arm === this.#armed || (this.#armed === null && !this.#synced)) return;
+    if (arm !== this.#armed && !(this.#armed === null && !this.#synced)) this.#arm(arm, served);
+    this.#smearTick(served);
+  }
+
+  /** Sets the clock's leap flag to `arm` at served time `served`, with its log line. */
+  #arm(arm: number, served: number): void {
+    const table = this.opts.leapTable ?? null;
     this.clock.setLeap(arm);
     if (arm !== Leap.none) {
       this.#leapAt = endOfDay(served);
@@ -603,6 +627,55 @@ export class Engine {
       this.#out.push({ kind: "log", level: "info", message: "Leap second flag cleared" });
     }
     this.#armed = arm;
+  }
+
+  /**
+   * The leap smear (`opts.leapSmear`), at served (UTC) time `served`: starts
+   * one for an armed leap (centred on its midnight; a leap learned inside
+   * the window is smeared from now on, over what is left of the window),
+   * ends it once the clock carried the leap out and the window is over, and
+   * drops it (a step of the served time, logged) when the leap is withdrawn
+   * before its midnight.
+   */
+  #smearTick(served: number): void {
+    const w = this.opts.leapSmear ?? 0;
+    const armed = this.#armed;
+    const sm = this.#smear;
+    if (
+      !sm && w > 0 && (armed === Leap.insert || armed === Leap.delete) &&
+      this.#leapDone !== this.#leapAt
+    ) {
+      const at = this.#leapAt;
+      const from = Math.max(at - w / 2, served);
+      const to = at + w / 2;
+      if (from >= at) return; // too late to smear before the midnight: the leap is served as is
+      this.#smear = { at, from, to, change: armed === Leap.insert ? 1 : -1 };
+      this.#out.push({
+        kind: "log",
+        level: "info",
+        message: `Leap smear for clients from ${utcTime(from)} to ${utcTime(to)} (${
+          Math.round(to - from)
+        } s, linear); clients are sent LI 0`,
+      });
+      return;
+    }
+    if (!sm) return;
+    if (this.#leapDone === sm.at) {
+      if (served + sm.change >= sm.to) {
+        this.#smear = null;
+        this.#out.push({ kind: "log", level: "info", message: "Leap smear ended" });
+      }
+    } else if (armed !== Leap.insert && armed !== Leap.delete && served < sm.at) {
+      this.#smear = null;
+      const off = smearRamp(sm.from, sm.to, sm.change, served);
+      this.#out.push({
+        kind: "log",
+        level: "warning",
+        message: `Leap second withdrawn: smear dropped, served time steps by ${
+          (-off).toFixed(3)
+        } s`,
+      });
+    }
   }
 
   #add(cfg: EngineSource, host: string, port: number, pool: string, now: number): void {
@@ -708,8 +781,34 @@ export class Engine {
     };
   }
 
-  /** The SystemState the server workers answer with. */
+  /**
+   * The SystemState the server workers answer clients with: `clockState()`
+   * plus the leap smear under way, and — whenever `leapSmear` is on — LI 0
+   * instead of a leap (a smearing server never announces the leap: its
+   * clients must not insert it themselves).
+   */
   systemState(): SystemState {
+    const s = this.clockState();
+    if ((this.opts.leapSmear ?? 0) > 0 && (s.leap === Leap.insert || s.leap === Leap.delete)) {
+      s.leap = Leap.none;
+    }
+    const sm = this.#smear;
+    if (sm) {
+      if (s.leap === Leap.insert || s.leap === Leap.delete) s.leap = Leap.none;
+      s.smearFrom = sm.from;
+      s.smearTo = sm.to;
+      s.smearChange = sm.change;
+      s.smearStepped = this.#leapDone === sm.at ? 1 : 0;
+    }
+    return s;
+  }
+
+  /**
+   * Our system state on UTC, without the smear: what our own packets to
+   * sources and peers are stamped with (they stay on UTC and are told of
+   * the leap).
+   */
+  clockState(): SystemState {
     const s = unsyncedState(this.opts.precision);
     const v = this.systemVars();
     const m = this.discipline.model;

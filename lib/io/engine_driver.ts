@@ -39,7 +39,12 @@ export interface EngineDriverOptions {
 /** The engine's view of a config: sources, the live part of `[clock]`, `local_stratum`. */
 export function engineReconfig(
   c: Config,
-): EngineReconfig & { stats: boolean; localRefid: number; localStratum: number } {
+): EngineReconfig & {
+  stats: boolean;
+  localRefid: number;
+  localStratum: number;
+  leapSmear: number;
+} {
   return {
     sources: c.source.map((s) => ({
       address: s.address,
@@ -56,6 +61,7 @@ export function engineReconfig(
     orphanStratum: c.clock.orphanStratum,
     orphanWait: c.clock.orphanWaitS,
     localStratum: c.server.localStratum,
+    leapSmear: c.server.leapSmearS,
     minSources: c.clock.minSources,
     stats: c.stats.dir !== "",
     localRefid: localRefid(c.server.listen),
@@ -295,12 +301,12 @@ export class EngineDriver {
       this.#failed.delete(a.source);
     }
     // Symmetric packets carry the served time of the clock reading taken
-    // right before the send, as the server's replies do.
+    // right before the send, as the server's replies do (on UTC: never smeared).
     sockets.send(
       a.source,
       a.bytes,
       a.stampXmt
-        ? (bytes, sec, nsec) => stampTransmit(bytes, 0, this.engine.systemState(), sec, nsec)
+        ? (bytes, sec, nsec) => stampTransmit(bytes, 0, this.engine.clockState(), sec, nsec)
         : undefined,
     );
   }

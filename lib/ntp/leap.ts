@@ -95,6 +95,11 @@ export function leapTableExpired(table: LeapTable, t: number): boolean {
   return table.expires <= t;
 }
 
+/** `YYYY-MM-DD HH:MM:SS UTC` of Unix time `t`. */
+export function utcTime(t: number): string {
+  return `${new Date(Math.floor(t) * 1000).toISOString().slice(0, 19).replace("T", " ")} UTC`;
+}
+
 /** YYYY-MM-DD of Unix time `t`, UTC. */
 export function utcDate(t: number): string {
   return new Date(t * 1000).toISOString().slice(0, 10);
@@ -167,4 +172,34 @@ export function parseLeapFile(text: string, name: string): LeapTable | string {
     }
   }
   return { name, leaps, expires, hashVerified: hashWords !== null };
+}
+
+/**
+ * A linear leap smear (Google's 24 h smear, chrony's `smoothtime ...
+ * leaponly` idea) from `from` to `to` (Unix seconds on the *elapsed* time
+ * scale: the clock as if the leap had not been carried out): the seconds
+ * to add to elapsed time `t` to get smeared time. 0 up to `from`, then
+ * falling (insert, `change` +1) or rising (delete, −1) linearly to exactly
+ * −`change` at `to`, and −`change` after. Smeared time is monotonic (its
+ * rate is 1 − change / (to − from) > 0 for windows over 1 s) and, after
+ * the window, equals UTC again.
+ */
+export function smearRamp(from: number, to: number, change: number, t: number): number {
+  if (t <= from) return 0;
+  if (t >= to) return -change;
+  return -change * ((t - from) / (to - from));
+}
+
+/**
+ * The leap smear centred on the leap: `windowS` seconds around `leapAt`
+ * (the Unix time of the midnight that ends the leap day), for a leap
+ * `leap` (`Leap.insert` or `Leap.delete`; anything else: 0). `t` is on the
+ * elapsed time scale (see `smearRamp`); returns the seconds to add to it
+ * to get the time served to clients: 0 before the window, −0.5 s (insert)
+ * or +0.5 s (delete) at the leap, −1 s or +1 s after the window.
+ */
+export function smearOffset(leapAt: number, leap: number, windowS: number, t: number): number {
+  if (windowS <= 0 || (leap !== Leap.insert && leap !== Leap.delete)) return 0;
+  const change = leap === Leap.insert ? 1 : -1;
+  return smearRamp(leapAt - windowS / 2, leapAt + windowS / 2, change, t);
 }

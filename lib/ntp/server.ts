@@ -10,6 +10,8 @@
  *   `xmt` is left for the driver to stamp just before sending
  *   (`stampTransmit`);
  * - the reply is always the 48-byte header, never larger than the request.
+ * - with a leap smear published in the system state (`server.leap_smear_s`),
+ *   `rec` and `xmt` are smeared time (lib/ntp/leap.ts `smearRamp`).
  *
  * `respond` writes into a caller-owned buffer and allocates nothing, since
  * it runs for every packet.
@@ -19,7 +21,7 @@ import type { AccessList } from "./access.ts";
 import { asciiRefid, HEADER_LEN, Leap, Mode, walkTrailer } from "./packet.ts";
 import { leapOnDay } from "./leap.ts";
 import type { RateLimiter } from "./rate_limit.ts";
-import { correctionAt, isSynchronised, PHI, type SystemState } from "./system_state.ts";
+import { isSynchronised, PHI, servedCorrectionAt, type SystemState } from "./system_state.ts";
 import { toShort, writeUnixTime } from "./timestamp.ts";
 import type { SavedTx, TxStore } from "./tx_store.ts";
 
@@ -170,7 +172,8 @@ export function respond(
   const s = ctx.system;
   const reqPoll = (req[2]! << 24) >> 24; // int8
   const poll = Math.min(MAX_POLL, Math.max(reqPoll, ctx.minPoll));
-  const corr = correctionAt(s, rxTime);
+  // Served time: the correction, and the leap smear while one is published.
+  const corr = servedCorrectionAt(s, rxTime);
   if (kodRefid !== 0) {
     // Kiss-o'-Death (RFC 5905 §7.4): LI 3, stratum 0, the code as refid.
     view.setUint8(o, (Leap.unsync << 6) | (version << 3) | replyMode);
@@ -212,7 +215,7 @@ export function respond(
       // Interleaved: org = the request's rec, xmt = the earlier reply's real send time.
       for (let i = 0; i < 8; i++) out[outOffset + 24 + i] = req[32 + i]!;
       const t = saved.sec + saved.nsec * 1e-9;
-      writeUnixTime(view, o + 40, saved.sec, saved.nsec, correctionAt(s, t));
+      writeUnixTime(view, o + 40, saved.sec, saved.nsec, servedCorrectionAt(s, t));
       c[Counter.interleaved]!++;
       return HEADER_LEN | REPLY_STAMPED | REPLY_SAVE_TX;
     }
@@ -230,7 +233,11 @@ export function respond(
   return HEADER_LEN;
 }
 
-/** Writes the transmit timestamp of a reply built by `respond`, as late as possible. */
+/**
+ * Writes the transmit timestamp of a reply built by `respond`, as late as
+ * possible (with the leap smear `system` carries, if any; our own peer
+ * packets are stamped with the engine's `clockState()`, which has none).
+ */
 export function stampTransmit(
   out: Uint8Array,
   outOffset: number,
@@ -244,7 +251,7 @@ export function stampTransmit(
     out.byteOffset + outOffset + 40,
     txSec,
     txNsec,
-    correctionAt(system, txSec + txNsec * 1e-9),
+    servedCorrectionAt(system, txSec + txNsec * 1e-9),
   );
 }
 

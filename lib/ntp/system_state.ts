@@ -8,6 +8,7 @@
  * path never waits.
  */
 import { Leap } from "./packet.ts";
+import { smearRamp } from "./leap.ts";
 
 /** Stratum of an unsynchronised server; sent on the wire as 0. */
 export const MAXSTRAT = 16;
@@ -34,6 +35,20 @@ export interface SystemState {
   corrOffset: number;
   corrFreq: number;
   corrEpoch: number;
+  /**
+   * The server-side leap smear (`server.leap_smear_s`, lib/ntp/leap.ts
+   * `smearRamp`), 0 = none: while `smearTo` > 0, served time is the
+   * corrected time plus `smearCorrection`. `smearFrom`/`smearTo` bound the
+   * ramp on the elapsed time scale (the clock as if the leap had not been
+   * carried out), `smearChange` is +1 (insert) or −1 (delete), and
+   * `smearStepped` is 1 once the clock carried the leap out (it reads UTC,
+   * `smearChange` seconds behind the elapsed scale), else 0. Only replies to
+   * clients carry it: our own packets (peers) stay on UTC.
+   */
+  smearFrom: number;
+  smearTo: number;
+  smearChange: number;
+  smearStepped: number;
 }
 
 /**
@@ -61,12 +76,37 @@ export function unsyncedState(precision: number): SystemState {
     corrOffset: 0,
     corrFreq: 0,
     corrEpoch: 0,
+    smearFrom: 0,
+    smearTo: 0,
+    smearChange: 0,
+    smearStepped: 0,
   };
 }
 
 /** Correction in seconds to add to raw system time `t` (Unix seconds). */
 export function correctionAt(s: SystemState, t: number): number {
   return s.corrOffset + s.corrFreq * (t - s.corrEpoch);
+}
+
+/**
+ * Seconds of leap smear to add to corrected (UTC) time `u` while a smear is
+ * published (`smearTo` > 0): back to the elapsed scale (`+ smearChange`
+ * once the clock stepped), then the ramp. Continuous across the step: the
+ * clock's second back is given back here.
+ */
+export function smearCorrection(s: SystemState, u: number): number {
+  const shift = s.smearStepped ? s.smearChange : 0;
+  return shift + smearRamp(s.smearFrom, s.smearTo, s.smearChange, u + shift);
+}
+
+/**
+ * Seconds to add to raw system time `t` to get the time served to clients:
+ * the correction, plus the leap smear while one is published (one
+ * comparison per packet otherwise).
+ */
+export function servedCorrectionAt(s: SystemState, t: number): number {
+  const c = s.corrOffset + s.corrFreq * (t - s.corrEpoch);
+  return s.smearTo > 0 ? c + smearCorrection(s, t + c) : c;
 }
 
 const FIELDS = [
@@ -80,6 +120,10 @@ const FIELDS = [
   "corrOffset",
   "corrFreq",
   "corrEpoch",
+  "smearFrom",
+  "smearTo",
+  "smearChange",
+  "smearStepped",
 ] as const;
 
 /** Bytes of shared memory a `SharedSystemState` needs. */

@@ -295,7 +295,7 @@ export class EngineNode implements Host {
         const t1 = this.osc.raw(sim.now);
         if (a.stampXmt) {
           const sec = Math.floor(t1);
-          stampTransmit(a.bytes, 0, this.engine.systemState(), sec, (t1 - sec) * 1e9);
+          stampTransmit(a.bytes, 0, this.engine.clockState(), sec, (t1 - sec) * 1e9);
         }
         const xmt = new DataView(a.bytes.buffer, a.bytes.byteOffset).getBigUint64(40);
         this.#sent.set(a.source, { xmt, t1 });
