@@ -230,7 +230,15 @@ Deno.test("planRouter() keeps the multipath route equal to the healthy set", asy
     assert.deepEqual(a.map(formatAction), ["ip route del 192.0.2.123/32 proto static"]);
     assert.deepEqual(planRouter(cfg, { nexthops: null, hashPolicy: l4 }, []), []);
   });
-  await t.step("IPv6 VIP uses ip -6; hash l3 leaves sysctl alone", () => {
+  await t.step("hash l3 on an L4 router: sets 0", () => {
+    const a = planRouter({ ...cfg, hashPolicy: "l3" }, { nexthops: ["10.0.1.2"], hashPolicy: l4 }, [
+      "10.0.1.2",
+    ]);
+    assert.deepEqual(a.map(formatAction), [
+      "sysctl -w net.ipv4.fib_multipath_hash_policy=0 net.ipv6.fib_multipath_hash_policy=0",
+    ]);
+  });
+  await t.step("IPv6 VIP uses ip -6; hash l3 already 0: no sysctl", () => {
     const a = planRouter({ vip: "2001:db8::123/128", hashPolicy: "l3" }, {
       nexthops: null,
       hashPolicy: { v4: "0", v6: "0" },

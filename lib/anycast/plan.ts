@@ -189,9 +189,16 @@ export const HASH_KEYS = [
   "net.ipv6.fib_multipath_hash_policy",
 ] as const;
 
+/** The `fib_multipath_hash_policy` value of a hash policy: 0 = L3, 1 = L4. */
+export function hashValue(policy: "l3" | "l4"): "0" | "1" {
+  return policy === "l4" ? "1" : "0";
+}
+
 /**
  * Actions that make the VIP route's nexthops equal `healthy` (in that
- * order), or delete the route when none is healthy, and set the L4 hash.
+ * order), or delete the route when none is healthy, and set the multipath
+ * hash to the configured policy (0 for l3, 1 for l4; see
+ * docs/benchmarks/ecmp.md for why l3 is the default).
  */
 export function planRouter(
   cfg: RouterPlanConfig,
@@ -199,10 +206,11 @@ export function planRouter(
   healthy: readonly string[],
 ): Action[] {
   const out: Action[] = [];
-  if (cfg.hashPolicy === "l4" && (cur.hashPolicy.v4 !== "1" || cur.hashPolicy.v6 !== "1")) {
+  const want = hashValue(cfg.hashPolicy);
+  if (cur.hashPolicy.v4 !== want || cur.hashPolicy.v6 !== want) {
     out.push({
       kind: "run",
-      argv: ["sysctl", "-w", ...HASH_KEYS.map((k) => `${k}=1`)],
+      argv: ["sysctl", "-w", ...HASH_KEYS.map((k) => `${k}=${want}`)],
       check: "exit",
     });
   }

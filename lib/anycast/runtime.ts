@@ -25,6 +25,7 @@ import {
   type Action,
   canonicalCidr,
   HASH_KEYS,
+  hashValue,
   includeText,
   isV6,
   parseAddrJson,
@@ -464,9 +465,12 @@ export class AnycastRuntime {
     const cur = await readRouterState(this.#io, c);
     if (typeof cur === "string") return cur;
     this.#nexthops = cur.nexthops ?? [];
-    if (c.router.hashPolicy === "l4" && this.#hashSet) {
+    const hash = hashValue(c.router.hashPolicy);
+    if (this.#hashSet) {
       for (const [k, v] of [[HASH_KEYS[0], cur.hashPolicy.v4], [HASH_KEYS[1], cur.hashPolicy.v6]]) {
-        if (v !== "1") this.#o.log.warn(`${k} was reset to ${v ?? "?"}; setting it back to 1`);
+        if (v !== hash) {
+          this.#o.log.warn(`${k} was reset to ${v ?? "?"}; setting it back to ${hash}`);
+        }
       }
     }
     const healthy = want.healthy ?? [];
@@ -477,11 +481,13 @@ export class AnycastRuntime {
     if (actions.some((a) => a.kind === "run" && a.argv[0] === "sysctl")) {
       const check = await readRouterState(this.#io, c);
       if (typeof check === "string") return check;
-      if (check.hashPolicy.v4 !== "1" || check.hashPolicy.v6 !== "1") {
-        return `fib_multipath_hash_policy is ${check.hashPolicy.v4}/${check.hashPolicy.v6} after setting it to 1`;
+      if (check.hashPolicy.v4 !== hash || check.hashPolicy.v6 !== hash) {
+        return `fib_multipath_hash_policy is ${check.hashPolicy.v4}/${check.hashPolicy.v6} after setting it to ${hash}`;
       }
       this.#hashSet = true;
-      this.#o.log.info("Multipath hash policy set to L4 (fib_multipath_hash_policy = 1)");
+      this.#o.log.info(
+        `Multipath hash policy set to ${c.router.hashPolicy.toUpperCase()} (fib_multipath_hash_policy = ${hash})`,
+      );
     }
     if (actions.some((a) => a.kind === "run" && a.argv.includes("route"))) {
       this.#o.log.info(

@@ -356,9 +356,9 @@ export const SCHEMA: Record<string, Spec> = {
             hostAddress,
           ),
           hash_policy: oneOf(
-            "l4",
+            "l3",
             ["l3", "l4"],
-            "`l4`: set `fib_multipath_hash_policy = 1` (hash on ports too); `l3`: leave it",
+            "`l3`: set `fib_multipath_hash_policy = 0` (one client stays on one node: rate limit and interleaved mode work); `l4`: set it to 1 (hash on ports too: better balance for few clients, but each client is spread over all nodes)",
           ),
           port: int(123, 1, 65535, "NTP port the nodes are queried on"),
         },
