@@ -111,6 +111,29 @@ Deno.test("Engine.handleIncoming() origin test against the driver's last send", 
   });
 });
 
+Deno.test("Engine.handleIncoming() applies the shared reply checks (reply_check.ts)", async (t) => {
+  const zeroRec = (org: bigint, at: number) => {
+    const b = reply(org, at, at);
+    b.fill(0, 32, 40); // receive timestamp zero: not time, whatever the origin says
+    return b;
+  };
+  await t.step("a reply with a zero receive timestamp is dropped, not sampled", () => {
+    const e = engine();
+    const req = sendOf(e.handleTimer(T + 1, () => 0.5));
+    const xmt = parse(req.bytes).xmt;
+    const acts = e.handleIncoming(UP, 123, zeroRec(xmt, T + 1 + D), T + 1 + 2 * D, {
+      xmt,
+      t1: T + 1,
+    });
+    const a = e.associations.get(`${UP}:123`)!;
+    assert.equal(a.filter.stages.length, 0, "no sample");
+    assert.equal(a.counters.bogus, 1);
+    assert.ok(
+      acts.some((x) => x.kind === "log" && x.message.includes("receive timestamp is zero")),
+    );
+  });
+});
+
 Deno.test("send actions: symmetric packets are stamped by the driver, client requests are not", () => {
   const client = sendOf(engine().handleTimer(T + 1, () => 0.5));
   assert.equal(client.stampXmt, false);

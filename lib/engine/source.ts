@@ -20,6 +20,7 @@ import { MAXSTRAT, PHI } from "../ntp/system_state.ts";
 import { diff, fromUnixSeconds, type NtpTimestamp, toUnixSeconds } from "../ntp/timestamp.ts";
 import { ClockFilter, type FilterOutput, type Sample } from "./filter.ts";
 import { MAXDIST } from "./select.ts";
+import { replyProblem } from "../ntp/reply_check.ts";
 import { SourceStats } from "./discipline.ts";
 
 export type SourceKind = "server" | "pool" | "peer";
@@ -379,10 +380,6 @@ export class Association {
         this.counters.sent++;
       }
     }
-    if (p.stratum === 0 && p.leap === Leap.unsync && (basic || interleaved)) {
-      this.#kiss(p, t4, actions);
-      return none;
-    }
     if (!basic && !interleaved) {
       if (symmetric && (p.org === 0n || p.mode === Mode.symmetricActive)) {
         // A peer's own poll that crossed ours is normal in symmetric mode.
@@ -393,6 +390,26 @@ export class Association {
         "bogus",
         "warning",
         `${this.id}: reply with a bogus origin timestamp dropped`,
+      );
+      if (l) actions.push(l);
+      return none;
+    }
+    // The checks every client of ours applies to a server's reply
+    // (reply_check.ts: kiss codes, synchronisation, zero timestamps, root
+    // distance), after the origin test above, which needs this
+    // association's state. Symmetric packets keep RFC 5905's own tests.
+    const problem = symmetric ? null : replyProblem(p.org, p);
+    if (symmetric ? p.stratum === 0 && p.leap === Leap.unsync : problem?.kind === "kiss") {
+      this.#kiss(p, t4, actions);
+      return none;
+    }
+    if (problem?.kind === "zero" || problem?.kind === "distance") {
+      if (problem.kind === "zero") this.counters.bogus++;
+      else this.counters.distance++;
+      const l = this.#once(
+        problem.kind,
+        "warning",
+        `${this.id}: reply dropped: ${problem.message}`,
       );
       if (l) actions.push(l);
       return none;

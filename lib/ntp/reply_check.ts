@@ -1,8 +1,8 @@
 /**
  * The client-side sanity checks of a server reply (RFC 5905 §8 and A.5.1.1,
  * RFC 4330 §5): one pure function that every client of ours applies before
- * it believes a reply — `edge-time query`, the anycast self-query and the
- * router's node checks. A reply that fails is not time: the caller reports
+ * it believes a reply — `edge-time query`, the anycast self-query, the
+ * router's node checks and the engine's server and pool sources. A reply that fails is not time: the caller reports
  * the reason and uses nothing from the packet.
  */
 import { Mode, type NtpPacket } from "./packet.ts";
@@ -57,24 +57,53 @@ export function checkReply(
   receivedAt?: NtpTimestamp,
   sentAt: NtpTimestamp = requestXmt,
 ): string | null {
-  if (reply.mode !== Mode.server) return `reply has mode ${reply.mode}, expected 4 (server)`;
-  if (reply.org !== requestXmt) return ORIGIN_MISMATCH;
+  return replyProblem(requestXmt, reply, receivedAt, sentAt)?.message ?? null;
+}
+
+/** What `replyProblem` found wrong with a reply, by kind, with the line `checkReply` gives. */
+export type ReplyProblem =
+  | { kind: "mode" | "origin" | "unsynchronised" | "zero" | "distance" | "delay"; message: string }
+  | { kind: "kiss"; message: string; code: string };
+
+/**
+ * `checkReply` by kind, for callers that count or act on the reason (the
+ * engine's sources: a RATE kiss backs off, an unsynchronised server still
+ * counts as reachable). Same checks, same order, same messages.
+ */
+export function replyProblem(
+  requestXmt: NtpTimestamp,
+  reply: NtpPacket,
+  receivedAt?: NtpTimestamp,
+  sentAt: NtpTimestamp = requestXmt,
+): ReplyProblem | null {
+  if (reply.mode !== Mode.server) {
+    return { kind: "mode", message: `reply has mode ${reply.mode}, expected 4 (server)` };
+  }
+  if (reply.org !== requestXmt) return { kind: "origin", message: ORIGIN_MISMATCH };
   if (reply.stratum === 0) {
     const code = kissCode(reply.refid);
-    if (code !== "") return `kiss-o'-death ${code}`;
+    if (code !== "") return { kind: "kiss", message: `kiss-o'-death ${code}`, code };
   }
   if (!isSynchronised(reply)) {
-    return `server is not synchronised (leap ${reply.leap}, stratum ${reply.stratum})`;
+    return {
+      kind: "unsynchronised",
+      message: `server is not synchronised (leap ${reply.leap}, stratum ${reply.stratum})`,
+    };
   }
-  if (reply.xmt === 0n) return "transmit timestamp is zero";
-  if (reply.rec === 0n) return "receive timestamp is zero";
+  if (reply.xmt === 0n) return { kind: "zero", message: "transmit timestamp is zero" };
+  if (reply.rec === 0n) return { kind: "zero", message: "receive timestamp is zero" };
   const distance = reply.rootDelay / 2 + reply.rootDisp;
   if (distance >= MAXDISP) {
-    return `root distance ${distance.toFixed(3)} s is not below ${MAXDISP} s`;
+    return {
+      kind: "distance",
+      message: `root distance ${distance.toFixed(3)} s is not below ${MAXDISP} s`,
+    };
   }
   if (receivedAt !== undefined) {
     const delay = diff(receivedAt, sentAt) - diff(reply.xmt, reply.rec);
-    if (delay < 0) return `negative round-trip delay ${delay.toFixed(6)} s`;
+    if (delay < 0) {
+      return { kind: "delay", message: `negative round-trip delay ${delay.toFixed(6)} s` };
+    }
   }
   return null;
 }
