@@ -1,6 +1,6 @@
 /**
  * Backlog stamping: how the ffi driver's transmit timestamps are spaced
- * when a backlog is answered in batches (tests/server_batch_stamp_test.ts
+ * when a backlog is answered in batches (tests/integration/server_batch_stamp_test.ts
  * checks the behaviour; this measures it). Each round stops the server
  * (SIGSTOP), queues BURST requests, lets it go and reads every reply's
  * xmt: the step between consecutive replies (within a sendmmsg it is the

@@ -1,6 +1,6 @@
 /**
  * L3 or L4 multipath hash for anycast router mode, measured: builds the
- * namespace lab of tests/anycast_router_test.ts (router + 3 edge-time
+ * namespace lab of tests/integration/anycast_router_test.ts (router + 3 edge-time
  * nodes holding one VIP on lo, edge-time in router mode keeping the ECMP
  * route) once per hash policy, adds 64 client addresses to the client
  * namespace and sends NTP client requests to the VIP, each from a fresh

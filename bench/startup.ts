@@ -1,7 +1,7 @@
 /**
  * Startup and stop time: process start → first answered NTP request, with
  * `deno run` (goal < 300 ms) and, when given, a compiled binary, and
- * SIGTERM → exit (graceful stop; tests/appliance_stop_test.ts checks that
+ * SIGTERM → exit (graceful stop; tests/integration/appliance_stop_test.ts checks that
  * it exits 0). A client sends a request every 5 ms from the moment the
  * process is spawned until it has exited; the start figure is the arrival
  * time of the first reply.

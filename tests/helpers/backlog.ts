@@ -1,5 +1,5 @@
 /**
- * A backlog at a running edge-time, for tests/server_batch_stamp_test.ts
+ * A backlog at a running edge-time, for tests/integration/server_batch_stamp_test.ts
  * and bench/backlog.ts: the server process is stopped (SIGSTOP), `size`
  * requests queue in its socket, then it runs again (SIGCONT) and answers
  * them as fast as it can, in batches.

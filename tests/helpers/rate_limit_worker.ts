@@ -1,5 +1,5 @@
 /**
- * A worker for tests/ntp_rate_limit_test.ts: checks one client `n` times
+ * A worker for tests/integration/ntp_rate_limit_test.ts: checks one client `n` times
  * against a shared rate-limit table, all at the same instant, starting
  * when the test releases the start word, and reports its verdicts.
  */

@@ -1,0 +1,111 @@
+/**
+ * A backlog is answered in whole batches (one sendmmsg each), and each
+ * reply's xmt is spaced by the kernel's measured time per message, not the
+ * batch's one clock read (lib/io/udp_ffi.ts): within a batch, reply j is
+ * stamped t0 + j * c. How far apart the stamps are depends on the machine
+ * and its load, so this test checks only what holds under any load;
+ * `deno run -A bench/backlog.ts` measures the spacing.
+ */
+import assert from "assert";
+import dgram from "node:dgram";
+import { freeTcpPort, freeUdpPort, localServerToml, startEdgeTime } from "../helpers/edge_time.ts";
+import { backlogClient, ntpDiff, ntpTime } from "../helpers/backlog.ts";
+import { BATCH, SMALL_BATCH } from "../../lib/io/udp_ffi.ts";
+
+const BURST = 4 * BATCH;
+/** Stamps are whole nanoseconds: round(j * c) steps by floor(c) or ceil(c), then NTP rounding. */
+const SAME_STEP_S = 2e-9;
+
+Deno.test("a backlog gets batched replies with distinct xmt, increasing within each batch", async () => {
+  const port = await freeUdpPort();
+  const et = await startEdgeTime(
+    localServerToml(port, freeTcpPort(), `driver = "ffi"\nrate_limit = { interval_s = 0 }`),
+  );
+  const client = await backlogClient(et, port, BURST);
+  try {
+    await client.burst(1); // learns the time per message
+    const replies = await client.burst(2);
+    const xmt = replies.map((r) => ntpTime(r, 40));
+    const rec = replies.map((r) => ntpTime(r, 32));
+    // Every request was queued before the server ran again: one clock
+    // read per batch would give runs of equal xmt.
+    assert.equal(new Set(xmt).size, BURST, "equal xmt values");
+    // Within a batch reply j is stamped t0 + j * c, so xmt increases; the
+    // next batch starts from a fresh clock read, which a spacing estimated
+    // a little long can precede. So xmt may step back only where a batch
+    // starts: at most once per batch boundary.
+    const back = [];
+    for (let i = 1; i < BURST; i++) if (xmt[i]! <= xmt[i - 1]!) back.push(i);
+    assert.ok(
+      back.length <= BURST / BATCH - 1,
+      `xmt stepped back ${back.length} times (at ${
+        back.join(", ")
+      }), more than the batch boundaries`,
+    );
+    for (let i = 0; i < BURST; i++) assert.ok(xmt[i]! >= rec[i]!, `xmt before rec at ${i}`);
+    // Batched, not stamped one by one: somewhere a run of more than
+    // SMALL_BATCH replies is spaced by one constant step c > 0.
+    const gaps = xmt.slice(1).map((x, i) => ntpDiff(x, xmt[i]!));
+    let run = 1, longest = 1;
+    for (let i = 1; i < gaps.length; i++) {
+      run = Math.abs(gaps[i]! - gaps[i - 1]!) <= SAME_STEP_S ? run + 1 : 1;
+      longest = Math.max(longest, run);
+    }
+    const sorted = [...gaps].sort((a, b) => a - b);
+    console.log(
+      `xmt spacing: median ${(sorted[sorted.length >> 1]! * 1e6).toFixed(3)} µs, max ${
+        (sorted.at(-1)! * 1e6).toFixed(1)
+      } µs, longest run of equal steps ${longest}; ${BURST} replies in ${
+        (ntpDiff(xmt.at(-1)!, xmt[0]!) * 1e3).toFixed(2)
+      } ms`,
+    );
+    assert.ok(longest > SMALL_BATCH, `no batch: longest run of equal steps ${longest}`);
+  } finally {
+    client.close();
+    await et.stop();
+  }
+});
+
+Deno.test({
+  name: "replies leave with DF set and IP ID 0 (no per-packet ID hashing)",
+  ignore: Deno.uid() !== 0, // a raw socket needs root; CI runs as root
+  async fn() {
+    const { AF_INET, libc, SOCK_NONBLOCK } = await import("../../lib/io/libc.ts");
+    const c = libc();
+    const SOCK_RAW = 3, IPPROTO_UDP = 17;
+    // A raw UDP socket sees a copy of every UDP packet the host receives, IP header included.
+    const raw = c.socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK, IPPROTO_UDP);
+    assert.ok(raw >= 0, "raw socket");
+    const port = await freeUdpPort();
+    const et = await startEdgeTime(localServerToml(port, freeTcpPort(), `driver = "ffi"`));
+    const sock = dgram.createSocket("udp4");
+    await new Promise<void>((r) => sock.bind(0, "127.0.0.1", () => r()));
+    try {
+      const req = new Uint8Array(48);
+      req[0] = 0x23;
+      await new Promise<void>((r) => sock.send(req, port, "127.0.0.1", () => r()));
+      const buf = new Uint8Array(2048);
+      const deadline = Date.now() + 10_000; // a deadline for a reply that never comes
+      let header: Uint8Array | null = null;
+      while (!header && Date.now() < deadline) {
+        const n = Number(c.recvfrom(raw, buf, 2048n, 0, null, null));
+        if (n < 0) {
+          await new Promise((r) => setTimeout(r, 5));
+          continue;
+        }
+        const ihl = (buf[0]! & 15) * 4;
+        const v = new DataView(buf.buffer);
+        const src = v.getUint16(ihl), dst = v.getUint16(ihl + 2);
+        if (src === port && dst === sock.address().port) header = buf.slice(0, ihl);
+      }
+      assert.ok(header, "no reply seen on the raw socket");
+      const v = new DataView(header.buffer);
+      assert.equal(v.getUint16(6) & 0x4000, 0x4000, "DF");
+      assert.equal(v.getUint16(4), 0, "IP ID");
+    } finally {
+      c.close(raw);
+      sock.close();
+      await et.stop();
+    }
+  },
+});

@@ -1,0 +1,214 @@
+/** Unit tests: association protocol (reach, poll, iburst, KoD, bogus/replay), orphan election, real clock read-only. */
+import assert from "assert";
+import { VirtualClock } from "../../lib/engine/clock.ts";
+import { Engine } from "../../lib/engine/engine.ts";
+import { driven, engineOptions } from "../helpers/fixtures.ts";
+import { asciiRefid, Leap, Mode, parsePacket, serializePacket } from "../../lib/ntp/packet.ts";
+import { fromUnixSeconds } from "../../lib/ntp/timestamp.ts";
+import { readKernelClock } from "../../lib/io/clock_linux.ts";
+
+const T = 1_800_000_000;
+const server = (address = "192.0.2.1") => ({
+  address,
+  kind: "server" as const,
+  iburst: true,
+  prefer: false,
+  minPoll: 4,
+  maxPoll: 6,
+  maxSources: 1,
+  xleave: false,
+});
+
+/** A reply to `req` from a server whose clock is `offset` ahead, or a KoD with `kiss`. */
+function reply(
+  req: Uint8Array,
+  t: number,
+  o: { offset?: number; kiss?: string; org?: bigint; stratum?: number } = {},
+): Uint8Array {
+  const p = parsePacket(req);
+  if (typeof p === "string") throw new Error(p);
+  const off = o.offset ?? 0;
+  return serializePacket({
+    leap: o.kiss ? Leap.unsync : Leap.none,
+    version: 4,
+    mode: Mode.server,
+    stratum: o.kiss ? 0 : o.stratum ?? 1,
+    poll: 6,
+    precision: -20,
+    rootDelay: 0,
+    rootDisp: 0.0001,
+    refid: asciiRefid(o.kiss ?? "GPS"),
+    ref: fromUnixSeconds(t - 1),
+    org: o.org ?? p.xmt,
+    rec: fromUnixSeconds(t + off + 0.0001),
+    xmt: fromUnixSeconds(t + off + 0.0001),
+  });
+}
+
+function sends(actions: ReturnType<Engine["handleTimer"]>) {
+  return actions.filter((a) => a.kind === "send");
+}
+
+Deno.test("association: reach, iburst, replies, bogus and replay", async (t) => {
+  const e = driven(new Engine(engineOptions([server()]), new VirtualClock(), T));
+  let now = T + 1;
+  const first = sends(e.handleTimer(now, () => 0.5));
+  assert.equal(first.length, 1);
+  await t.step("a valid reply sets reach and synchronises", () => {
+    e.handleIncoming("192.0.2.1", 123, reply(first[0]!.bytes, now, { offset: 0.01 }), now + 0.0002);
+    const r = e.report(now + 1);
+    assert.equal(r.sources[0]!.reach, 1);
+    assert.equal(r.system.stratum, 2);
+    assert.equal(r.sources[0]!.tally, "*");
+    assert.ok(Math.abs(e.systemState().corrOffset - 0.01) < 1e-4);
+  });
+  await t.step("iburst polls again after 2 s", () => {
+    now += 2;
+    assert.equal(sends(e.handleTimer(now, () => 0)).length, 1);
+  });
+  await t.step("a reply with a wrong origin is bogus, counted and logged once", () => {
+    const req = sends(e.handleTimer(now + 2.1, () => 0))[0]!;
+    now += 2.1;
+    const a1 = e.handleIncoming("192.0.2.1", 123, reply(req.bytes, now, { org: 12345n }), now);
+    const a2 = e.handleIncoming(
+      "192.0.2.1",
+      123,
+      reply(req.bytes, now + 0.1, { org: 54321n }),
+      now + 0.1,
+    );
+    assert.equal(e.counters.bogus, 2);
+    assert.equal(a1.filter((a) => a.kind === "log").length, 1);
+    assert.equal(a2.filter((a) => a.kind === "log").length, 0);
+  });
+  await t.step("a replayed reply is dropped", () => {
+    const req = sends(e.handleTimer(now + 2.1, () => 0))[0]!;
+    now += 2.1;
+    const pkt = reply(req.bytes, now);
+    e.handleIncoming("192.0.2.1", 123, pkt, now);
+    e.handleIncoming("192.0.2.1", 123, pkt, now + 0.01);
+    assert.equal(e.counters.replay, 1);
+  });
+  await t.step("a packet from an unknown address is counted", () => {
+    e.handleIncoming("198.51.100.9", 123, reply(first[0]!.bytes, now), now);
+    assert.equal(e.counters.unknown_source, 1);
+  });
+});
+
+Deno.test("association: kiss-o'-death RATE backs off, DENY stops", async (t) => {
+  await t.step("RATE", () => {
+    const e = driven(new Engine(engineOptions([server()]), new VirtualClock(), T));
+    const req = sends(e.handleTimer(T + 1, () => 0.37))[0]!;
+    e.handleIncoming("192.0.2.1", 123, reply(req.bytes, T + 1, { kiss: "RATE" }), T + 1.001);
+    const s = e.report(T + 2).sources[0]!;
+    assert.equal(s.poll, 6, "the server's poll (6) over our 4");
+    assert.equal(e.counters.kod_rate, 1);
+  });
+  await t.step("RATE during iburst ends the burst and backs off 4 polls more, logged once", () => {
+    const e = driven(new Engine(engineOptions([server()]), new VirtualClock(), T));
+    let now = T + 1;
+    const req = sends(e.handleTimer(now, () => 0.37))[0]!;
+    const kiss = () => reply(req.bytes, now, { kiss: "RATE" });
+    const logs = e.handleIncoming("192.0.2.1", 123, kiss(), now + 0.001)
+      .filter((a) => a.kind === "log");
+    assert.equal(logs.length, 1);
+    const poll = 2 ** e.report(now).sources[0]!.poll;
+    // No request until the poll interval plus four more have passed (chrony's back-off).
+    let sent = 0;
+    for (; now < T + 1 + 5 * poll - 1; now += 1) {
+      sent += sends(e.handleTimer(now, () => 0.37)).length;
+    }
+    assert.equal(sent, 0, "no request during the back-off");
+    assert.equal(sends(e.handleTimer(T + 1.001 + 5 * poll, () => 0.37)).length, 1);
+  });
+  await t.step("DENY", () => {
+    const e = driven(new Engine(engineOptions([server()]), new VirtualClock(), T));
+    const req = sends(e.handleTimer(T + 1, () => 0.37))[0]!;
+    const acts = e.handleIncoming(
+      "192.0.2.1",
+      123,
+      reply(req.bytes, T + 1, { kiss: "DENY" }),
+      T + 1.001,
+    );
+    assert.ok(acts.some((a) => a.kind === "demobilize"));
+    assert.equal(e.report(T + 2).sources[0]!.state, "denied");
+    assert.equal(sends(e.handleTimer(T + 100, () => 0)).length, 0);
+  });
+});
+
+Deno.test("association: unanswered polls empty the reach register", () => {
+  const e = driven(new Engine(engineOptions([server()]), new VirtualClock(), T));
+  let now = T + 1;
+  const req = sends(e.handleTimer(now, () => 0))[0]!;
+  e.handleIncoming("192.0.2.1", 123, reply(req.bytes, now), now);
+  for (let i = 0; i < 10; i++) {
+    now = e.nextTimer() + 0.001;
+    e.handleTimer(now, () => 0);
+  }
+  assert.equal(e.report(now).sources[0]!.reach, 0);
+});
+
+Deno.test("engine: following a stratum-15 server is unsynchronised, not stratum 16", () => {
+  const e = driven(new Engine(engineOptions([server()]), new VirtualClock(), T));
+  const req = sends(e.handleTimer(T + 1, () => 0.37))[0]!;
+  e.handleIncoming("192.0.2.1", 123, reply(req.bytes, T + 1, { stratum: 15 }), T + 1.001);
+  e.handleTimer(T + 10, () => 0.37);
+  assert.equal(e.systemVars().leap, Leap.unsync);
+  assert.equal(e.systemVars().stratum, 16);
+  assert.equal(e.report(T + 10).system.synchronised, false);
+});
+
+Deno.test("engine: a panic-sized offset is never applied", () => {
+  const e = driven(new Engine(engineOptions([server()]), new VirtualClock(), T));
+  const req = sends(e.handleTimer(T + 1, () => 0.37))[0]!;
+  e.handleIncoming("192.0.2.1", 123, reply(req.bytes, T + 1, { offset: 5000 }), T + 1.001);
+  assert.equal(e.counters.panic, 1);
+  assert.equal(e.systemState().corrOffset, 0);
+});
+
+Deno.test("engine: orphan election by lowest refid", async (t) => {
+  const peer = (address: string) => ({ ...server(address), kind: "peer" as const });
+  await t.step("without sources for orphan_wait we become orphan parent", () => {
+    const e = driven(new Engine(engineOptions([peer("10.0.0.2")]), new VirtualClock(), T));
+    e.handleTimer(T + 1, () => 0.37);
+    e.handleTimer(T + 12, () => 0);
+    const r = e.report(T + 12);
+    assert.ok(r.system.orphan);
+    assert.equal(r.system.stratum, 7);
+    assert.equal(r.system.refid, "10.0.0.1");
+  });
+  await t.step("a peer with a lower refid announcing the orphan stratum becomes our parent", () => {
+    const e = driven(new Engine(engineOptions([peer("10.0.0.0")]), new VirtualClock(), T));
+    const req = sends(e.handleTimer(T + 1, () => 0.37))[0]!;
+    const p = parsePacket(req.bytes);
+    if (typeof p === "string") throw new Error(p);
+    const parent = serializePacket({
+      leap: 0,
+      version: 4,
+      mode: Mode.symmetricPassive,
+      stratum: 7,
+      poll: 4,
+      precision: -20,
+      rootDelay: 0,
+      rootDisp: 0,
+      refid: 0x0a000000,
+      ref: fromUnixSeconds(T),
+      org: p.xmt,
+      rec: fromUnixSeconds(T + 1),
+      xmt: fromUnixSeconds(T + 1.0001),
+    });
+    e.handleIncoming("10.0.0.0", 123, parent, T + 1.0002);
+    e.handleTimer(T + 12, () => 0);
+    const r = e.report(T + 12);
+    assert.equal(r.system.stratum, 8);
+    assert.equal(r.system.system_peer, "10.0.0.0:123");
+  });
+});
+
+Deno.test({
+  name: "readKernelClock() reads adjtimex without changing it (modes = 0)",
+  ignore: Deno.build.os !== "linux",
+}, () => {
+  const k = readKernelClock();
+  assert.ok(k.state >= 0 && k.state <= 5);
+  assert.ok(Math.abs(k.freqPpm) <= 600);
+});
