@@ -96,7 +96,7 @@ export function checkImpairment(imp: Impairment): Required<Impairment> {
 }
 
 /** netem arguments for `imp`: uniform [base, base + jitter) as netem's `delay MU SIGMA`. */
-function netemArgs(imp: Required<Impairment>): string[] {
+export function netemArgs(imp: Required<Impairment>): string[] {
   const mu = imp.delayMs + imp.jitterMs / 2, sigma = imp.jitterMs / 2;
   return [
     "delay",
@@ -109,7 +109,7 @@ function netemArgs(imp: Required<Impairment>): string[] {
 }
 
 /** A running bench/delay_relay with its stdout read line by line. */
-class Relay {
+export class Relay {
   #child: Deno.ChildProcess;
   #lines: string[] = [];
   #waiters: ((line: string) => void)[] = [];
