@@ -162,6 +162,15 @@ interface ImplResult {
   probe: { sent: number; answered: number }[];
 }
 
+/** The 1-minute load average, NaN when unreadable. */
+function loadavg(): number {
+  try {
+    return Number(Deno.readTextFileSync("/proc/loadavg").split(" ")[0]);
+  } catch {
+    return NaN;
+  }
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -470,6 +479,8 @@ function phaseFigures(
 
 interface RunResult {
   mode: string;
+  /** /proc/loadavg (1-minute) when the nodes started, at the cut and at the end: other load on the machine. */
+  loadavg: { start: number; cut: number; end: number };
   t0: number;
   cut_at_s: number;
   edge_time: ImplResult;
@@ -514,6 +525,7 @@ async function runTopology(o: Options, probeBin: string, log: (s: string) => voi
   const others = (list: StarSite[], s: StarSite) => o.peers ? list.filter((x) => x !== s) : [];
   log(`starting ${NODES} edge-time and ${NODES} chronyd -x nodes`);
   const t0 = Date.now() / 1000;
+  const load = { start: loadavg(), cut: NaN, end: NaN };
   const started = await Promise.allSettled([
     ...groups.edge_time.map((s) =>
       startEdgeTime(edgeToml(s, ups, others(groups.edge_time, s), o), { netns: s.ns })
@@ -569,6 +581,7 @@ async function runTopology(o: Options, probeBin: string, log: (s: string) => voi
       );
       for (const n of wanSites) await star.setImpairment(n, { ...o.wan, loss: 1 });
       cut = true;
+      load.cut = loadavg();
       log(`  ${Math.round(elapsed())} s: upstream links cut (loss 1)`);
     }
     if (now >= nextRead) {
@@ -596,6 +609,7 @@ async function runTopology(o: Options, probeBin: string, log: (s: string) => voi
   }
   for (const impl of IMPLS) await Promise.all(probes[impl].map((p) => p.done));
   await Promise.all(upProbes.map((p) => p.done));
+  load.end = loadavg();
   const relayAtEnd = Object.fromEntries(
     await Promise.all(
       star.sites.map(async (s) => [s.name, await star.relayStats(s.name)] as const),
@@ -633,6 +647,7 @@ async function runTopology(o: Options, probeBin: string, log: (s: string) => voi
   };
   return {
     mode: star.mode,
+    loadavg: load,
     t0,
     cut_at_s: cutAt,
     edge_time: result("edge_time"),
@@ -857,6 +872,8 @@ async function main(): Promise<number> {
     chrony: chronyVersion,
   };
   console.log(`${header.date}  ${header.machine}  ${header.chrony}  lab: ${r.mode}`);
+  const la = r.loadavg;
+  console.log(`load average (1 min) at start / cut / end: ${la.start} / ${la.cut} / ${la.end}`);
   console.log(
     `upstreams: ${o.wan.delayMs} ms + U[0, ${o.wan.jitterMs}) ms, loss ${
       o.wan.loss * 100
