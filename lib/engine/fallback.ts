@@ -30,6 +30,7 @@
  * readings and announces what it returns.
  */
 import { asciiRefid, Leap } from "../ntp/packet.ts";
+import type { SystemVars } from "./system.ts";
 
 /** Refid of the local fallback, as chrony's `local` announces (ntpd's local clock driver). */
 export const REFID_LOCL = asciiRefid("LOCL");
@@ -93,14 +94,7 @@ export function chooseFallback(
 export function fallbackVars(
   f: Extract<Fallback, { kind: "local" | "orphan-parent" }>,
   now: number,
-): {
-  leap: number;
-  stratum: number;
-  refid: number;
-  refTime: number;
-  rootDelay: number;
-  rootDisp: number;
-} {
+): SystemVars {
   return {
     leap: Leap.none,
     stratum: f.stratum,

@@ -22,6 +22,7 @@ import { ClockFilter, type FilterOutput, type Sample } from "./filter.ts";
 import { MAXDIST } from "./select.ts";
 import { replyProblem } from "../ntp/reply_check.ts";
 import { SourceStats } from "./discipline.ts";
+import type { SystemVars } from "./system.ts";
 
 export type SourceKind = "server" | "pool" | "peer";
 
@@ -78,20 +79,34 @@ export interface SourceCounters {
   distance: number;
 }
 
-/** Options of one association. */
-export interface SourceOptions {
-  host: string;
-  port: number;
+/**
+ * One configured source (the `[[source]]` table): the one source
+ * configuration type. Each association takes its options from it
+ * (`SourceOptions`), with the address resolved.
+ */
+export interface EngineSource {
+  /** IP address or name ("host" or "host:port"). */
+  address: string;
   kind: SourceKind;
   iburst: boolean;
   prefer: boolean;
+  /** log2 seconds. */
   minPoll: number;
+  /** log2 seconds. */
   maxPoll: number;
-  /** Name of the pool this member came from, "" otherwise. */
-  pool: string;
-  /** Ask for interleaved replies (RFC 9769, chrony `xleave`); client mode only. */
+  /** Pool members to keep (pool sources). */
+  maxSources: number;
+  /** Interleaved mode (RFC 9769, chrony `xleave`); server and pool sources (client mode only). */
   xleave: boolean;
 }
+
+/** Options of one association: its configured source's, with the address resolved. */
+export type SourceOptions = Omit<EngineSource, "address" | "maxSources"> & {
+  host: string;
+  port: number;
+  /** Name of the pool this member came from, "" otherwise. */
+  pool: string;
+};
 
 /** What an association needs from the system to build and interpret packets. */
 export interface SourceContext {
@@ -103,14 +118,7 @@ export interface SourceContext {
   residual(s: Sample): number;
   precision: number;
   /** Our system variables, sent in symmetric-mode packets. */
-  system: {
-    leap: number;
-    stratum: number;
-    refid: number;
-    refTime: number;
-    rootDelay: number;
-    rootDisp: number;
-  };
+  system: SystemVars;
   /** Uniform in [0, 1). */
   rand(): number;
 }
