@@ -71,16 +71,41 @@ export function engineReportFromState(s: SystemState, updateIntervalS: number): 
 }
 
 /**
- * A part of the appliance that takes part in reload and stop (engine,
- * anycast, stats). `runApp` registers each in `parts`; the reload and stop
- * sequences call them in order, and one that throws is logged and skipped.
+ * One part of the running appliance — local stratum, server, logging,
+ * status, engine, anycast — with one lifecycle: its `start…Part` function
+ * starts it, `reload` hands it every valid new config, `stop` ends it.
+ * `runApp` keeps them in start order; one that throws is logged and skipped.
  */
 export interface AppPart {
   name: string;
-  /** SIGHUP with a valid new config; `plan.sources` matches sources by kind and address. */
-  reload?(next: Config, plan: ReloadPlan): void | Promise<void>;
-  /** SIGTERM/SIGINT, before the sockets close: withdraw anycast, save the drift file. */
-  stop?(): void | Promise<void>;
+  /**
+   * SIGHUP with a valid new config; `plan` says what changed (sources are
+   * matched by kind and address). Parts hear it in start order; one that
+   * returns false rejects the reload and later parts do not hear of it
+   * (the server, when nothing could be bound).
+   */
+  reload(next: Config, plan: ReloadPlan): void | boolean | Promise<void | boolean>;
+  /** SIGTERM/SIGINT: withdraw anycast, save the drift file, close sockets. */
+  stop(): void | Promise<void>;
+  /** It closes sockets: stopped after the other parts, so NTP is answered while anycast withdraws. */
+  readonly closesSockets?: boolean;
+}
+
+/** What the parts share: the published system state, the running engine, the server. */
+interface AppContext {
+  readonly precision: number;
+  /** The system state the server workers read (shared memory). */
+  readonly shared: SharedSystemState;
+  /** Publishes system state to the server workers (and the status page). */
+  publish(s: SystemState): void;
+  /** The last published system state. */
+  system(): SystemState;
+  /** The config in force (replaced once a reload has gone through every part). */
+  config(): Config;
+  /** Serves `local_stratum` from the app while no engine runs (0: stop). */
+  serveLocal(stratum: number): void;
+  engine: EngineDriver | null;
+  pool: ServerPool | null;
 }
 
 /** Parts get this long to stop; sockets and status close after. Exit stays under 2 s. */
@@ -110,6 +135,234 @@ function trimStartupMemory(): void {
   else log.info(`Start-up code pages given back: RSS ${mb(r.before)} -> ${mb(r.after)} MB`);
 }
 
+/** `local_stratum` without sources: the app publishes the fallback state itself. */
+function startLocalPart(ctx: AppContext, stratum: number): AppPart {
+  ctx.serveLocal(stratum);
+  return {
+    name: "local stratum",
+    reload(next, plan) {
+      // With sources the engine applies local_stratum itself, on reconfigure.
+      if (!plan.localStratum || ctx.engine) return;
+      ctx.serveLocal(next.server.localStratum);
+      if (next.server.localStratum === 0) ctx.publish(unsyncedState(ctx.precision));
+    },
+    stop: () => ctx.serveLocal(0),
+  };
+}
+
+/** The server workers; null when no listen address could be bound. */
+async function startServerPart(ctx: AppContext, config: Config): Promise<AppPart | null> {
+  const log = logger("server");
+  const poolOptions = (c: Config) => ({
+    listen: c.server.listen,
+    workers: c.server.workers,
+    driver: c.server.driver,
+    options: serverOptionsFrom(c),
+    state: ctx.shared,
+  });
+  let pool = await ServerPool.start(poolOptions(config));
+  for (const e of pool.errors) log.error(e);
+  if (pool.bound.length === 0) {
+    log.error("No listen address could be bound; stopping");
+    await pool.stop();
+    return null;
+  }
+  log.info(
+    `Serving NTP on ${
+      pool.bound.join(", ")
+    } with ${pool.workerCount} worker(s), driver ${pool.driver} (${pool.driverReason})`,
+  );
+  ctx.pool = pool;
+
+  /** Rebinds the server for `next`; false (and the old sockets kept) when nothing could be bound. */
+  const rebind = async (next: Config): Promise<boolean> => {
+    const b = ctx.config().server, a = next.server;
+    if (b.workers === a.workers && b.driver === a.driver) {
+      for (const e of await pool.relisten(a.listen)) log.error(e);
+      if (pool.bound.length > 0) return true;
+      await pool.relisten(b.listen);
+      return false;
+    }
+    // Workers or driver changed: a new pool, started before the old one stops.
+    let fresh = await ServerPool.start(poolOptions(next));
+    if (fresh.bound.length < pool.bound.length && fresh.errors.length > 0) {
+      // The old sockets hold the ports (no SO_REUSEPORT): hand over with a short gap.
+      await fresh.stop();
+      await pool.stop();
+      fresh = await ServerPool.start(poolOptions(next));
+      log.warning("Rebound with a short gap: the old sockets did not share their ports");
+      if (fresh.bound.length === 0) {
+        for (const e of fresh.errors) log.error(e);
+        await fresh.stop();
+        pool = ctx.pool = await ServerPool.start(poolOptions(ctx.config()));
+        return false;
+      }
+    } else {
+      if (fresh.bound.length === 0) {
+        for (const e of fresh.errors) log.error(e);
+        await fresh.stop();
+        return false;
+      }
+      await pool.stop();
+    }
+    for (const e of fresh.errors) log.error(e);
+    pool = ctx.pool = fresh;
+    return true;
+  };
+  return {
+    name: "server",
+    closesSockets: true,
+    async reload(next, plan) {
+      if (plan.rebindServer && !(await rebind(next))) {
+        logger("app").error(
+          "Reload rejected: no listen address could be bound; keeping the running config",
+        );
+        return false;
+      }
+      // A relistened pool keeps its workers and so its old options (a new pool has them already).
+      if (plan.reconfigureServer) pool.reconfigure(serverOptionsFrom(next));
+      return true;
+    },
+    stop: () => pool.stop(),
+  };
+}
+
+/** The log level, the one logging setting a reload changes. */
+function startLogPart(): AppPart {
+  return {
+    name: "log",
+    async reload(next, plan) {
+      if (plan.logLevel) await setupLogging(next.log.level);
+    },
+    stop() {},
+  };
+}
+
+/**
+ * The peer engine, while [[source]]s exist: it publishes the system state,
+ * local_stratum included (its fallback whenever no source is selected). A
+ * reload starts it when the first sources appear, reconfigures it in place
+ * (kept sources keep their state), and stops it when the last one goes
+ * (back to local_stratum served by the app).
+ */
+async function startEnginePart(ctx: AppContext, config: Config): Promise<AppPart> {
+  const start = async (c: Config) => {
+    ctx.serveLocal(0);
+    ctx.engine = await EngineDriver.start({
+      config: c,
+      precision: ctx.precision,
+      publish: ctx.publish,
+    });
+  };
+  if (config.source.length > 0) await start(config);
+  return {
+    name: "engine",
+    async reload(next) {
+      if (ctx.engine && next.source.length > 0) return ctx.engine.reconfigure(next);
+      if (next.source.length > 0) {
+        logger("engine").info("Sources configured: starting the peer engine");
+        return await start(next);
+      }
+      if (!ctx.engine) return;
+      const old = ctx.engine;
+      ctx.engine = null;
+      await old.stop(); // saves the drift file
+      logger("engine").info("No sources left: peer engine stopped");
+      ctx.serveLocal(next.server.localStratum);
+      if (next.server.localStratum === 0) ctx.publish(unsyncedState(ctx.precision));
+    },
+    stop: () => ctx.engine?.stop(),
+  };
+}
+
+/** The engine's report, or one made from the published state while no engine runs. */
+function reportOf(ctx: AppContext): EngineReport {
+  return ctx.engine?.report() ??
+    engineReportFromState(
+      ctx.system(),
+      ctx.config().server.localStratum > 0 ? LOCAL_REFRESH_MS / 1e3 : 0,
+    );
+}
+
+/** Anycast: announce (node) or route (router) only while time is good; withdraw before the sockets close. */
+async function startAnycastPart(
+  ctx: AppContext,
+  config: Config,
+): Promise<{ part: AppPart; runtime: AnycastRuntime } | null> {
+  if (config.anycast.mode === "off") return null;
+  const runtime = await startAnycast(config, () => {
+    const s = (ctx.engine?.report() ?? engineReportFromState(ctx.system(), 0)).system;
+    return { leap: s.leap, stratum: s.stratum, offsetS: s.offset_s };
+  });
+  return {
+    runtime,
+    part: {
+      name: "anycast",
+      reload: (_next, plan) => {
+        if (plan.anycast) logger("anycast").warning("Anycast settings change on restart only");
+      },
+      stop: () => runtime.stop(),
+    },
+  };
+}
+
+/** The status page and its history ring (sampled every SAMPLE_INTERVAL_S). */
+function startStatusPart(
+  ctx: AppContext,
+  config: Config,
+  o: { started: number; anycast: AnycastRuntime | null },
+): AppPart {
+  const log = logger("status");
+  const model = new StatusModel({
+    version: VERSION,
+    pool: () => ctx.pool!,
+    now: realtimeSeconds,
+    uptimeS: () => Math.round((performance.now() - o.started) / 1000),
+    engine: () => reportOf(ctx),
+    anycast: () => o.anycast?.report() ?? null,
+    residentMemoryBytes: () => Deno.memoryUsage().rss,
+  });
+  model.sample();
+  const sampler = setInterval(() => model.sample(), SAMPLE_INTERVAL_S * 1000);
+  const listen = (address: string): StatusServer | null => {
+    if (address === "") return null;
+    const s = startStatusServer(address, model);
+    log.info(`Status page on http://${s.address}/status`);
+    return s;
+  };
+  let server: StatusServer | null = null;
+  try {
+    server = listen(config.status.listen);
+  } catch (e) {
+    log.error(`Cannot listen on ${config.status.listen}: ${message(e)}`);
+  }
+  return {
+    name: "status",
+    closesSockets: true,
+    async reload(next, plan) {
+      if (!plan.status) return;
+      const old = server;
+      try {
+        server = listen(next.status.listen);
+        await old?.close();
+      } catch {
+        // The new address may overlap the old one (127.0.0.1:P → 0.0.0.0:P): free it first.
+        await old?.close();
+        try {
+          server = listen(next.status.listen);
+        } catch (e) {
+          log.error(`Cannot listen on ${next.status.listen}: ${message(e)}`);
+          server = listen(ctx.config().status.listen);
+        }
+      }
+    },
+    async stop() {
+      clearInterval(sampler);
+      await server?.close();
+    },
+  };
+}
+
 export async function runApp(config: Config, configPath: string | null): Promise<number> {
   // Until the reload handler is ready a SIGHUP is remembered, not fatal (its default action).
   let hupEarly = false;
@@ -127,166 +380,49 @@ export async function runApp(config: Config, configPath: string | null): Promise
   await setupLogging(config.log.level);
   const log = logger("app");
   let current = config;
-  const parts: AppPart[] = [];
   const started = performance.now();
   log.info(`edge-time ${VERSION} starting with ${configPath ?? "the embedded default config"}`);
 
   const precision = measurePrecision();
   const shared = new SharedSystemState();
   let system: SystemState = unsyncedState(precision);
-  const publish = (s: SystemState) => {
-    system = s;
-    shared.write(s);
-  };
   let localTimer: ReturnType<typeof setInterval> | undefined;
-  const serveLocal = (stratum: number) => {
-    clearInterval(localTimer);
-    localTimer = undefined;
-    if (stratum === 0) return;
-    publish(localState(stratum, precision, realtimeSeconds()));
-    localTimer = setInterval(
-      () => publish(localState(stratum, precision, realtimeSeconds())),
-      LOCAL_REFRESH_MS,
-    );
+  const ctx: AppContext = {
+    precision,
+    shared,
+    publish(s) {
+      system = s;
+      shared.write(s);
+    },
+    system: () => system,
+    config: () => current,
+    serveLocal(stratum) {
+      clearInterval(localTimer);
+      localTimer = undefined;
+      if (stratum === 0) return;
+      ctx.publish(localState(stratum, precision, realtimeSeconds()));
+      localTimer = setInterval(
+        () => ctx.publish(localState(stratum, precision, realtimeSeconds())),
+        LOCAL_REFRESH_MS,
+      );
+    },
+    engine: null,
+    pool: null,
   };
-  serveLocal(config.server.localStratum);
 
-  const poolOptions = (c: Config) => ({
-    listen: c.server.listen,
-    workers: c.server.workers,
-    driver: c.server.driver,
-    options: serverOptionsFrom(c),
-    state: shared,
-  });
-  let pool = await ServerPool.start(poolOptions(config));
-  const serverLog = logger("server");
-  for (const e of pool.errors) serverLog.error(e);
-  if (pool.bound.length === 0) {
-    serverLog.error("No listen address could be bound; stopping");
-    await pool.stop();
+  // The local state is published before the workers answer. Reloads reach
+  // the parts in this list's order, the server first: it alone can reject
+  // a reload, before any other part has changed. Sockets close last.
+  const local = startLocalPart(ctx, config.server.localStratum);
+  const server = await startServerPart(ctx, config);
+  if (!server) {
+    local.stop();
     return 1;
   }
-  serverLog.info(
-    `Serving NTP on ${
-      pool.bound.join(", ")
-    } with ${pool.workerCount} worker(s), driver ${pool.driver} (${pool.driverReason})`,
-  );
-
-  const timers: ReturnType<typeof setInterval>[] = [];
-  let anycast: AnycastRuntime | null = null;
-
-  // The peer engine, while [[source]]s exist: it publishes the system state,
-  // local_stratum included (its fallback whenever no source is selected).
-  // A reload starts it when the first sources appear, reconfigures it in
-  // place (kept sources keep their state), and stops it when the last one
-  // goes (back to local_stratum served from here).
-  let engine: EngineDriver | null = null;
-  const startEngine = async (c: Config) => {
-    serveLocal(0);
-    engine = await EngineDriver.start({
-      config: c,
-      precision,
-      publish,
-    });
-  };
-  if (config.source.length > 0) await startEngine(config);
-  parts.push({
-    name: "engine",
-    stop: () => engine?.stop(),
-    reload: async (next) => {
-      if (engine && next.source.length > 0) return engine.reconfigure(next);
-      if (next.source.length > 0) {
-        logger("engine").info("Sources configured: starting the peer engine");
-        return await startEngine(next);
-      }
-      if (!engine) return;
-      const old = engine;
-      engine = null;
-      await old.stop(); // saves the drift file
-      logger("engine").info("No sources left: peer engine stopped");
-      serveLocal(next.server.localStratum);
-      if (next.server.localStratum === 0) publish(unsyncedState(precision));
-    },
-  });
-
-  const statusModel = new StatusModel({
-    version: VERSION,
-    pool: () => pool,
-    now: realtimeSeconds,
-    uptimeS: () => Math.round((performance.now() - started) / 1000),
-    engine: () =>
-      engine?.report() ??
-        engineReportFromState(system, current.server.localStratum > 0 ? LOCAL_REFRESH_MS / 1e3 : 0),
-    anycast: () => anycast?.report() ?? null,
-    residentMemoryBytes: () => Deno.memoryUsage().rss,
-  });
-  if (config.anycast.mode !== "off") {
-    // Announce (node) or route (router) only while time is good; withdraw before the sockets close.
-    anycast = await startAnycast(config, () => {
-      const s = (engine?.report() ?? engineReportFromState(system, 0)).system;
-      return { leap: s.leap, stratum: s.stratum, offsetS: s.offset_s };
-    });
-    const rt = anycast;
-    parts.push({
-      name: "anycast",
-      stop: () => rt.stop(),
-      reload: (_next, plan) => {
-        if (plan.anycast) logger("anycast").warning("Anycast settings change on restart only");
-      },
-    });
-  }
-  // The history ring behind the 24 h chart and the server rates.
-  statusModel.sample();
-  timers.push(setInterval(() => statusModel.sample(), SAMPLE_INTERVAL_S * 1000));
-
-  const startStatus = (listen: string): StatusServer | null => {
-    if (listen === "") return null;
-    const s = startStatusServer(listen, statusModel);
-    logger("status").info(`Status page on http://${s.address}/status`);
-    return s;
-  };
-  let status: StatusServer | null = null;
-  try {
-    status = startStatus(config.status.listen);
-  } catch (e) {
-    logger("status").error(`Cannot listen on ${config.status.listen}: ${message(e)}`);
-  }
-
-  /** Rebinds the server for `next`; false (and the old sockets kept) when nothing could be bound. */
-  const rebind = async (next: Config): Promise<boolean> => {
-    const b = current.server, a = next.server;
-    if (b.workers === a.workers && b.driver === a.driver) {
-      for (const e of await pool.relisten(a.listen)) serverLog.error(e);
-      if (pool.bound.length > 0) return true;
-      await pool.relisten(b.listen);
-      return false;
-    }
-    // Workers or driver changed: a new pool, started before the old one stops.
-    let fresh = await ServerPool.start(poolOptions(next));
-    if (fresh.bound.length < pool.bound.length && fresh.errors.length > 0) {
-      // The old sockets hold the ports (no SO_REUSEPORT): hand over with a short gap.
-      await fresh.stop();
-      await pool.stop();
-      fresh = await ServerPool.start(poolOptions(next));
-      serverLog.warning("Rebound with a short gap: the old sockets did not share their ports");
-      if (fresh.bound.length === 0) {
-        for (const e of fresh.errors) serverLog.error(e);
-        await fresh.stop();
-        pool = await ServerPool.start(poolOptions(current));
-        return false;
-      }
-    } else {
-      if (fresh.bound.length === 0) {
-        for (const e of fresh.errors) serverLog.error(e);
-        await fresh.stop();
-        return false;
-      }
-      await pool.stop();
-    }
-    for (const e of fresh.errors) serverLog.error(e);
-    pool = fresh;
-    return true;
-  };
+  const parts: AppPart[] = [server, local, startLogPart(), await startEnginePart(ctx, config)];
+  const anycast = await startAnycastPart(ctx, config);
+  if (anycast) parts.push(anycast.part);
+  parts.push(startStatusPart(ctx, config, { started, anycast: anycast?.runtime ?? null }));
 
   /** SIGHUP: re-reads the config file; a config that fails validation changes nothing. */
   const reload = async (): Promise<void> => {
@@ -310,37 +446,9 @@ export async function runApp(config: Config, configPath: string | null): Promise
     const next = r.config;
     const plan = planReload(current, next);
     if (isNoop(plan)) return log.info(`Reloaded ${configPath}: no change`);
-    if (plan.rebindServer && !(await rebind(next))) {
-      log.error("Reload rejected: no listen address could be bound; keeping the running config");
-      return;
-    }
-    if (plan.logLevel) await setupLogging(next.log.level);
-    // A relistened pool keeps its workers and so its old options (a new pool has them already).
-    if (plan.reconfigureServer) pool.reconfigure(serverOptionsFrom(next));
-    if (plan.localStratum && !engine) {
-      // (With sources the engine applies local_stratum itself, on reconfigure.)
-      serveLocal(next.server.localStratum);
-      if (next.server.localStratum === 0) publish(unsyncedState(precision));
-    }
-    if (plan.status) {
-      const old = status;
-      try {
-        status = startStatus(next.status.listen);
-        await old?.close();
-      } catch {
-        // The new address may overlap the old one (127.0.0.1:P → 0.0.0.0:P): free it first.
-        await old?.close();
-        try {
-          status = startStatus(next.status.listen);
-        } catch (e) {
-          logger("status").error(`Cannot listen on ${next.status.listen}: ${message(e)}`);
-          status = startStatus(current.status.listen);
-        }
-      }
-    }
     for (const p of parts) {
       try {
-        await p.reload?.(next, plan);
+        if ((await p.reload(next, plan)) === false) return;
       } catch (e) {
         log.error(`Reload of ${p.name} failed: ${message(e)}`);
       }
@@ -362,20 +470,19 @@ export async function runApp(config: Config, configPath: string | null): Promise
   Deno.removeSignalListener("SIGHUP", onHup);
   await within(reloading, 300);
   for (const sig of signals) Deno.removeSignalListener(sig, onSignal[sig]!);
-  for (const t of timers) clearInterval(t);
-  clearInterval(localTimer);
   // Parts first (withdraw anycast while we still answer, save the drift file), then sockets.
-  const partsDone = Promise.all(parts.map(async (p) => {
-    try {
-      await p.stop?.();
-    } catch (e) {
-      log.error(`Stopping ${p.name} failed: ${message(e)}`);
-    }
-  }));
-  if (!(await within(partsDone, STOP_PARTS_MS))) {
+  const stopAll = (list: AppPart[]) =>
+    Promise.all(list.map(async (p) => {
+      try {
+        await p.stop();
+      } catch (e) {
+        log.error(`Stopping ${p.name} failed: ${message(e)}`);
+      }
+    }));
+  if (!(await within(stopAll(parts.filter((p) => !p.closesSockets)), STOP_PARTS_MS))) {
     log.warning(`Parts did not stop within ${STOP_PARTS_MS} ms; closing anyway`);
   }
-  await within(Promise.all([pool.stop(), status?.close()]), STOP_SOCKETS_MS);
+  await within(stopAll(parts.filter((p) => p.closesSockets)), STOP_SOCKETS_MS);
   log.info("Stopped");
   return 0;
 }
