@@ -491,6 +491,13 @@ interface RunResult {
    * upstream's own serving error, inherited by a perfect follower.
    */
   upstream_reference: { node: string; phase: 1 | 2; median_us: number; abs_p99_us: number }[];
+  /**
+   * The upstreams across the lab, phase 1: a probe in e1 asking u1 and one
+   * in c1 asking u2, over the path the nodes use; each second's
+   * lowest-delay reply. A symmetric path gives the local figure above; the
+   * difference is the path's asymmetry, inherited by every node.
+   */
+  path_reference: { from: string; to: string; median_us: number; delay_median_us: number }[];
   relay_before_cut: Record<string, RelayStats | null>;
   relay_at_end: Record<string, RelayStats | null>;
 }
@@ -549,6 +556,7 @@ async function runTopology(o: Options, probeBin: string, log: (s: string) => voi
   if (failed) throw failed.reason;
 
   const total = o.warmup + 2 * o.secondsPerPhase;
+  const cutAt = o.warmup + o.secondsPerPhase;
   const probes = Object.fromEntries(IMPLS.map((impl) => [
     impl,
     groups[impl].map((s) => {
@@ -562,13 +570,18 @@ async function runTopology(o: Options, probeBin: string, log: (s: string) => voi
     cleanups.push(() => p.stop());
     return p;
   });
+  const paths = [[groups.edge_time[0]!, ups[0]!], [groups.chrony[0]!, ups[1]!]] as const;
+  const pathProbes = paths.map(([from, to]) => {
+    const p = startProbe(probeBin, from.ns, `${to.addr}:123`, o.rate, cutAt);
+    cleanups.push(() => p.stop());
+    return p;
+  });
 
   const states: Record<Impl, NodeState[][]> = {
     edge_time: edgeSites.map(() => []),
     chrony: chronySites.map(() => []),
   };
   const elapsed = () => Date.now() / 1000 - t0;
-  const cutAt = o.warmup + o.secondsPerPhase;
   let relayBeforeCut: Record<string, RelayStats | null> = {};
   let cut = false, nextRead = 0, nextNote = 30;
   // Bounded: one pass per second at most, until the end of phase 2 (plus a margin).
@@ -608,7 +621,7 @@ async function runTopology(o: Options, probeBin: string, log: (s: string) => voi
     await sleep(Math.max(50, Math.min(1000, (wake - elapsed()) * 1000)));
   }
   for (const impl of IMPLS) await Promise.all(probes[impl].map((p) => p.done));
-  await Promise.all(upProbes.map((p) => p.done));
+  await Promise.all([...upProbes, ...pathProbes].map((p) => p.done));
   load.end = loadavg();
   const relayAtEnd = Object.fromEntries(
     await Promise.all(
@@ -668,6 +681,15 @@ async function runTopology(o: Options, probeBin: string, log: (s: string) => voi
           abs_p99_us: us(quantile(sortNum(xs.map(Math.abs)), 0.99)),
         };
       });
+    }),
+    path_reference: paths.map(([from, to], i) => {
+      const bins = [...perSecond(pathProbes[i]!.samples, t0).values()].filter(synced);
+      return {
+        from: from.name,
+        to: to.name,
+        median_us: Math.round(quantile(sortNum(bins.map((x) => x.offset)), 0.5) * 1e7) / 10,
+        delay_median_us: Math.round(quantile(sortNum(bins.map((x) => x.delay)), 0.5) * 1e7) / 10,
+      };
     }),
     relay_before_cut: relayBeforeCut,
     relay_at_end: relayAtEnd,
@@ -743,6 +765,14 @@ function table(r: RunResult): string {
       ),
     );
     if (e.phase === 1) {
+      out.push(
+        line(
+          "upstreams across the lab (e1→u1 c1→u2), median (µs)",
+          r.path_reference.map((x) => x.median_us).join(" "),
+          "(same)",
+          "",
+        ),
+      );
       out.push(
         line(
           "delay it measures to the upstreams, median (µs)",
