@@ -2,7 +2,10 @@
 import type { Action, Engine, EngineOptions } from "../../lib/engine/engine.ts";
 import { canonicalIp } from "../../lib/engine/refid.ts";
 import { sourceId, type Transmit } from "../../lib/engine/source.ts";
-import { stampTransmit } from "../../lib/ntp/server.ts";
+import { AccessList, type Cidr, parseCidr } from "../../lib/ntp/access.ts";
+import { RateLimiter } from "../../lib/ntp/rate_limit.ts";
+import { COUNTER_COUNT, type ServerContext, stampTransmit } from "../../lib/ntp/server.ts";
+import type { SystemState } from "../../lib/ntp/system_state.ts";
 import type { QueryResult } from "../../lib/ntp/query.ts";
 
 /** A good reply to a self-query or node check: stratum 8, LOCL, 100 µs off. */
@@ -98,4 +101,25 @@ export function driven(engine: Engine): DrivenEngine {
 
 function parsedXmt(bytes: Uint8Array): bigint {
   return new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(40);
+}
+
+/**
+ * A server context that answers everyone (IPv4 and IPv6), with rate
+ * limiting off and fresh counters, serving `system`; `over` replaces fields
+ * (a `txStore` for interleaved mode, an access list, a limiter …).
+ */
+export function serverContext(
+  system: SystemState,
+  over: Partial<ServerContext> = {},
+): ServerContext {
+  return {
+    system,
+    access: new AccessList(["0.0.0.0/0", "::/0"].map((c) => parseCidr(c) as Cidr), []),
+    limiter: new RateLimiter({ intervalS: 0, burst: 1 }),
+    denyKod: false,
+    rateKod: true,
+    minPoll: 0,
+    counters: new Float64Array(COUNTER_COUNT),
+    ...over,
+  };
 }

@@ -4,13 +4,11 @@
  * roles on loopback.
  */
 import assert from "assert";
+import { serverContext } from "../helpers/fixtures.ts";
 import { newClientAddress, setClientAddress } from "../../lib/ntp/address.ts";
-import { AccessList, type Cidr, parseCidr } from "../../lib/ntp/access.ts";
 import { parsePacket, serializePacket } from "../../lib/ntp/packet.ts";
-import { RateLimiter } from "../../lib/ntp/rate_limit.ts";
 import {
   Counter,
-  COUNTER_COUNT,
   REPLY_LENGTH,
   REPLY_SAVE_TX,
   REPLY_STAMPED,
@@ -28,16 +26,8 @@ import { until } from "../helpers/wait.ts";
 const T = 1_800_000_000;
 
 function context(): ServerContext {
-  return {
-    system: { ...unsyncedState(-20), leap: 0, stratum: 2, refid: 0x7f000001, refTime: T - 10 },
-    access: new AccessList([parseCidr("0.0.0.0/0") as Cidr], []),
-    limiter: new RateLimiter({ intervalS: 0, burst: 1 }),
-    denyKod: false,
-    rateKod: false,
-    minPoll: 0,
-    counters: new Float64Array(COUNTER_COUNT),
-    txStore: new TxStore(),
-  };
+  const system = { ...unsyncedState(-20), leap: 0, stratum: 2, refid: 0x7f000001, refTime: T - 10 };
+  return serverContext(system, { txStore: new TxStore() });
 }
 
 function request(org: bigint, rec: bigint, xmt: bigint): Uint8Array {

@@ -5,13 +5,12 @@
  * 23:59:60; the clock itself stays on UTC.
  */
 import assert from "assert";
-import { AccessList, type Cidr, parseCidr } from "../../lib/ntp/access.ts";
+import { serverContext } from "../helpers/fixtures.ts";
 import { newClientAddress, parseIp, setClientAddress } from "../../lib/ntp/address.ts";
 import { loadConfig } from "../../lib/config/mod.ts";
 import { smearOffset, smearRamp } from "../../lib/ntp/leap.ts";
 import { Leap, parsePacket } from "../../lib/ntp/packet.ts";
-import { RateLimiter } from "../../lib/ntp/rate_limit.ts";
-import { COUNTER_COUNT, respond, type ServerContext, stampTransmit } from "../../lib/ntp/server.ts";
+import { respond, stampTransmit } from "../../lib/ntp/server.ts";
 import {
   servedCorrectionAt,
   SharedSystemState,
@@ -97,15 +96,7 @@ Deno.test("the served correction is continuous across the clock's leap step", ()
 });
 
 Deno.test("replies carry smeared rec and xmt, LI 0", () => {
-  const ctx: ServerContext = {
-    system: smearing(false),
-    access: new AccessList([parseCidr("0.0.0.0/0") as Cidr], []),
-    limiter: new RateLimiter({ intervalS: 0, burst: 1 }),
-    denyKod: false,
-    rateKod: false,
-    minPoll: 0,
-    counters: new Float64Array(COUNTER_COUNT),
-  };
+  const ctx = serverContext(smearing(false));
   const c = newClientAddress();
   setClientAddress(c, parseIp("192.0.2.50")!, 0, 4, 40000);
   const req = new Uint8Array(48);

@@ -1,11 +1,11 @@
 import assert from "assert";
+import { serverContext } from "../helpers/fixtures.ts";
 import { AccessList, type Cidr, parseCidr } from "../../lib/ntp/access.ts";
+import { RateLimiter } from "../../lib/ntp/rate_limit.ts";
 import { newClientAddress, parseIp, setClientAddress } from "../../lib/ntp/address.ts";
 import { asciiRefid, Leap, parsePacket } from "../../lib/ntp/packet.ts";
-import { RateLimiter } from "../../lib/ntp/rate_limit.ts";
 import {
   Counter,
-  COUNTER_COUNT,
   minPollFor,
   NO_REPLY,
   respond,
@@ -32,16 +32,7 @@ function syncedState(): SystemState {
 }
 
 function context(over: Partial<ServerContext> = {}): ServerContext {
-  return {
-    system: syncedState(),
-    access: new AccessList(cidrs("0.0.0.0/0", "::/0"), []),
-    limiter: new RateLimiter({ intervalS: 0, burst: 1 }),
-    denyKod: false,
-    rateKod: true,
-    minPoll: 0,
-    counters: new Float64Array(COUNTER_COUNT),
-    ...over,
-  };
+  return serverContext(syncedState(), over);
 }
 
 function client(ip = "192.0.2.50", port = 40000) {
