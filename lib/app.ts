@@ -160,7 +160,8 @@ async function startServerPart(ctx: AppContext, config: Config): Promise<AppPart
     options: serverOptionsFrom(c),
     state: ctx.shared,
   });
-  let pool = await ServerPool.start(poolOptions(config));
+  // A second edge-time on our addresses would share them through SO_REUSEPORT: probe first.
+  let pool = await ServerPool.start({ ...poolOptions(config), probe: true });
   for (const e of pool.errors) log.error(e);
   if (pool.bound.length === 0) {
     log.error("No listen address could be bound; stopping");

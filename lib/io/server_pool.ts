@@ -12,10 +12,17 @@ import { TX_STORE_BYTES } from "../ntp/tx_store.ts";
 import { rateLimitTableBytes } from "../ntp/rate_limit.ts";
 import type { ServerOptions } from "./server_options.ts";
 import type { FromWorker, ToWorker } from "./server_worker.ts";
-import { ffiAvailability } from "./udp.ts";
+import { ffiAvailability, probeAddress } from "./udp.ts";
+import { parseSocketAddress } from "../config/socket_address.ts";
 
 export interface ServerPoolOptions {
   listen: string[];
+  /**
+   * First check that no other process holds each address (`probeAddress`):
+   * true when the pool starts with the appliance, false for a pool that
+   * takes over from ours on the same addresses.
+   */
+  probe?: boolean;
   /** 0 = one per CPU core. */
   workers: number;
   driver: "auto" | "ffi" | "portable";
@@ -34,6 +41,8 @@ export class ServerPool implements ServerView {
   readonly errors: string[];
   readonly #workers: Worker[];
   readonly #counters: Float64Array;
+  /** The listen addresses the workers were given (texts from the config). */
+  #listen: string[] = [];
   /** The rate-limit client table every worker checks against (lib/ntp/rate_limit.ts). */
   #rateTable: SharedArrayBuffer;
 
@@ -75,6 +84,9 @@ export class ServerPool implements ServerView {
     const txStore = new SharedArrayBuffer(TX_STORE_BYTES);
     // One client table for all workers, so the limit is per client, not per worker.
     const rateTable = new SharedArrayBuffer(rateLimitTableBytes(o.options.rateLimit.tableSize));
+    const { listen, errors: held } = o.probe
+      ? await freeAddresses(o.listen, [])
+      : { listen: o.listen, errors: [] };
     const workers: Worker[] = [];
     const ready: Promise<Extract<FromWorker, { kind: "ready" }>>[] = [];
     for (let slot = 0; slot < count; slot++) {
@@ -92,7 +104,7 @@ export class ServerPool implements ServerView {
       );
       const init: ToWorker = {
         kind: "init",
-        listen: o.listen,
+        listen,
         driver,
         reusePort: count > 1,
         options: o.options,
@@ -107,12 +119,14 @@ export class ServerPool implements ServerView {
     const results = await Promise.all(ready);
     const first = results[0]!;
     const note = results.find((r) => r.driverNote)?.driverNote;
-    return new ServerPool(workers, new Float64Array(counterBuf), rateTable, {
+    const pool = new ServerPool(workers, new Float64Array(counterBuf), rateTable, {
       driver: first.driver,
       driverReason: note ?? reason,
       bound: first.bound,
-      errors: [...new Set(results.flatMap((r) => r.errors))],
+      errors: [...held, ...new Set(results.flatMap((r) => r.errors))],
     });
+    pool.#listen = listen;
+    return pool;
   }
 
   get workerCount(): number {
@@ -160,7 +174,9 @@ export class ServerPool implements ServerView {
    * then closes the ones no longer listed; unchanged sockets keep serving,
    * so requests to them are never dropped. Resolves with the bind errors.
    */
-  async relisten(listen: string[]): Promise<string[]> {
+  async relisten(next: string[]): Promise<string[]> {
+    const { listen, errors: held } = await freeAddresses(next, this.#listen);
+    this.#listen = listen;
     const replies = await Promise.all(
       this.#workers.map((w) =>
         new Promise<Extract<FromWorker, { kind: "listened" }>>((resolve) => {
@@ -175,7 +191,7 @@ export class ServerPool implements ServerView {
       ),
     );
     this.bound = replies[0]?.bound ?? [];
-    return [...new Set(replies.flatMap((r) => r.errors))];
+    return [...held, ...new Set(replies.flatMap((r) => r.errors))];
   }
 
   async stop(): Promise<void> {
@@ -197,4 +213,29 @@ export class ServerPool implements ServerView {
   #broadcast(m: ToWorker): void {
     for (const w of this.#workers) w.postMessage(m);
   }
+}
+
+/**
+ * Splits `listen` into the addresses no other process holds and one error
+ * line for each that is held (udp.ts `probeAddress`). Addresses on a port
+ * of `ours` (the pool's own, while it still binds them) are not probed: our
+ * own sockets would answer for them.
+ */
+async function freeAddresses(
+  listen: string[],
+  ours: string[],
+): Promise<{ listen: string[]; errors: string[] }> {
+  const ownPorts = new Set(
+    ours.map((t) => parseSocketAddress(t)).flatMap((a) => typeof a === "string" ? [] : [a.port]),
+  );
+  const free: string[] = [], errors: string[] = [];
+  for (const text of listen) {
+    const a = parseSocketAddress(text);
+    const err = typeof a === "string" || ours.includes(text) || ownPorts.has(a.port)
+      ? null
+      : await probeAddress(a);
+    if (err) errors.push(err);
+    else free.push(text);
+  }
+  return { listen: free, errors };
 }

@@ -46,3 +46,18 @@ export async function openServerSocket(
   }
   return { socket: await openPortableSocket(addr), note: "" };
 }
+
+/**
+ * Whether `addr` is free for us: binds a plain socket there (no
+ * SO_REUSEADDR, no SO_REUSEPORT) and closes it. The server's workers share
+ * their port through SO_REUSEPORT, which another process of the same user
+ * — a second edge-time — could join silently and take half the clients;
+ * this probe makes that a bind error instead. Returns null, or the one
+ * line `Cannot listen on ADDR: address already in use (…)`. Without FFI it
+ * cannot probe and returns null.
+ */
+export async function probeAddress(addr: SocketAddress): Promise<string | null> {
+  if (!ffiAvailability().ok) return null;
+  const { probeBind } = await import("./udp_ffi.ts");
+  return probeBind(addr);
+}

@@ -182,6 +182,30 @@ function open(addr: SocketAddress, reusePort: boolean): ServerSocket {
   return new FfiSocket(fd, efd, format(addr.hostname, boundPort, addr.family), v6, wildcard);
 }
 
+/**
+ * Binds a plain UDP socket to `addr` (no address or port sharing) and
+ * closes it: null when that works, else the BindError line (see
+ * udp.ts `probeAddress`).
+ */
+export function probeBind(addr: SocketAddress): string | null {
+  const c = libc();
+  const text = format(addr.hostname, addr.port, addr.family);
+  const ip = parseIp(addr.hostname);
+  if (!ip) return new BindError(text, "not an IP address").message;
+  const v6 = addr.family === 6;
+  const fd = c.socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return null; // no socket to probe with: the workers will say why
+  try {
+    if (v6) setInt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+    const sa = new Uint8Array(SOCKADDR_SIZE);
+    if (c.bind(fd, sa, writeSockaddr(sa, ip, addr.port)) === 0) return null;
+    const e = errnoName(c.errno());
+    return e === "EADDRINUSE" ? new BindError(text, bindReason(e, e)).message : null;
+  } finally {
+    c.close(fd);
+  }
+}
+
 /** The sockets this thread (worker) is serving. */
 const serving = new Set<number>();
 /** Bumped when `serving` changes, so waitAny rebuilds its pollfd array. */
