@@ -457,7 +457,7 @@ export class Engine {
     const orphanOn = orphanEnabled(fallbackConfig(this.opts));
     const v = this.systemVars();
     const ourStratum = isSynchronised(v) ? v.stratum : MAXSTRAT;
-    const { normal, orphans, pullOnly, votes } = classifyCandidates(
+    const { normal, orphans, pullOnly, votes, electionOnly } = classifyCandidates(
       this.associations.values(),
       (a) => this.#candidate(a, now),
       {
@@ -467,6 +467,15 @@ export class Engine {
           followable(a, this.#served(now), ourStratum, this.orphan, this.opts.orphanWait),
       },
     );
+    for (const a of electionOnly) {
+      // Answering, yet never followed: say why, once per association.
+      this.#log(
+        `election-only ${a.id}`,
+        "info",
+        `${a.id}: peer at stratum ${a.stratum} is at or above clock.orphan_stratum ${this.opts.orphanStratum}: ` +
+          `it takes part in the orphan election only (follow it as kind = "server", or raise orphan_stratum)`,
+      );
+    }
     // Hold the first update until every source had a chance to answer, so a
     // lone fast falseticker cannot set the clock.
     const gathering = this.discipline.updates === 0 && now < this.#started + GATHER_S &&

@@ -105,6 +105,8 @@ export interface Classified {
   pullOnly: Set<string>;
   /** Leap indicators of the candidates that could be followed. */
   votes: number[];
+  /** Peers at or above the orphan stratum that are no orphan parent: never followed. */
+  electionOnly: Association[];
 }
 
 /**
@@ -122,6 +124,7 @@ export function classifyCandidates(
   const orphans: { a: Association; c: Candidate }[] = [];
   const pullOnly = new Set<string>();
   const votes: number[] = [];
+  const electionOnly: Association[] = [];
   for (const a of associations) {
     const c = candidate(a);
     if (!c) continue;
@@ -131,13 +134,14 @@ export function classifyCandidates(
     // their upstream together); servers at any stratum are ordinary sources.
     if (rules.orphanOn && a.opts.kind === "peer" && a.stratum >= rules.orphanStratum) {
       if (isOrphanParent(a, rules.orphanStratum)) orphans.push({ a, c });
+      else electionOnly.push(a);
       continue;
     }
     // Leap votes: every selectable source that could be followed (not a sibling that only pulls).
     if (!pullOnly.has(a.id)) votes.push(c.leap);
     normal.push(c);
   }
-  return { normal, orphans, pullOnly, votes };
+  return { normal, orphans, pullOnly, votes, electionOnly };
 }
 
 /**

@@ -202,6 +202,47 @@ Deno.test("engine: orphan election by lowest refid", async (t) => {
     assert.equal(r.system.stratum, 8);
     assert.equal(r.system.system_peer, "10.0.0.0:123");
   });
+  await t.step("a peer above the orphan stratum is not followed, and the log says why once", () => {
+    const e = driven(new Engine(engineOptions([peer("10.0.0.9")]), new VirtualClock(), T));
+    const logs: string[] = [];
+    const take = (acts: ReturnType<typeof e.handleTimer>) => {
+      for (const a of acts) if (a.kind === "log") logs.push(a.message);
+    };
+    for (let i = 0; i < 3; i++) {
+      const at = T + 1 + 20 * i;
+      const req = sends(e.handleTimer(at, () => 0.37))[0]!;
+      const p = parsePacket(req.bytes);
+      if (typeof p === "string") throw new Error(p);
+      take(e.handleIncoming(
+        "10.0.0.9",
+        123,
+        serializePacket({
+          leap: 0,
+          version: 4,
+          mode: Mode.symmetricPassive,
+          stratum: 8, // a chronyd with `local stratum 8`, above orphan_stratum 7
+          poll: 4,
+          precision: -20,
+          rootDelay: 0,
+          rootDisp: 0,
+          refid: 0x7f7f0101,
+          ref: fromUnixSeconds(at),
+          org: p.xmt,
+          rec: fromUnixSeconds(at + 0.0001),
+          xmt: fromUnixSeconds(at + 0.0002),
+        }),
+        at + 0.0003,
+      ));
+      take(e.handleTimer(at + 10, () => 0));
+    }
+    assert.notEqual(e.report(T + 60).system.system_peer, "10.0.0.9:123");
+    const why = logs.filter((l) => l.includes("orphan election only"));
+    assert.equal(why.length, 1, logs.join("\n"));
+    assert.match(
+      why[0]!,
+      /10\.0\.0\.9:123: peer at stratum 8 is at or above clock\.orphan_stratum 7/,
+    );
+  });
 });
 
 Deno.test({
