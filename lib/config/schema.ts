@@ -260,7 +260,7 @@ export const SCHEMA: Record<string, Spec> = {
       kind: oneOf(
         "server",
         ["server", "pool", "peer"],
-        "`server` (client mode), `pool` (a name whose addresses are followed), `peer` (symmetric)",
+        "`server` (client mode), `pool` (a name whose addresses are followed), `peer` (symmetric; a peer at or above `clock.orphan_stratum` takes part in the orphan election only, never followed)",
       ),
       iburst: bool(true, "Four requests 2 s apart at start, so the first sync takes seconds"),
       prefer: bool(false, "System peer whenever it is a truechimer"),
