@@ -335,7 +335,7 @@ function startStatusPart(
   try {
     server = listen(config.status.listen);
   } catch (e) {
-    log.error(`Cannot listen on ${config.status.listen}: ${message(e)}`);
+    log.error(`Cannot listen on ${config.status.listen}: ${statusBindReason(e)}`);
   }
   return {
     name: "status",
@@ -352,7 +352,7 @@ function startStatusPart(
         try {
           server = listen(next.status.listen);
         } catch (e) {
-          log.error(`Cannot listen on ${next.status.listen}: ${message(e)}`);
+          log.error(`Cannot listen on ${next.status.listen}: ${statusBindReason(e)}`);
           server = listen(ctx.config().status.listen);
         }
       }
@@ -362,6 +362,15 @@ function startStatusPart(
       await server?.close();
     },
   };
+}
+
+/** Why the status server could not listen, in the words the NTP listener uses. */
+function statusBindReason(e: unknown): string {
+  if (e instanceof Deno.errors.AddrInUse) {
+    return "address already in use (is another edge-time running? set status.listen)";
+  }
+  if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
+  return message(e);
 }
 
 export async function runApp(config: Config, configPath: string | null): Promise<number> {

@@ -41,3 +41,27 @@ Deno.test({
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 });
+
+Deno.test({
+  name: "a status port in use is one line in the NTP listener's words, and NTP is served",
+  sanitizeResources: false,
+  sanitizeOps: false,
+}, async () => {
+  const statusPort = freeTcpPort();
+  const holder = Deno.listen({ hostname: "127.0.0.1", port: statusPort });
+  const port = await freeUdpPort();
+  const et = await startEdgeTime(localServerToml(port, statusPort), {
+    readyPattern: /Serving NTP on/,
+  });
+  try {
+    await et.waitForLog(
+      new RegExp(
+        `Cannot listen on 127\\.0\\.0\\.1:${statusPort}: address already in use \\(is another edge-time running\\? set status\\.listen\\)`,
+      ),
+    );
+    assert.equal((await queryServer("127.0.0.1", port)).stratum, 8);
+  } finally {
+    await et.stop();
+    holder.close();
+  }
+});
