@@ -215,6 +215,52 @@ export function wanLabUnavailable(): string | null {
  * Builds the lab with `imp` on both directions. Rejects with an Error
  * (one line) when a step fails, after removing what it made.
  */
+/**
+ * Builders for a lab of network namespaces joined by veth pairs, IPv4 only
+ * (no router solicitations or DAD frames on the links). Every namespace is
+ * pushed onto `made` before it is set up, so a teardown that deletes `made`
+ * removes it even when setting it up failed. Each throws one line on failure.
+ */
+export function namespaceLinks(made: string[]) {
+  const netns = async (name: string) => {
+    made.push(name);
+    await makeNetns(name);
+    await must([
+      "ip",
+      "netns",
+      "exec",
+      name,
+      "sysctl",
+      "-qw",
+      "net.ipv6.conf.all.disable_ipv6=1",
+      "net.ipv6.conf.default.disable_ipv6=1",
+    ]);
+  };
+  /** A veth pair: `name` in `ns`, `peer` in `peerNs`. */
+  const veth = (ns: string, name: string, peerNs: string, peer: string) =>
+    must([
+      "ip",
+      "-n",
+      ns,
+      "link",
+      "add",
+      name,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      peer,
+      "netns",
+      peerNs,
+    ]);
+  /** Brings `ifname` up in `ns`, with `addr`/24 when given. */
+  const up = async (ns: string, ifname: string, addr: string | null) => {
+    if (addr) await must(["ip", "-n", ns, "addr", "add", `${addr}/24`, "dev", ifname]);
+    await must(["ip", "-n", ns, "link", "set", "dev", ifname, "up"]);
+  };
+  return { netns, veth, up };
+}
+
 export async function buildWanLab(imp: Impairment, opts: WanLabOptions = {}): Promise<WanLab> {
   let current = checkImpairment(imp);
   const mode = opts.mode ?? "auto";
@@ -235,41 +281,7 @@ export async function buildWanLab(imp: Impairment, opts: WanLabOptions = {}): Pr
     made.length = 0;
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   };
-  const netns = async (name: string) => {
-    made.push(name); // first, so that close() deletes it even if setting it up fails
-    await makeNetns(name);
-    // IPv4 only: no router solicitations or DAD frames on the link.
-    await must([
-      "ip",
-      "netns",
-      "exec",
-      name,
-      "sysctl",
-      "-qw",
-      "net.ipv6.conf.all.disable_ipv6=1",
-      "net.ipv6.conf.default.disable_ipv6=1",
-    ]);
-  };
-  const veth = (ns: string, name: string, peerNs: string, peer: string) =>
-    must([
-      "ip",
-      "-n",
-      ns,
-      "link",
-      "add",
-      name,
-      "type",
-      "veth",
-      "peer",
-      "name",
-      peer,
-      "netns",
-      peerNs,
-    ]);
-  const upLink = async (ns: string, ifname: string, addr: string | null) => {
-    if (addr) await must(["ip", "-n", ns, "addr", "add", `${addr}/24`, "dev", ifname]);
-    await must(["ip", "-n", ns, "link", "set", "dev", ifname, "up"]);
-  };
+  const { netns, veth, up: upLink } = namespaceLinks(made);
   const tcNetem = (verb: "add" | "change", ns: string, ifname: string) =>
     sh(["ip", "netns", "exec", ns, "tc", "qdisc", verb, "dev", ifname, "root", "netem"].concat(
       netemArgs(current),

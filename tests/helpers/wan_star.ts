@@ -19,11 +19,12 @@
  * namespaces only. `close()` stops what was registered with `track()`, the
  * relays, and deletes the namespaces (which deletes the veths).
  */
-import { deleteNetns, labId, makeNetns, must, type Run, sh } from "./netns.ts";
+import { deleteNetns, labId, must, type Run, sh } from "./netns.ts";
 import {
   buildRelay,
   checkImpairment,
   type Impairment,
+  namespaceLinks,
   netemArgs,
   Relay,
   type RelayStats,
@@ -120,40 +121,7 @@ export async function buildWanStar(
     made.length = 0;
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   };
-  const netns = async (name: string) => {
-    made.push(name); // first, so that close() deletes it even if setting it up fails
-    await makeNetns(name);
-    await must([
-      "ip",
-      "netns",
-      "exec",
-      name,
-      "sysctl",
-      "-qw",
-      "net.ipv6.conf.all.disable_ipv6=1",
-      "net.ipv6.conf.default.disable_ipv6=1",
-    ]);
-  };
-  const veth = (ns: string, name: string, peerNs: string, peer: string) =>
-    must([
-      "ip",
-      "-n",
-      ns,
-      "link",
-      "add",
-      name,
-      "type",
-      "veth",
-      "peer",
-      "name",
-      peer,
-      "netns",
-      peerNs,
-    ]);
-  const up = async (ns: string, ifname: string, addr: string | null) => {
-    if (addr) await must(["ip", "-n", ns, "addr", "add", `${addr}/24`, "dev", ifname]);
-    await must(["ip", "-n", ns, "link", "set", "dev", ifname, "up"]);
-  };
+  const { netns, veth, up } = namespaceLinks(made);
   const tcNetem = (verb: "add" | "change", ns: string, ifname: string, imp: Required<Impairment>) =>
     sh(
       ["ip", "netns", "exec", ns, "tc", "qdisc", verb, "dev", ifname, "root", "netem"].concat(
