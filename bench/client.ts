@@ -22,7 +22,7 @@
  *
  * Every chronyd runs with -x: nothing here adjusts the machine's clock.
  */
-import { parseArgs } from "cli";
+import { checkedArgs, numberOption, parseArgs, UsageError } from "./cli_options.ts";
 import {
   type EdgeTimeProcess,
   freeTcpPort,
@@ -57,8 +57,6 @@ The wan link needs root (network namespaces); it is skipped with a reason otherw
 
 const LINKS = ["loopback", "wan"] as const;
 type LinkName = typeof LINKS[number];
-
-class UsageError extends Error {}
 
 /** One probe sample: seconds since the clients started, offset and delay in seconds. */
 interface Sample {
@@ -475,23 +473,12 @@ function parseOptions(): { o: Options; links: LinkName[]; json: string | null } 
         help: { type: "boolean", short: "h", default: false },
       },
     }).values;
-  let values: ReturnType<typeof args>;
-  try {
-    values = args();
-  } catch (e) {
-    throw new UsageError(e instanceof Error ? e.message : String(e));
-  }
+  const values = checkedArgs(args);
   if (values.help) {
     console.log(HELP);
     return null;
   }
-  const num = (name: string, v: string, lo: number, hi: number) => {
-    const n = Number(v);
-    if (v.trim() === "" || !(n >= lo && n <= hi)) {
-      throw new UsageError(`--${name} must be a number in [${lo}, ${hi}], got "${v}"`);
-    }
-    return n;
-  };
+  const num = numberOption;
   const seconds = num("seconds", values.seconds, 10, 86400);
   const links = values.links.split(",").map((s: string) => s.trim()).filter(Boolean);
   for (const l of links) {

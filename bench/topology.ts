@@ -29,7 +29,7 @@
  * Needs root. Every chronyd runs with -x and edge-time with
  * `clock.control = false`: nothing here adjusts the machine's clock.
  */
-import { parseArgs } from "cli";
+import { checkedArgs, numberOption, parseArgs, UsageError } from "./cli_options.ts";
 import { type EdgeTimeProcess, startEdgeTime } from "../tests/helpers/edge_time.ts";
 import { buildC } from "../tests/helpers/ntpload.ts";
 import {
@@ -62,8 +62,6 @@ clock is shared, so the true offset of every node is 0.
   --seed N               relay seed (default: random)
   --json FILE            also write the results as JSON to FILE
 Needs root (network namespaces), cc, chronyd/chronyc and curl.`;
-
-class UsageError extends Error {}
 
 const NODES = 3;
 const ORPHAN_STRATUM = 10;
@@ -829,23 +827,12 @@ function parseOptions(): { o: Options; json: string | null } | null {
         help: { type: "boolean", short: "h", default: false },
       },
     }).values;
-  let values: ReturnType<typeof args>;
-  try {
-    values = args();
-  } catch (e) {
-    throw new UsageError(e instanceof Error ? e.message : String(e));
-  }
+  const values = checkedArgs(args);
   if (values.help) {
     console.log(HELP);
     return null;
   }
-  const num = (name: string, v: string, lo: number, hi: number) => {
-    const n = Number(v);
-    if (v.trim() === "" || !(n >= lo && n <= hi)) {
-      throw new UsageError(`--${name} must be a number in [${lo}, ${hi}], got "${v}"`);
-    }
-    return n;
-  };
+  const num = numberOption;
   const imp = (prefix: string, loss: number): Required<Impairment> => {
     try {
       return checkImpairment({
