@@ -17,6 +17,11 @@ import {
 } from "./ntp/system_state.ts";
 import type { EngineReport } from "./engine/report.ts";
 import { EngineDriver } from "./io/engine_driver.ts";
+import {
+  type BroadcastReport,
+  BroadcastServer,
+  type BroadcastSigner,
+} from "./io/broadcast_server.ts";
 import { dropExecutablePages } from "./io/memory.ts";
 import { probeLibc } from "./io/libc.ts";
 import {
@@ -106,6 +111,8 @@ interface AppContext {
   serveLocal(stratum: number): void;
   engine: EngineDriver | null;
   pool: ServerPool | null;
+  /** The broadcast server's destinations and counters ([] when none). */
+  broadcast: () => BroadcastReport[];
 }
 
 /** Parts get this long to stop; sockets and status close after. Exit stays under 2 s. */
@@ -276,6 +283,39 @@ async function startEnginePart(ctx: AppContext, config: Config): Promise<AppPart
   };
 }
 
+/**
+ * The broadcast server (`[[broadcast]]`): sends the published system
+ * state, so it serves whatever the server workers serve (the engine's
+ * state, or `local_stratum` without sources). A reload that changes the
+ * destinations or the server's listen addresses reopens them.
+ */
+function startBroadcastPart(ctx: AppContext, config: Config): AppPart {
+  let server: BroadcastServer | null = null;
+  const open = (c: Config) => {
+    try {
+      server = new BroadcastServer(c, ctx.system, broadcastSigner(c));
+    } catch (e) {
+      logger("broadcast").error(`Broadcast needs the FFI socket driver: ${message(e)}`);
+    }
+  };
+  if (config.broadcast.length > 0) open(config);
+  ctx.broadcast = () => server?.report() ?? [];
+  return {
+    name: "broadcast",
+    reload(next, plan) {
+      if (!plan.broadcast && !plan.rebindServer) return;
+      if (server) server.reconfigure(next, broadcastSigner(next));
+      else if (next.broadcast.length > 0) open(next);
+    },
+    stop: () => server?.stop(),
+  };
+}
+
+/** The MAC maker for broadcast destinations with a key (none until keys are configured). */
+function broadcastSigner(_c: Config): BroadcastSigner | null {
+  return null;
+}
+
 /** The engine's report, or one made from the published state while no engine runs. */
 function reportOf(ctx: AppContext): EngineReport {
   return ctx.engine?.report() ??
@@ -418,6 +458,7 @@ export async function runApp(config: Config, configPath: string | null): Promise
     },
     engine: null,
     pool: null,
+    broadcast: () => [],
   };
 
   // The local state is published before the workers answer. Reloads reach
@@ -430,6 +471,7 @@ export async function runApp(config: Config, configPath: string | null): Promise
     return 1;
   }
   const parts: AppPart[] = [server, local, startLogPart(), await startEnginePart(ctx, config)];
+  parts.push(startBroadcastPart(ctx, config));
   const anycast = await startAnycastPart(ctx, config);
   if (anycast) parts.push(anycast.part);
   parts.push(startStatusPart(ctx, config, { started, anycast: anycast?.runtime ?? null }));
