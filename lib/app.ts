@@ -491,7 +491,13 @@ export async function runApp(config: Config, configPath: string | null): Promise
     }
     const next = r.config;
     const plan = planReload(current, next);
-    if (isNoop(plan)) return log.info(`Reloaded ${configPath}: no change`);
+    if (isNoop(plan)) {
+      // The NTS master key file is reread on every SIGHUP (a secret rotation changes no config).
+      if (next.nts.masterKeyFile !== "") {
+        await parts.find((p) => p.name === "server")?.reload(next, plan);
+      }
+      return log.info(`Reloaded ${configPath}: no change`);
+    }
     for (const p of parts) {
       try {
         if ((await p.reload(next, plan)) === false) return;
