@@ -34,3 +34,19 @@ export interface ServerView {
   readonly bound: string[];
   counters(): ServerCounters;
 }
+
+/** The NTS-KE server's counters (`/status` `nts_ke`; lib/io/nts_ke_listener.ts keeps them). */
+export interface NtsKeCounters {
+  /** TCP connections accepted. */
+  connections: number;
+  /** Key exchanges completed with keys and cookies. */
+  handshakes: number;
+  /** Requests answered with an Error record (malformed, unknown critical record, internal). */
+  recordErrors: number;
+  /** Requests answered without keys: no NTPv4, or no AEAD in common. */
+  refused: number;
+  /** TLS handshakes that failed (version, ALPN, certificate, reset) or timed out. */
+  tlsFailures: number;
+  /** Cookies handed out. */
+  cookies: number;
+}
