@@ -36,3 +36,32 @@ export interface ServerView {
   readonly bound: string[];
   counters(): ServerCounters;
 }
+
+/**
+ * The verdict on a packet's MAC (lib/auth/mac.ts `checkMac`): no MAC, a
+ * crypto-NAK (key ID 0), a good MAC of a trusted key, or why not.
+ * `dataLength` is the length the MAC covers (where it starts). Here
+ * because the server core (lib/ntp) receives verdicts from lib/auth, which
+ * builds on lib/ntp's packet walker.
+ */
+export type MacCheck =
+  | { kind: "none" }
+  | { kind: "ok"; keyId: number; dataLength: number }
+  | { kind: "crypto-nak"; dataLength: number }
+  | { kind: "unknown-key" | "untrusted" | "bad-mac"; keyId: number; dataLength: number };
+
+/** The NTS-KE server's counters (`/status` `nts_ke`; lib/io/nts_ke_listener.ts keeps them). */
+export interface NtsKeCounters {
+  /** TCP connections accepted. */
+  connections: number;
+  /** Key exchanges completed with keys and cookies. */
+  handshakes: number;
+  /** Requests answered with an Error record (malformed, unknown critical record, internal). */
+  recordErrors: number;
+  /** Requests answered without keys: no NTPv4, or no AEAD in common. */
+  refused: number;
+  /** TLS handshakes that failed (version, ALPN, certificate, reset) or timed out. */
+  tlsFailures: number;
+  /** Cookies handed out. */
+  cookies: number;
+}

@@ -15,8 +15,9 @@
  */
 export const ALLOWED: Record<string, readonly string[]> = {
   ntp: [],
+  auth: ["ntp"],
   config: ["ntp"],
-  engine: ["ntp"],
+  engine: ["ntp", "auth"],
   sim: ["ntp", "engine"],
   status: ["ntp", "engine", "config", "anycast"],
   anycast: ["ntp", "config"],

@@ -12,7 +12,7 @@
  * `@noble/ciphers` (audited, pure TypeScript, both algorithms; OpenSSL 3.0
  * has AES-SIV but no GCM-SIV): see docs/guide/nts.md for why.
  */
-import { aessiv, gcmsiv } from "@noble/ciphers/aes.js";
+import { aessiv, gcmsiv } from "noble-ciphers/aes.js";
 
 export const AEAD_AES_SIV_CMAC_256 = 15;
 export const AEAD_AES_128_GCM_SIV = 30;

@@ -37,16 +37,12 @@ import {
 export const COOKIE_JAR_SIZE = 8;
 const REFID_NTSN = asciiRefid("NTSN");
 
-/** What an NTS-KE gives a client (lib/io/nts_ke_client.ts `ntsKeyExchange`). */
-export interface NtsKeResult {
+/** What a key exchange gives the session (lib/io/nts_ke_client.ts `NtsKeResult`). */
+export interface NtsKeys {
   aeadId: number;
   c2s: Uint8Array;
   s2c: Uint8Array;
   cookies: Uint8Array[];
-  /** The NTP server the KE named; null or "" = the KE server's host. */
-  ntpServer: string | null;
-  /** The NTP port the KE named; null = 123. */
-  ntpPort: number | null;
 }
 
 /** The outcome of `verify`. */
@@ -64,7 +60,7 @@ export class NtsSession {
   lastError = "";
 
   /** Throws when the KE named an AEAD we do not implement or keys of the wrong length. */
-  constructor(ke: Pick<NtsKeResult, "aeadId" | "c2s" | "s2c" | "cookies">) {
+  constructor(ke: NtsKeys) {
     const a = aeadFor(ke.aeadId);
     if (!a) throw new Error(`AEAD ${ke.aeadId} is not supported`);
     if (ke.c2s.length !== a.keyLength || ke.s2c.length !== a.keyLength) {

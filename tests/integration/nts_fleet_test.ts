@@ -91,7 +91,9 @@ Deno.test("NTS fleet: one master file, any node answers; another file gets a NAK
     // A broken file on reload: one FILE:LINE error, the keys in force stay.
     await Deno.writeTextFile(c.keyFile, `${OTHER}\nnot-hex\n`);
     c.p.child.kill("SIGHUP");
-    await c.p.waitForLog(/master\.key:2: a secret must be hexadecimal digits.*keeping the cookie keys in force/);
+    await c.p.waitForLog(
+      /master\.key:2: a secret must be hexadecimal digits.*keeping the cookie keys in force/,
+    );
     const other = session(OTHER);
     assert.equal((await exchange(other, c.port)).verdict, "ok");
 

@@ -1,5 +1,5 @@
 import assert from "assert";
-import { aessiv, gcmsiv } from "@noble/ciphers/aes.js";
+import { aessiv, gcmsiv } from "noble-ciphers/aes.js";
 import {
   AEAD_AES_128_GCM_SIV,
   AEAD_AES_SIV_CMAC_256,
