@@ -5,6 +5,8 @@
 import { type Config, loadConfig } from "./config/mod.ts";
 import { ServerPool } from "./io/server_pool.ts";
 import { serverOptionsFrom } from "./io/server_options.ts";
+import { loadNtsKeys, localSecret, type NtsKeys, ntsServing } from "./io/nts_keys.ts";
+import { CookieKeyring } from "./nts/cookie.ts";
 import { measurePrecision, realtimeSeconds } from "./io/realtime.ts";
 import { logger, setupLogging } from "./log.ts";
 import { formatRefid } from "./ntp/packet.ts";
@@ -113,6 +115,11 @@ interface AppContext {
   pool: ServerPool | null;
   /** The broadcast server's destinations and counters ([] when none). */
   broadcast: () => BroadcastReport[];
+  /**
+   * The cookie keyring of this node while it answers NTS (the server
+   * workers hold copies): the NTS-KE server makes its cookies with it.
+   */
+  ntsKeyring: CookieKeyring | null;
 }
 
 /** Parts get this long to stop; sockets and status close after. Exit stays under 2 s. */
@@ -160,12 +167,37 @@ function startLocalPart(ctx: AppContext, stratum: number): AppPart {
 /** The server workers; null when no listen address could be bound. */
 async function startServerPart(ctx: AppContext, config: Config): Promise<AppPart | null> {
   const log = logger("server");
+  // NTS cookie secrets: the master key file's, else one random secret for this process.
+  const local = localSecret();
+  let ntsKeys: NtsKeys | null = null;
+  /** The keys `c` asks for; a file that cannot be used keeps the keys in force. */
+  const readNtsKeys = async (c: Config): Promise<NtsKeys | null> => {
+    if (!ntsServing(c)) return null;
+    const r = await loadNtsKeys(c, local);
+    if ("error" in r) {
+      log.error(`${r.error}; ${ntsKeys ? "keeping the cookie keys in force" : "NTS is off"}`);
+      return ntsKeys;
+    }
+    if (r.warning) log.warning(r.warning);
+    if (r.keys.origin !== ntsKeys?.origin || r.keys.secrets.length !== ntsKeys.secrets.length) {
+      log.info(`NTS cookie keys from ${r.keys.origin} (${r.keys.secrets.length} secret(s))`);
+    }
+    return r.keys;
+  };
+  const setKeyring = (k: NtsKeys | null) => {
+    ntsKeys = k;
+    if (!k) ctx.ntsKeyring = null;
+    else if (ctx.ntsKeyring) ctx.ntsKeyring.update(k.secrets, k.acceptDays);
+    else ctx.ntsKeyring = new CookieKeyring(k.secrets, k.acceptDays);
+  };
+  setKeyring(await readNtsKeys(config));
   const poolOptions = (c: Config) => ({
     listen: c.server.listen,
     workers: c.server.workers,
     driver: c.server.driver,
     options: serverOptionsFrom(c),
     state: ctx.shared,
+    nts: ntsKeys,
   });
   // A second edge-time on our addresses would share them through SO_REUSEPORT: probe first.
   let pool = await ServerPool.start({ ...poolOptions(config), probe: true });
@@ -229,6 +261,9 @@ async function startServerPart(ctx: AppContext, config: Config): Promise<AppPart
       }
       // A relistened pool keeps its workers and so its old options (a new pool has them already).
       if (plan.reconfigureServer) pool.reconfigure(serverOptionsFrom(next));
+      // The master key file is reread at every reload, changed or not (a rotation).
+      setKeyring(await readNtsKeys(next));
+      pool.setNts(ntsKeys);
       return true;
     },
     stop: () => pool.stop(),
@@ -459,6 +494,7 @@ export async function runApp(config: Config, configPath: string | null): Promise
     engine: null,
     pool: null,
     broadcast: () => [],
+    ntsKeyring: null,
   };
 
   // The local state is published before the workers answer. Reloads reach
@@ -497,7 +533,13 @@ export async function runApp(config: Config, configPath: string | null): Promise
     }
     const next = r.config;
     const plan = planReload(current, next);
-    if (isNoop(plan)) return log.info(`Reloaded ${configPath}: no change`);
+    if (isNoop(plan)) {
+      // The NTS master key file is reread on every SIGHUP (a secret rotation changes no config).
+      if (next.nts.masterKeyFile !== "") {
+        await parts.find((p) => p.name === "server")?.reload(next, plan);
+      }
+      return log.info(`Reloaded ${configPath}: no change`);
+    }
     for (const p of parts) {
       try {
         if ((await p.reload(next, plan)) === false) return;

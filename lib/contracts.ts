@@ -22,6 +22,8 @@ export interface ServerCounters {
   send_errors: number;
   /** Replies sent in interleaved mode (RFC 9769). */
   interleaved: number;
+  /** NTS (RFC 8915): requests with NTS fields, NAKs sent, NAKs for a bad authenticator. */
+  nts: { requests: number; naks: number; bad_authenticator: number };
 }
 
 /** What the status layer reads of the running server (lib/io/server_pool.ts fulfils it). */
@@ -33,4 +35,33 @@ export interface ServerView {
   /** Bound addresses. */
   readonly bound: string[];
   counters(): ServerCounters;
+}
+
+/**
+ * The verdict on a packet's MAC (lib/auth/mac.ts `checkMac`): no MAC, a
+ * crypto-NAK (key ID 0), a good MAC of a trusted key, or why not.
+ * `dataLength` is the length the MAC covers (where it starts). Here
+ * because the server core (lib/ntp) receives verdicts from lib/auth, which
+ * builds on lib/ntp's packet walker.
+ */
+export type MacCheck =
+  | { kind: "none" }
+  | { kind: "ok"; keyId: number; dataLength: number }
+  | { kind: "crypto-nak"; dataLength: number }
+  | { kind: "unknown-key" | "untrusted" | "bad-mac"; keyId: number; dataLength: number };
+
+/** The NTS-KE server's counters (`/status` `nts_ke`; lib/io/nts_ke_listener.ts keeps them). */
+export interface NtsKeCounters {
+  /** TCP connections accepted. */
+  connections: number;
+  /** Key exchanges completed with keys and cookies. */
+  handshakes: number;
+  /** Requests answered with an Error record (malformed, unknown critical record, internal). */
+  recordErrors: number;
+  /** Requests answered without keys: no NTPv4, or no AEAD in common. */
+  refused: number;
+  /** TLS handshakes that failed (version, ALPN, certificate, reset) or timed out. */
+  tlsFailures: number;
+  /** Cookies handed out. */
+  cookies: number;
 }

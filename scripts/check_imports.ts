@@ -15,11 +15,13 @@
  */
 export const ALLOWED: Record<string, readonly string[]> = {
   ntp: [],
+  auth: ["ntp"],
   config: ["ntp"],
-  engine: ["ntp"],
+  engine: ["ntp", "auth"],
   sim: ["ntp", "engine"],
   status: ["ntp", "engine", "config", "anycast"],
   anycast: ["ntp", "config"],
+  nts: ["ntp"],
 };
 const EVERYONE = ["contracts", "log", "version"];
 /** Files that wire drivers to the core; exempt from the rule. */

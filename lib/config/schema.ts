@@ -25,6 +25,12 @@ export interface SourceConfig {
   insecure: boolean;
   /** `broadcast` only: interface to join the group on, "" = the route's. */
   interface: string;
+  /** NTS (RFC 8915): key exchange with the source's name, authenticated packets. */
+  nts: boolean;
+  /** The source's NTS-KE port. */
+  ntsPort: number;
+  /** PEM file of CA certificates trusted for the source's NTS-KE; "" = the system's. */
+  caFile: string;
 }
 
 /** One `[[broadcast]]` entry: where our server sends mode 5 packets, how often, with which key. */
@@ -61,6 +67,7 @@ export interface Config {
   };
   source: SourceConfig[];
   broadcast: BroadcastConfig[];
+  nts: { masterKeyFile: string; cookieKeyDays: number };
   status: { listen: string };
   stats: { dir: string };
   log: { level: "debug" | "info" | "warning" | "error" };
@@ -300,6 +307,15 @@ export const SCHEMA: Record<string, Spec> = {
         '`broadcast` only: interface the multicast group is joined on; `""` = the route\'s',
         optionalInterface,
       ),
+      nts: bool(
+        false,
+        "Network Time Security (RFC 8915): NTS-KE with the source's name over TLS, then only authenticated replies count; `server` only (see [nts.md](nts.md))",
+      ),
+      nts_port: int(4460, 1, 65535, "`nts` only: the source's NTS-KE port (TCP)"),
+      ca_file: str(
+        "",
+        "`nts` only: PEM file of CA certificates trusted for the source's NTS-KE certificate; `\"\"` = the system's trust store",
+      ),
     },
   },
   broadcast: {
@@ -331,6 +347,22 @@ export const SCHEMA: Record<string, Spec> = {
       insecure: bool(
         false,
         "Send without a MAC (clients must then run `insecure` too; BCP 223 advises against it); logged as a warning",
+      ),
+    },
+  },
+  nts: {
+    type: "table",
+    doc: "Network Time Security (RFC 8915): see [nts.md](nts.md).",
+    fields: {
+      master_key_file: str(
+        "",
+        'Fleet master key file (hex secrets, first one current): every node with the same file accepts every node\'s cookies; reread on reload; `""` = a random key of this process (cookies die with it)',
+      ),
+      cookie_key_days: int(
+        2,
+        1,
+        30,
+        "Days (today included) a cookie's key is accepted; clients that stay away longer make a new key exchange",
       ),
     },
   },

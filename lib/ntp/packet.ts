@@ -3,9 +3,10 @@
  *
  * `parsePacket` turns bytes into a plain `NtpPacket`, checking the layout
  * after the 48-byte header: NTPv4 extension fields must be well formed,
- * and a trailing legacy MAC (4-byte crypto-NAK, 20-byte MD5, 24-byte SHA-1)
- * is recognised and skipped. `serializePacket` is its inverse for the
- * header; we never send extension fields or MACs.
+ * and a trailing MAC (4-byte crypto-NAK, key ID and digest) is recognised
+ * and skipped (lib/auth/mac.ts checks it). `serializePacket` is its
+ * inverse for the header; MACs are appended by lib/auth/mac.ts, the NTS
+ * extension fields built by lib/nts/ef.ts.
  */
 import {
   type NtpTimestamp,
@@ -49,41 +50,68 @@ export interface NtpPacket {
   rec: NtpTimestamp;
   xmt: NtpTimestamp;
   /** Extension fields found (NTPv4 only). */
-  extensions: { type: number; length: number }[];
+  extensions: ExtensionField[];
   /** Length of a trailing legacy MAC, 0 when none. */
   macLength: number;
+}
+
+/**
+ * An extension field's place in a packet (RFC 7822 §3): `offset` is where
+ * its 4-byte header starts, `length` its whole length (header, body and
+ * padding), a multiple of 4 and at least 16.
+ */
+export interface ExtensionField {
+  type: number;
+  length: number;
+  offset: number;
 }
 
 /** Why a packet could not be parsed. */
 export type ParseError = "short" | "bad-version" | "bad-extension";
 
+/** NTPv4 trailers that are a MAC, not an extension field (RFC 7822 §7.5: at most 24 octets). */
 const MAC_LENGTHS = new Set([4, 20, 24]);
+/**
+ * The longest MAC of an NTPv1-3 packet, which has no extension fields:
+ * key ID and a whole SHA256 digest (chrony sends those in NTPv3).
+ */
+const MAX_V3_MAC = 4 + 32;
 
 /**
  * Checks what follows the 48-byte header and returns the extension fields,
  * the MAC length, or a parse error. Pure bounds arithmetic, no allocation
  * for plain 48-byte packets.
+ *
+ * Where the MAC is, as chrony's `parse_packet` finds it: in NTPv1-3
+ * everything after the header is a MAC (4 octets for a crypto-NAK, else
+ * 20 to 36); in NTPv4 a trailer of 4, 20 or 24 octets is a MAC and
+ * anything else longer than 16 is extension fields, then possibly such a
+ * MAC (so an NTPv4 MAC is never longer than 24 octets: senders truncate
+ * longer digests to 20 bytes).
  */
 export function walkTrailer(
   view: DataView,
   length: number,
   version: number,
-  fields?: { type: number; length: number }[],
+  fields?: ExtensionField[],
 ): number | "bad-extension" {
   let pos = HEADER_LEN;
   let left = length - pos;
   if (left === 0) return 0;
-  if (version === 4) {
-    // An extension field is at least 16 bytes (RFC 7822), a multiple of 4;
-    // anything that is not a valid field must be exactly a MAC.
-    while (left > 24 || (left >= 16 && !MAC_LENGTHS.has(left))) {
-      if (left < 16) return "bad-extension";
-      const fieldLen = view.getUint16(pos + 2);
-      if (fieldLen < 16 || fieldLen % 4 !== 0 || fieldLen > left) return "bad-extension";
-      fields?.push({ type: view.getUint16(pos), length: fieldLen });
-      pos += fieldLen;
-      left -= fieldLen;
-    }
+  if (version < 4) {
+    return left % 4 === 0 && (left === 4 || (left >= 20 && left <= MAX_V3_MAC))
+      ? left
+      : "bad-extension";
+  }
+  // An extension field is at least 16 bytes (RFC 7822), a multiple of 4;
+  // anything that is not a valid field must be exactly a MAC.
+  while (left > 24 || (left >= 16 && !MAC_LENGTHS.has(left))) {
+    if (left < 16) return "bad-extension";
+    const fieldLen = view.getUint16(pos + 2);
+    if (fieldLen < 16 || fieldLen % 4 !== 0 || fieldLen > left) return "bad-extension";
+    fields?.push({ type: view.getUint16(pos), length: fieldLen, offset: pos });
+    pos += fieldLen;
+    left -= fieldLen;
   }
   if (left === 0) return 0;
   return MAC_LENGTHS.has(left) ? left : "bad-extension";
@@ -96,7 +124,7 @@ export function parsePacket(bytes: Uint8Array, length = bytes.length): NtpPacket
   const b0 = view.getUint8(0);
   const version = (b0 >> 3) & 7;
   if (version < 1 || version > 4) return "bad-version";
-  const extensions: { type: number; length: number }[] = [];
+  const extensions: ExtensionField[] = [];
   const mac = walkTrailer(view, length, version, extensions);
   if (mac === "bad-extension") return mac;
   return {
