@@ -6,7 +6,8 @@
  * error is found in a single pass and named by its key path.
  */
 import { parseCidr } from "../ntp/access.ts";
-import { parseSocketAddress, parseSourceAddress } from "./socket_address.ts";
+import { isHostName, parseSocketAddress, parseSourceAddress } from "./socket_address.ts";
+import { parseIp } from "../ntp/address.ts";
 
 export type SourceKind = "server" | "pool" | "peer";
 export type AnycastMode = "off" | "node" | "router";
@@ -45,6 +46,13 @@ export interface Config {
     minSources: number;
   };
   source: SourceConfig[];
+  nts: {
+    keListen: string[];
+    certificate: string;
+    privateKey: string;
+    ntpServer: string;
+    ntpPort: number;
+  };
   status: { listen: string };
   stats: { dir: string };
   log: { level: "debug" | "info" | "warning" | "error" };
@@ -133,6 +141,12 @@ const interfaceName: Check = ((s: string) => {
   return null;
 }) as Check;
 const optionalCidr: Check = ((s: string) => s === "" ? null : cidr(s as never)) as Check;
+/** An NTPv4 Server Negotiation name (RFC 8915 §4.1.7): a DNS name or an IP literal, or "". */
+const ntpServerName: Check =
+  ((s: string) =>
+    s === "" || isHostName(s) || parseIp(s) !== null
+      ? null
+      : `"${s}" is not a host name or IP address`) as Check;
 const nonEmpty: Check = ((s: string) => s.trim() === "" ? "must not be empty" : null) as Check;
 
 export const SCHEMA: Record<string, Spec> = {
@@ -268,6 +282,36 @@ export const SCHEMA: Record<string, Spec> = {
       max_poll: int(10, 0, 17, "Longest poll interval, log2 seconds (10 = 1024 s); ≥ `min_poll`"),
       max_sources: int(4, 1, 16, "`pool` only: addresses followed at once"),
       xleave: bool(false, "Interleaved mode (RFC 9769, chrony `xleave`); `server` and `pool`"),
+    },
+  },
+  nts: {
+    type: "table",
+    doc: "Network Time Security (RFC 8915): see [nts.md](nts.md).",
+    fields: {
+      ke_listen: strs(
+        [],
+        "Addresses of the NTS-KE server (TLS 1.3 on TCP, port 4460 by convention): `IPV4:PORT` or `[IPV6]:PORT`, e.g. `[::]:4460` (both families); `[]` = off",
+        socketAddress,
+      ),
+      certificate: str(
+        "",
+        "NTS-KE: PEM certificate chain, leaf first (e.g. Let's Encrypt `fullchain.pem`); reread on reload; required with `ke_listen`",
+      ),
+      private_key: str(
+        "",
+        "NTS-KE: PEM private key of the certificate; reread on reload; required with `ke_listen`",
+      ),
+      ntp_server: str(
+        "",
+        'NTS-KE: NTPv4 Server Negotiation record, the host clients send NTS-protected NTP to; `""` = none (clients use the NTS-KE host)',
+        ntpServerName,
+      ),
+      ntp_port: int(
+        0,
+        0,
+        65535,
+        "NTS-KE: NTPv4 Port Negotiation record, the port clients send NTP to; 0 = none (clients use 123)",
+      ),
     },
   },
   status: {
