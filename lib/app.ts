@@ -5,6 +5,8 @@
 import { type Config, loadConfig } from "./config/mod.ts";
 import { ServerPool } from "./io/server_pool.ts";
 import { serverOptionsFrom } from "./io/server_options.ts";
+import { loadNtsKeys, localSecret, type NtsKeys, ntsServing } from "./io/nts_keys.ts";
+import { CookieKeyring } from "./nts/cookie.ts";
 import { measurePrecision, realtimeSeconds } from "./io/realtime.ts";
 import { logger, setupLogging } from "./log.ts";
 import { formatRefid } from "./ntp/packet.ts";
@@ -29,7 +31,7 @@ import { VERSION } from "./version.ts";
 import { type AnycastRuntime, startAnycast } from "./anycast/mod.ts";
 import { type NtsKeHandle, startNtsKe } from "./io/nts_ke_listener.ts";
 import type { MakeCookies } from "./nts/ke_server.ts";
-import { AEAD_AES_128_GCM_SIV, AEAD_AES_SIV_CMAC_256 } from "./nts/ke_records.ts";
+import { SUPPORTED_AEADS } from "./nts/aead.ts";
 import type { NtsKeReport } from "./status/snapshot.ts";
 import { describePlan, isNoop, planReload, type ReloadPlan } from "./reload.ts";
 
@@ -117,10 +119,10 @@ interface AppContext {
   engine: EngineDriver | null;
   pool: ServerPool | null;
   /**
-   * Makes NTS cookies (lib/nts/cookie.ts's keyring) while this node has
-   * cookie keys; the NTS-KE server asks it for each exchange.
+   * The cookie keyring of this node while it answers NTS (the server
+   * workers hold copies): the NTS-KE server makes its cookies with it.
    */
-  ntsKeyring: { makeCookies: MakeCookies } | null;
+  ntsKeyring: CookieKeyring | null;
   /** The NTS-KE server while it runs (status page). */
   ntsKe: NtsKeHandle | null;
 }
@@ -170,12 +172,37 @@ function startLocalPart(ctx: AppContext, stratum: number): AppPart {
 /** The server workers; null when no listen address could be bound. */
 async function startServerPart(ctx: AppContext, config: Config): Promise<AppPart | null> {
   const log = logger("server");
+  // NTS cookie secrets: the master key file's, else one random secret for this process.
+  const local = localSecret();
+  let ntsKeys: NtsKeys | null = null;
+  /** The keys `c` asks for; a file that cannot be used keeps the keys in force. */
+  const readNtsKeys = async (c: Config): Promise<NtsKeys | null> => {
+    if (!ntsServing(c)) return null;
+    const r = await loadNtsKeys(c, local);
+    if ("error" in r) {
+      log.error(`${r.error}; ${ntsKeys ? "keeping the cookie keys in force" : "NTS is off"}`);
+      return ntsKeys;
+    }
+    if (r.warning) log.warning(r.warning);
+    if (r.keys.origin !== ntsKeys?.origin || r.keys.secrets.length !== ntsKeys.secrets.length) {
+      log.info(`NTS cookie keys from ${r.keys.origin} (${r.keys.secrets.length} secret(s))`);
+    }
+    return r.keys;
+  };
+  const setKeyring = (k: NtsKeys | null) => {
+    ntsKeys = k;
+    if (!k) ctx.ntsKeyring = null;
+    else if (ctx.ntsKeyring) ctx.ntsKeyring.update(k.secrets, k.acceptDays);
+    else ctx.ntsKeyring = new CookieKeyring(k.secrets, k.acceptDays);
+  };
+  setKeyring(await readNtsKeys(config));
   const poolOptions = (c: Config) => ({
     listen: c.server.listen,
     workers: c.server.workers,
     driver: c.server.driver,
     options: serverOptionsFrom(c),
     state: ctx.shared,
+    nts: ntsKeys,
   });
   // A second edge-time on our addresses would share them through SO_REUSEPORT: probe first.
   let pool = await ServerPool.start({ ...poolOptions(config), probe: true });
@@ -239,6 +266,9 @@ async function startServerPart(ctx: AppContext, config: Config): Promise<AppPart
       }
       // A relistened pool keeps its workers and so its old options (a new pool has them already).
       if (plan.reconfigureServer) pool.reconfigure(serverOptionsFrom(next));
+      // The master key file is reread at every reload, changed or not (a rotation).
+      setKeyring(await readNtsKeys(next));
+      pool.setNts(ntsKeys);
       return true;
     },
     stop: () => pool.stop(),
@@ -293,9 +323,6 @@ async function startEnginePart(ctx: AppContext, config: Config): Promise<AppPart
   };
 }
 
-/** AEADs the NTS-KE server offers: the ones the NTS NTP path supports (lib/nts). */
-const NTS_KE_AEADS = [AEAD_AES_SIV_CMAC_256, AEAD_AES_128_GCM_SIV];
-
 /**
  * The NTS-KE server (RFC 8915 §4) while `nts.ke_listen` is set: TLS on TCP,
  * cookies from the node's cookie keyring. A certificate that cannot be used
@@ -322,7 +349,7 @@ async function startNtsKePart(ctx: AppContext, config: Config): Promise<AppPart>
         privateKey: c.nts.privateKey,
         ...negotiation(c),
         makeCookies,
-        supportedAeads: NTS_KE_AEADS,
+        supportedAeads: [...SUPPORTED_AEADS], // what the NTS NTP path can open (lib/nts/aead.ts)
         log,
       });
       for (const e of h.errors) log.error(e);
@@ -554,6 +581,10 @@ export async function runApp(config: Config, configPath: string | null): Promise
     const next = r.config;
     const plan = planReload(current, next);
     if (isNoop(plan)) {
+      // The NTS master key file is reread on every SIGHUP (a secret rotation changes no config).
+      if (next.nts.masterKeyFile !== "") {
+        await parts.find((p) => p.name === "server")?.reload(next, plan);
+      }
       await rereadFiles(current);
       return log.info(`Reloaded ${configPath}: no change`);
     }

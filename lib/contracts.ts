@@ -22,6 +22,8 @@ export interface ServerCounters {
   send_errors: number;
   /** Replies sent in interleaved mode (RFC 9769). */
   interleaved: number;
+  /** NTS (RFC 8915): requests with NTS fields, NAKs sent, NAKs for a bad authenticator. */
+  nts: { requests: number; naks: number; bad_authenticator: number };
 }
 
 /** What the status layer reads of the running server (lib/io/server_pool.ts fulfils it). */

@@ -169,6 +169,12 @@ function crossChecks(c: Config, problems: Problem[]): void {
         message: `${s.maxPoll} is below min_poll ${s.minPoll}`,
       });
     }
+    if (s.nts === true && s.kind !== undefined && s.kind !== "server") {
+      problems.push({
+        path: `source[${i}].nts`,
+        message: `NTS needs kind "server" (a ${s.kind} has no NTS-KE of its own)`,
+      });
+    }
     // One association per address, whatever the kinds: a second entry for
     // the same host and port (after normalisation) is an error, not a replacement.
     const id = typeof s.address === "string" ? sourceIdentity(s.address) : null;

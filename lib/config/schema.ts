@@ -21,6 +21,12 @@ export interface SourceConfig {
   maxPoll: number;
   maxSources: number;
   xleave: boolean;
+  /** NTS (RFC 8915): key exchange with the source's name, authenticated packets. */
+  nts: boolean;
+  /** The source's NTS-KE port. */
+  ntsPort: number;
+  /** PEM file of CA certificates trusted for the source's NTS-KE; "" = the system's. */
+  caFile: string;
 }
 
 export interface Config {
@@ -47,6 +53,8 @@ export interface Config {
   };
   source: SourceConfig[];
   nts: {
+    masterKeyFile: string;
+    cookieKeyDays: number;
     keListen: string[];
     certificate: string;
     privateKey: string;
@@ -282,12 +290,31 @@ export const SCHEMA: Record<string, Spec> = {
       max_poll: int(10, 0, 17, "Longest poll interval, log2 seconds (10 = 1024 s); ≥ `min_poll`"),
       max_sources: int(4, 1, 16, "`pool` only: addresses followed at once"),
       xleave: bool(false, "Interleaved mode (RFC 9769, chrony `xleave`); `server` and `pool`"),
+      nts: bool(
+        false,
+        "Network Time Security (RFC 8915): NTS-KE with the source's name over TLS, then only authenticated replies count; `server` only (see [nts.md](nts.md))",
+      ),
+      nts_port: int(4460, 1, 65535, "`nts` only: the source's NTS-KE port (TCP)"),
+      ca_file: str(
+        "",
+        "`nts` only: PEM file of CA certificates trusted for the source's NTS-KE certificate; `\"\"` = the system's trust store",
+      ),
     },
   },
   nts: {
     type: "table",
     doc: "Network Time Security (RFC 8915): see [nts.md](nts.md).",
     fields: {
+      master_key_file: str(
+        "",
+        'Fleet master key file (hex secrets, first one current): every node with the same file accepts every node\'s cookies; reread on reload; `""` = a random key of this process (cookies die with it)',
+      ),
+      cookie_key_days: int(
+        2,
+        1,
+        30,
+        "Days (today included) a cookie's key is accepted; clients that stay away longer make a new key exchange",
+      ),
       ke_listen: strs(
         [],
         "Addresses of the NTS-KE server (TLS 1.3 on TCP, port 4460 by convention): `IPV4:PORT` or `[IPV6]:PORT`, e.g. `[::]:4460` (both families); `[]` = off",

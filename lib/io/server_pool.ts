@@ -11,6 +11,7 @@ import { SharedSystemState } from "../ntp/system_state.ts";
 import { TX_STORE_BYTES } from "../ntp/tx_store.ts";
 import { rateLimitTableBytes } from "../ntp/rate_limit.ts";
 import type { ServerOptions } from "./server_options.ts";
+import type { NtsKeys } from "./nts_keys.ts";
 import type { FromWorker, ToWorker } from "./server_worker.ts";
 import { ffiAvailability, probeAddress } from "./udp.ts";
 import { parseSocketAddress } from "../config/socket_address.ts";
@@ -28,6 +29,8 @@ export interface ServerPoolOptions {
   driver: "auto" | "ffi" | "portable";
   options: ServerOptions;
   state: SharedSystemState;
+  /** Cookie secrets when the server answers NTS requests (lib/io/nts_keys.ts); null = NTS off. */
+  nts?: NtsKeys | null;
 }
 
 const MAX_WORKERS = 64;
@@ -113,6 +116,7 @@ export class ServerPool implements ServerView {
         txStore,
         rateTable,
         slot,
+        nts: o.nts ?? null,
       };
       w.postMessage(init);
     }
@@ -154,7 +158,17 @@ export class ServerPool implements ServerView {
       },
       send_errors: c("sendErrors"),
       interleaved: c("interleaved"),
+      nts: {
+        requests: c("ntsRequests"),
+        naks: c("ntsNak"),
+        bad_authenticator: c("ntsBadAuth"),
+      },
     };
+  }
+
+  /** Gives every worker new cookie secrets (a reload), or turns NTS off (null). */
+  setNts(nts: NtsKeys | null): void {
+    this.#broadcast({ kind: "nts", nts });
   }
 
   /**

@@ -23,6 +23,9 @@ import { cidrs, type ServerOptions } from "./server_options.ts";
 import type { Responder, ServerSocket } from "./server_socket.ts";
 import { openServerSocket } from "./udp.ts";
 import { TxStore } from "../ntp/tx_store.ts";
+import { CookieKeyring } from "../nts/cookie.ts";
+import { NtsServer } from "../nts/server.ts";
+import type { NtsKeys } from "./nts_keys.ts";
 
 export type ToWorker =
   | {
@@ -38,7 +41,11 @@ export type ToWorker =
     /** The rate-limit client table shared by all workers (lib/ntp/rate_limit.ts). */
     rateTable: SharedArrayBuffer;
     slot: number;
+    /** Cookie secrets when this node answers NTS requests; null = NTS off. */
+    nts: NtsKeys | null;
   }
+  /** Reload: new cookie secrets (the master key file is reread), or NTS off. */
+  | { kind: "nts"; nts: NtsKeys | null }
   /** Reload: new access and rate-limit options, over this (possibly the same) client table. */
   | { kind: "options"; options: ServerOptions; rateTable: SharedArrayBuffer }
   /** Reload: close sockets no longer listed, open the new ones, keep the rest. */
@@ -114,6 +121,12 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
     ctx.minPoll = minPollFor(o.rateLimit.intervalS);
   };
   configure(init.options, init.rateTable);
+  const setNts = (k: NtsKeys | null) => {
+    if (!k) delete ctx.nts;
+    else if (ctx.nts instanceof NtsServer) ctx.nts.keyring.update(k.secrets, k.acceptDays);
+    else ctx.nts = new NtsServer(new CookieKeyring(k.secrets, k.acceptDays));
+  };
+  setNts(init.nts);
   warmUp(ctx);
 
   const refresh = () => {
@@ -130,6 +143,9 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
     },
     stamp(out, outOffset, txSec, txNsec) {
       stampTransmit(out, outOffset, system, txSec, txNsec);
+    },
+    seal(out, outOffset, length) {
+      ctx.nts?.seal(out, outOffset, length);
     },
     saveTx(out, outOffset, txSec, txNsec) {
       const v = new DataView(out.buffer, out.byteOffset + outOffset + 32, 8);
@@ -166,6 +182,7 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
   self.onmessage = (e: MessageEvent<ToWorker>) => {
     const m = e.data;
     if (m.kind === "options") configure(m.options, m.rateTable);
+    else if (m.kind === "nts") setNts(m.nts);
     else if (m.kind === "listen") {
       // Open the new addresses before closing the old ones; unchanged ones are untouched.
       const have = new Set(socketListen.values());

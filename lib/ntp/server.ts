@@ -9,7 +9,8 @@
  * - `org` is the request's `xmt`, `rec` the kernel receive time, and
  *   `xmt` is left for the driver to stamp just before sending
  *   (`stampTransmit`);
- * - the reply is always the 48-byte header, never larger than the request.
+ * - the reply is the 48-byte header, never larger than the request; with
+ *   NTS (`ctx.nts`) the NTS fields follow it (as long as the request).
  * - with a leap smear published in the system state (`server.leap_smear_s`),
  *   `rec` and `xmt` are smeared time (lib/ntp/leap.ts `smearRamp`).
  *
@@ -38,18 +39,49 @@ export const Counter = {
   dropDenied: 8,
   sendErrors: 9,
   interleaved: 10,
+  /** Requests with NTS fields (RFC 8915), whatever became of them. */
+  ntsRequests: 11,
+  /** NTS NAKs sent: a cookie that did not open, or an authenticator that did not verify. */
+  ntsNak: 12,
+  /** NTS requests whose cookie opened but whose authenticator did not verify (NAKed too). */
+  ntsBadAuth: 13,
 } as const;
-export const COUNTER_COUNT = 11;
+export const COUNTER_COUNT = 14;
 
 /**
- * Flags `respond` ORs into a reply's length (48): the reply is an
- * interleaved one whose xmt is already written (do not stamp it), and the
- * reply's transmit time should be saved for the client's next request.
+ * Flags `respond` ORs into a reply's length: the reply is an interleaved
+ * one whose xmt is already written (do not stamp it); the reply's
+ * transmit time should be saved for the client's next request; the reply
+ * must be sealed (`Responder.seal`: an NTS authenticator or a MAC over
+ * the stamped `xmt`) after the stamp and before the send.
  */
-export const REPLY_STAMPED = 0x100;
-export const REPLY_SAVE_TX = 0x200;
-/** The length part of what `respond` returns. */
-export const REPLY_LENGTH = 0xff;
+export const REPLY_STAMPED = 0x1000;
+export const REPLY_SAVE_TX = 0x2000;
+export const REPLY_SEAL = 0x4000;
+/** The length part of what `respond` returns (replies up to 4095 bytes). */
+export const REPLY_LENGTH = 0xfff;
+
+/** Results of `NtsResponder.check`. */
+export const NTS_NONE = 0;
+export const NTS_OK = 1;
+export const NTS_NAK = 2;
+export const NTS_DROP = 3;
+
+/**
+ * The NTS part of the server (lib/nts/server.ts), present when NTS is on.
+ * `check` looks at a client request's NTS fields (NTS_NONE: it has none,
+ * answer it plainly; NTS_OK; NTS_NAK: answer with kiss code NTSN; NTS_DROP:
+ * malformed). `finish` appends the reply's NTS fields after its header
+ * and returns the reply's whole length (0: no reply). `seal` completes
+ * the authenticator once `xmt` is stamped.
+ */
+export interface NtsResponder {
+  check(req: Uint8Array, length: number): number;
+  /** Whether the last `check` NAKed for the authenticator (the cookie opened). */
+  readonly badAuthenticator: boolean;
+  finish(req: Uint8Array, length: number, out: Uint8Array, outOffset: number, nak: boolean): number;
+  seal(out: Uint8Array, outOffset: number, length: number): void;
+}
 
 /** Returned by `respond` for a packet the server does not answer itself. */
 export const NO_REPLY = 0;
@@ -57,6 +89,7 @@ export const NO_REPLY = 0;
 const NTP_PORT = 123;
 const REFID_RATE = asciiRefid("RATE");
 const REFID_DENY = asciiRefid("DENY");
+const REFID_NTSN = asciiRefid("NTSN");
 const MAX_POLL = 17;
 
 export interface ServerContext {
@@ -72,6 +105,8 @@ export interface ServerContext {
   counters: Float64Array;
   /** Transmit times of earlier replies, for interleaved mode; absent = basic mode only. */
   txStore?: TxStore;
+  /** NTS (RFC 8915); absent = requests with NTS fields are answered as plain ones. */
+  nts?: NtsResponder;
 }
 
 const saved: SavedTx = { sec: 0, nsec: 0 };
@@ -82,8 +117,9 @@ export function minPollFor(intervalS: number): number {
 }
 
 /**
- * Builds the reply to `req[0..length)` into `out[outOffset..+48)`.
- * Returns `NO_REPLY`, or 48 ORed with `REPLY_STAMPED` / `REPLY_SAVE_TX`;
+ * Builds the reply to `req[0..length)` into `out[outOffset..)` (48 bytes,
+ * up to `length` with NTS). Returns `NO_REPLY`, or the reply's length
+ * ORed with `REPLY_STAMPED` / `REPLY_SAVE_TX` / `REPLY_SEAL`;
  * counts the outcome. `rxSec`/`rxNsec` is the raw (uncorrected) receive
  * time.
  *
@@ -168,6 +204,21 @@ export function respond(
       kodRefid = REFID_RATE;
     }
   }
+  // NTS (RFC 8915 §5.7), only for requests with fields, after the limiter (crypto costs).
+  let nts = NTS_NONE;
+  if (ctx.nts && length > HEADER_LEN && kodRefid === 0 && replyMode === Mode.server) {
+    nts = ctx.nts.check(req, length);
+    if (nts !== NTS_NONE) c[Counter.ntsRequests]!++;
+    if (nts === NTS_DROP) {
+      c[Counter.dropMalformed]!++;
+      return NO_REPLY;
+    }
+    if (nts === NTS_NAK) {
+      c[Counter.ntsNak]!++;
+      if (ctx.nts.badAuthenticator) c[Counter.ntsBadAuth]!++;
+      kodRefid = REFID_NTSN;
+    }
+  }
 
   const s = ctx.system;
   const reqPoll = (req[2]! << 24) >> 24; // int8
@@ -207,6 +258,15 @@ export function respond(
     c[Counter.answered]!++;
   }
   writeUnixTime(view, o + 32, rxSec, rxNsec, corr);
+  if (nts !== NTS_NONE) {
+    // NTS replies: basic mode, the fields after the header, sealed after the stamp.
+    for (let i = 0; i < 8; i++) out[outOffset + 24 + i] = req[40 + i]!;
+    view.setUint32(o + 40, 0);
+    view.setUint32(o + 44, 0);
+    const n = ctx.nts!.finish(req, length, out, outOffset, nts === NTS_NAK);
+    if (n === 0) return NO_REPLY;
+    return nts === NTS_OK ? n | REPLY_SEAL : n;
+  }
   const store = ctx.txStore;
   if (store && kodRefid === 0 && replyMode === Mode.server) {
     const orgHi = u32(req, 24), orgLo = u32(req, 28);

@@ -111,6 +111,21 @@ export function renderMetrics(s: StatusSnapshot): string {
     "Answered requests replied to in interleaved mode (RFC 9769).",
     c.interleaved,
   );
+  e.family(
+    "ntp_server_nts_requests_total",
+    "counter",
+    "Requests with NTS extension fields (RFC 8915), by outcome: a NAK (cookie or authenticator failed) or not.",
+    [
+      [{ outcome: "nak" }, c.nts.naks],
+      [{ outcome: "other" }, c.nts.requests - c.nts.naks],
+    ],
+  );
+  e.family(
+    "ntp_server_nts_bad_authenticator_total",
+    "counter",
+    "NTS requests whose cookie opened but whose authenticator did not verify.",
+    c.nts.bad_authenticator,
+  );
 
   const y = s.system;
   e.family(

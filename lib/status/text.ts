@@ -160,6 +160,10 @@ export function formatStatusText(s: StatusSnapshot): string {
     ],
     ["send errors", c.send_errors],
     ["interleaved", c.interleaved],
+    [
+      "nts",
+      `${c.nts.requests} requests, ${c.nts.naks} NAK (bad authenticator ${c.nts.bad_authenticator})`,
+    ],
     ["rate window", r ? `${r.window_s.toFixed(0)} s` : "(not yet)"],
   ]));
   out.push("Anycast");

@@ -122,6 +122,7 @@ export function fakeCounters(scale = 1): ServerCounters {
     },
     send_errors: 1 * scale,
     interleaved: 2 * scale,
+    nts: { requests: 4 * scale, naks: 1 * scale, bad_authenticator: 0 },
   };
 }
 

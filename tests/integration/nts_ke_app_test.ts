@@ -9,6 +9,8 @@ import { freeTcpPort, freeUdpPort, localServerToml, startEdgeTime } from "../hel
 import { makeTestPki } from "../helpers/certs.ts";
 import { opensslClient } from "../helpers/tls_peer.ts";
 import { until } from "../helpers/wait.ts";
+import { ntsKeyExchange } from "../../lib/io/nts_ke_client.ts";
+import { AEAD_AES_128_GCM_SIV, AEAD_AES_SIV_CMAC_256 } from "../../lib/nts/ke_records.ts";
 
 function ntsToml(kePort: number, cert: string, key: string): string {
   return `[nts]
@@ -37,15 +39,29 @@ Deno.test("edge-time run: NTS-KE on ke_listen, in /status and /metrics, certific
     const hs = await opensslClient(kePort, ["-tls1_3", "-alpn", "ntske/1", "-CAfile", pki.caCert]);
     assert.match(hs, /ALPN protocol: ntske\/1/);
     assert.match(hs, /Verify return code: 0 \(ok\)/);
+    // A whole key exchange: cookies from the node's keyring (lib/nts/cookie.ts), both AEADs.
+    for (const aead of [AEAD_AES_SIV_CMAC_256, AEAD_AES_128_GCM_SIV]) {
+      const r = await ntsKeyExchange({
+        host: "127.0.0.1",
+        port: kePort,
+        caFile: pki.caCert,
+        aeads: [aead],
+        timeoutMs: 10000,
+      });
+      assert.equal(r.aeadId, aead);
+      assert.equal(r.cookies.length, 8);
+      assert.equal(new Set(r.cookies.map((c) => c.join())).size, 8, "cookies differ");
+    }
     const tls12 = await opensslClient(kePort, ["-tls1_2", "-alpn", "ntske/1"]);
     assert.doesNotMatch(tls12, /ALPN protocol: ntske\/1/);
 
     const ke = await until("nts_ke in /status", async () => {
       const s = await getJson(`http://127.0.0.1:${statusPort}/status`);
       const k = s.nts_ke as Record<string, unknown> | undefined;
-      return k && (k.connections as number) >= 2 && (k.tls_failures as number) >= 1 ? k : null;
+      return k && (k.handshakes as number) >= 2 && (k.tls_failures as number) >= 1 ? k : null;
     }, 15000);
     assert.deepEqual(ke.listen, [`127.0.0.1:${kePort}`]);
+    assert.equal(ke.cookies, 16);
     const metrics = await (await fetch(`http://127.0.0.1:${statusPort}/metrics`)).text();
     assert.match(metrics, /^nts_ke_connections_total \d+$/m);
     assert.match(metrics, /^nts_ke_tls_failures_total [1-9]\d*$/m);
