@@ -34,6 +34,10 @@ import {
 } from "./status/mod.ts";
 import { VERSION } from "./version.ts";
 import { type AnycastRuntime, startAnycast } from "./anycast/mod.ts";
+import { type NtsKeHandle, startNtsKe } from "./io/nts_ke_listener.ts";
+import type { MakeCookies } from "./nts/ke_server.ts";
+import { SUPPORTED_AEADS } from "./nts/aead.ts";
+import type { NtsKeReport } from "./status/snapshot.ts";
 import { describePlan, isNoop, planReload, type ReloadPlan } from "./reload.ts";
 
 /** How often the reference time of a `local_stratum` server is refreshed. */
@@ -92,6 +96,12 @@ export interface AppPart {
    * (the server, when nothing could be bound).
    */
   reload(next: Config, plan: ReloadPlan): void | boolean | Promise<void | boolean>;
+  /**
+   * SIGHUP, every time, after `reload` (or alone when the config did not
+   * change): files the part reads are read again (the NTS-KE certificate,
+   * renewed in place by certbot and the like).
+   */
+  reread?(current: Config): void | Promise<void>;
   /** SIGTERM/SIGINT: withdraw anycast, save the drift file, close sockets. */
   stop(): void | Promise<void>;
   /** It closes sockets: stopped after the other parts, so NTP is answered while anycast withdraws. */
@@ -120,6 +130,8 @@ interface AppContext {
    * workers hold copies): the NTS-KE server makes its cookies with it.
    */
   ntsKeyring: CookieKeyring | null;
+  /** The NTS-KE server while it runs (status page). */
+  ntsKe: NtsKeHandle | null;
 }
 
 /** Parts get this long to stop; sockets and status close after. Exit stays under 2 s. */
@@ -351,6 +363,79 @@ function broadcastSigner(_c: Config): BroadcastSigner | null {
   return null;
 }
 
+/**
+ * The NTS-KE server (RFC 8915 §4) while `nts.ke_listen` is set: TLS on TCP,
+ * cookies from the node's cookie keyring. A certificate that cannot be used
+ * is one error line and NTS-KE stays off (at start) or keeps the old one
+ * (reload); every SIGHUP rereads the certificate and key files.
+ */
+async function startNtsKePart(ctx: AppContext, config: Config): Promise<AppPart> {
+  const log = logger("nts-ke");
+  let ke: NtsKeHandle | null = null;
+  const makeCookies: MakeCookies = (aeadId, c2s, s2c, count) => {
+    if (!ctx.ntsKeyring) throw new Error("no NTS cookie keys on this node");
+    return ctx.ntsKeyring.makeCookies(aeadId, c2s, s2c, count);
+  };
+  const negotiation = (c: Config) => ({
+    ntpServer: c.nts.ntpServer === "" ? undefined : c.nts.ntpServer,
+    ntpPort: c.nts.ntpPort === 0 ? undefined : c.nts.ntpPort,
+  });
+  const start = async (c: Config): Promise<void> => {
+    if (c.nts.keListen.length === 0) return;
+    try {
+      const h = await startNtsKe({
+        listen: c.nts.keListen,
+        certificate: c.nts.certificate,
+        privateKey: c.nts.privateKey,
+        ...negotiation(c),
+        makeCookies,
+        supportedAeads: [...SUPPORTED_AEADS], // what the NTS NTP path can open (lib/nts/aead.ts)
+        log,
+      });
+      for (const e of h.errors) log.error(e);
+      if (h.bound.length === 0) {
+        await h.stop();
+        return;
+      }
+      ke = h;
+      ctx.ntsKe = h;
+      log.info(`NTS-KE on ${h.bound.join(", ")} (certificate ${c.nts.certificate})`);
+    } catch (e) {
+      log.error(`${message(e)}; NTS-KE is off`);
+    }
+  };
+  const stop = async () => {
+    const h = ke;
+    ke = null;
+    ctx.ntsKe = null;
+    await h?.stop();
+  };
+  await start(config);
+  let restarted = false;
+  return {
+    name: "nts-ke",
+    closesSockets: true,
+    async reload(next) {
+      const b = ctx.config().nts, a = next.nts;
+      restarted = false;
+      if (JSON.stringify(a.keListen) !== JSON.stringify(b.keListen)) {
+        await stop();
+        await start(next);
+        restarted = true;
+      } else ke?.configure(negotiation(next));
+    },
+    async reread(current) {
+      if (restarted) return void (restarted = false); // just loaded
+      if (ke) {
+        if (ke.reload(current.nts.certificate, current.nts.privateKey)) {
+          log.info(`NTS-KE certificate reloaded from ${current.nts.certificate}`);
+        }
+      } else await start(current); // a certificate that failed at start may be fixed now
+    },
+    stop,
+  };
+}
+
 /** The engine's report, or one made from the published state while no engine runs. */
 function reportOf(ctx: AppContext): EngineReport {
   return ctx.engine?.report() ??
@@ -397,6 +482,8 @@ function startStatusPart(
     engine: () => reportOf(ctx),
     anycast: () => o.anycast?.report() ?? null,
     residentMemoryBytes: () => Deno.memoryUsage().rss,
+    ntsKe: (): NtsKeReport | null =>
+      ctx.ntsKe && { listen: ctx.ntsKe.bound, counters: ctx.ntsKe.counters() },
   });
   model.sample();
   const sampler = setInterval(() => model.sample(), SAMPLE_INTERVAL_S * 1000);
@@ -495,6 +582,7 @@ export async function runApp(config: Config, configPath: string | null): Promise
     pool: null,
     broadcast: () => [],
     ntsKeyring: null,
+    ntsKe: null,
   };
 
   // The local state is published before the workers answer. Reloads reach
@@ -507,6 +595,7 @@ export async function runApp(config: Config, configPath: string | null): Promise
     return 1;
   }
   const parts: AppPart[] = [server, local, startLogPart(), await startEnginePart(ctx, config)];
+  parts.push(await startNtsKePart(ctx, config));
   parts.push(startBroadcastPart(ctx, config));
   const anycast = await startAnycastPart(ctx, config);
   if (anycast) parts.push(anycast.part);
@@ -538,6 +627,7 @@ export async function runApp(config: Config, configPath: string | null): Promise
       if (next.nts.masterKeyFile !== "") {
         await parts.find((p) => p.name === "server")?.reload(next, plan);
       }
+      await rereadFiles(current);
       return log.info(`Reloaded ${configPath}: no change`);
     }
     for (const p of parts) {
@@ -548,7 +638,18 @@ export async function runApp(config: Config, configPath: string | null): Promise
       }
     }
     current = next;
+    await rereadFiles(current);
     log.info(`Reloaded ${configPath}: ${describePlan(plan)}`);
+  };
+  /** Every SIGHUP: the parts read their files again (certificates), config changed or not. */
+  const rereadFiles = async (c: Config): Promise<void> => {
+    for (const p of parts) {
+      try {
+        await p.reread?.(c);
+      } catch (e) {
+        log.error(`Rereading the files of ${p.name} failed: ${message(e)}`);
+      }
+    }
   };
 
   // Reloads run one at a time, in the order the signals came.

@@ -64,4 +64,6 @@ export interface NtsKeCounters {
   tlsFailures: number;
   /** Cookies handed out. */
   cookies: number;
+  /** Connections closed at once because `maxConnections` sessions were open. */
+  busy: number;
 }

@@ -258,6 +258,22 @@ function crossChecks(c: Config, problems: Problem[]): void {
     const a = parseSocketAddress(l);
     return typeof a === "string" ? null : `${formatIp(parseIp(a.hostname)!)} ${a.port}`;
   }, problems);
+  const n = c.nts;
+  if (n !== undefined && Array.isArray(n.keListen) && n.keListen.length > 0) {
+    for (const key of ["certificate", "private_key"] as const) {
+      if ((key === "certificate" ? n.certificate : n.privateKey) === "") {
+        problems.push({
+          path: `nts.${key}`,
+          message: "the NTS-KE server (ke_listen) needs it",
+          at: "nts.ke_listen",
+        });
+      }
+    }
+  }
+  listedTwice(n?.keListen, "nts.ke_listen", (l) => {
+    const a = parseSocketAddress(l);
+    return typeof a === "string" ? null : `${formatIp(parseIp(a.hostname)!)} ${a.port}`;
+  }, problems);
   const a = c.anycast;
   if (a === undefined) return;
   listedTwice(a.addresses, "anycast.addresses", ipIdentity, problems);

@@ -6,7 +6,8 @@
  * error is found in a single pass and named by its key path.
  */
 import { parseCidr } from "../ntp/access.ts";
-import { parseSocketAddress, parseSourceAddress } from "./socket_address.ts";
+import { isHostName, parseSocketAddress, parseSourceAddress } from "./socket_address.ts";
+import { parseIp } from "../ntp/address.ts";
 import { parseBroadcastAddress } from "../ntp/broadcast.ts";
 
 export type SourceKind = "server" | "pool" | "peer" | "broadcast";
@@ -67,7 +68,15 @@ export interface Config {
   };
   source: SourceConfig[];
   broadcast: BroadcastConfig[];
-  nts: { masterKeyFile: string; cookieKeyDays: number };
+  nts: {
+    masterKeyFile: string;
+    cookieKeyDays: number;
+    keListen: string[];
+    certificate: string;
+    privateKey: string;
+    ntpServer: string;
+    ntpPort: number;
+  };
   status: { listen: string };
   stats: { dir: string };
   log: { level: "debug" | "info" | "warning" | "error" };
@@ -163,6 +172,12 @@ const broadcastAddress: Check = ((s: string) => {
 const optionalInterface: Check =
   ((s: string) => s === "" ? null : interfaceName(s as never)) as Check;
 const optionalCidr: Check = ((s: string) => s === "" ? null : cidr(s as never)) as Check;
+/** An NTPv4 Server Negotiation name (RFC 8915 §4.1.7): a DNS name or an IP literal, or "". */
+const ntpServerName: Check =
+  ((s: string) =>
+    s === "" || isHostName(s) || parseIp(s) !== null
+      ? null
+      : `"${s}" is not a host name or IP address`) as Check;
 const nonEmpty: Check = ((s: string) => s.trim() === "" ? "must not be empty" : null) as Check;
 
 export const SCHEMA: Record<string, Spec> = {
@@ -363,6 +378,30 @@ export const SCHEMA: Record<string, Spec> = {
         1,
         30,
         "Days (today included) a cookie's key is accepted; clients that stay away longer make a new key exchange",
+      ),
+      ke_listen: strs(
+        [],
+        "Addresses of the NTS-KE server (TLS 1.3 on TCP, port 4460 by convention): `IPV4:PORT` or `[IPV6]:PORT`, e.g. `[::]:4460` (both families); `[]` = off",
+        socketAddress,
+      ),
+      certificate: str(
+        "",
+        "NTS-KE: PEM certificate chain, leaf first (e.g. Let's Encrypt `fullchain.pem`); reread on reload; required with `ke_listen`",
+      ),
+      private_key: str(
+        "",
+        "NTS-KE: PEM private key of the certificate; reread on reload; required with `ke_listen`",
+      ),
+      ntp_server: str(
+        "",
+        'NTS-KE: NTPv4 Server Negotiation record, the host clients send NTS-protected NTP to; `""` = none (clients use the NTS-KE host)',
+        ntpServerName,
+      ),
+      ntp_port: int(
+        0,
+        0,
+        65535,
+        "NTS-KE: NTPv4 Port Negotiation record, the port clients send NTP to; 0 = none (clients use 123)",
       ),
     },
   },

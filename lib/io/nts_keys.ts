@@ -19,7 +19,7 @@ export interface NtsKeys {
 
 /** Whether this node answers NTS requests: a master key file, or an NTS-KE server, is configured. */
 export function ntsServing(c: Config): boolean {
-  return c.nts.masterKeyFile !== "";
+  return c.nts.masterKeyFile !== "" || c.nts.keListen.length > 0;
 }
 
 /** A random secret for a node without a master key file (made once per process). */

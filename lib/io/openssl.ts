@@ -141,8 +141,11 @@ function errorQueue(): string {
     crypto.ERR_error_string_n(code, buf, 256n);
     const text = new TextDecoder().decode(buf.subarray(0, buf.indexOf(0)));
     // "error:0A000086:SSL routines::certificate verify failed" → the reason.
-    parts.push(text.split(":").slice(4).join(":") || text);
+    const reason = text.split(":").slice(4).join(":") || text;
+    if (!parts.includes(reason)) parts.push(reason);
   }
+  // "system lib" only says errno came from the system: the errno text is already there.
+  if (parts.length > 1) return parts.filter((p) => p !== "system lib").join("; ");
   return parts.join("; ");
 }
 
@@ -197,7 +200,12 @@ export class TlsContext {
         throw new TlsError(`${files.certificate}: cannot load certificate: ${errorQueue()}`);
       }
       if (ssl.SSL_CTX_use_PrivateKey_file(ctx, cString(files.privateKey), SSL_FILETYPE_PEM) !== 1) {
-        throw new TlsError(`${files.privateKey}: cannot load private key: ${errorQueue()}`);
+        const why = errorQueue();
+        throw new TlsError(
+          /key values mismatch/.test(why)
+            ? `${files.privateKey}: private key does not match ${files.certificate}`
+            : `${files.privateKey}: cannot load private key: ${why}`,
+        );
       }
       if (ssl.SSL_CTX_check_private_key(ctx) !== 1) {
         throw new TlsError(

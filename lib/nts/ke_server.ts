@@ -97,7 +97,15 @@ export type { NtsKeCounters };
 
 /** Zeroed counters. */
 export function newKeCounters(): NtsKeCounters {
-  return { connections: 0, handshakes: 0, recordErrors: 0, refused: 0, tlsFailures: 0, cookies: 0 };
+  return {
+    connections: 0,
+    handshakes: 0,
+    recordErrors: 0,
+    refused: 0,
+    tlsFailures: 0,
+    cookies: 0,
+    busy: 0,
+  };
 }
 
 /** Adds one session's outcome to `c`. */

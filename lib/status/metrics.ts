@@ -239,6 +239,31 @@ export function renderMetrics(s: StatusSnapshot): string {
     e.family("ntp_source_events_total", "counter", "Per-source engine events by kind.", perSource);
   }
 
+  const k = s.nts_ke;
+  if (k) {
+    const ke = (name: string, help: string, v: number) =>
+      e.family(`nts_ke_${name}_total`, "counter", help, v);
+    ke("connections", "NTS-KE TCP connections accepted.", k.connections);
+    ke("handshakes", "NTS-KE key exchanges completed with keys and cookies.", k.handshakes);
+    ke(
+      "record_errors",
+      "NTS-KE requests answered with an Error record (bad request, unknown critical record, internal).",
+      k.record_errors,
+    );
+    ke(
+      "refused",
+      "NTS-KE requests answered without keys (no NTPv4, no AEAD in common).",
+      k.refused,
+    );
+    ke(
+      "tls_failures",
+      "NTS-KE TLS handshakes that failed (version, ALPN, certificate) or timed out.",
+      k.tls_failures,
+    );
+    ke("cookies", "NTS cookies handed out by the NTS-KE server.", k.cookies);
+    ke("busy", "NTS-KE connections closed at once: too many sessions open.", k.busy);
+  }
+
   const a = s.anycast;
   e.family(
     "anycast_enabled",
