@@ -18,6 +18,7 @@ import assert from "assert";
 import { buildLan, type LanLab } from "../helpers/lan_lab.ts";
 import { startEdgeTime } from "../helpers/edge_time.ts";
 import { until } from "../helpers/wait.ts";
+import { chronyAvailable, startChronyd } from "../helpers/chrony.ts";
 import type { StatusSnapshot } from "../../lib/status/snapshot.ts";
 
 const STATUS_PORT = 8123;
@@ -98,6 +99,43 @@ Deno.test({
         return c && c.broadcasts! >= src.counters!.broadcasts! + 2 ? c : null;
       }, 30_000).then((c) => assert.equal(c.sent, sent));
     }
+  } finally {
+    await lab.close();
+  }
+});
+
+const noChrony = chronyAvailable();
+if (noChrony) console.log(`broadcast_lan_test: chronyd test skipped: ${noChrony}`);
+
+Deno.test({
+  name:
+    "subnet broadcast: chronyd's broadcast directive serves our client (insecure: chronyd cannot sign broadcasts)",
+  ignore: noChrony !== null,
+  sanitizeResources: false,
+  sanitizeOps: false,
+}, async () => {
+  const lab = await buildLan(2);
+  try {
+    // chronyd sends mode 5 from port 123 to the subnet broadcast address and
+    // answers the calibration requests (allow); its broadcasts carry no MAC
+    // (chrony.conf has no key option for broadcast), so our client must run
+    // insecure = true to use them.
+    const chrony = await startChronyd([
+      "local stratum 5",
+      "allow 10.77.0.0/24",
+      `broadcast 2 ${lab.broadcastAddr}`,
+    ], lab.hosts[0]!);
+    lab.track(() => chrony.stop());
+    await startIn(
+      lab,
+      1,
+      lanConfig(
+        `[[source]]\nkind = "broadcast"\naddress = "${lab.broadcastAddr}"\ninsecure = true\nmin_poll = 1\nmax_poll = 2`,
+      ),
+    );
+    const st = await followsByBroadcast(lab, 1, `${lab.addr(0)}:123`, 6);
+    assert.equal(st.sources[0]!.refid, "127.127.1.1"); // chronyd's local reference
+    assert.ok(st.engine_counters!.broadcast_received >= 3);
   } finally {
     await lab.close();
   }
