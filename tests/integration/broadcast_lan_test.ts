@@ -104,6 +104,45 @@ Deno.test({
   }
 });
 
+Deno.test({
+  name:
+    "discovery: three nodes that broadcast and listen, no peers, no upstream: one orphan parent",
+  sanitizeResources: false,
+  sanitizeOps: false,
+}, async () => {
+  const lab = await buildLan(3);
+  try {
+    // Every node the same config: no peer list, nothing to edit when one more joins.
+    const node = lanConfig(
+      `[[broadcast]]\naddress = "224.0.1.1"\ninterval_s = 2\ninsecure = true\n` +
+        `[[source]]\nkind = "broadcast"\naddress = "224.0.1.1"\ninsecure = true\nmin_poll = 1\nmax_poll = 2`,
+      "orphan_stratum = 7\norphan_wait_s = 3",
+    );
+    for (let i = 0; i < 3; i++) await startIn(lab, i, node);
+    // The lowest address (refid) wins the election, as with configured peers.
+    const parent = `${lab.addr(0)}:123`;
+    await until("host 0 is the orphan parent", async () => {
+      const s = await statusOf(lab, lab.hosts[0]!);
+      return s && s.system.orphan && s.system.stratum === 7 && s.system.system_peer === ""
+        ? s
+        : null;
+    }, 90_000);
+    for (const i of [1, 2]) {
+      const st = await followsByBroadcast(lab, i, parent, 8);
+      assert.equal(st.system.orphan, true);
+      // The other child is heard too, but at stratum 8 it is never followed.
+      const sibling = st.sources.find((x) => x.address === `${lab.addr(3 - i)}:123`);
+      if (sibling) assert.notEqual(sibling.tally, "*");
+    }
+    // Still one parent: host 0 did not follow a child.
+    const s0 = (await statusOf(lab, lab.hosts[0]!))!;
+    assert.equal(s0.system.stratum, 7);
+    assert.equal(s0.system.system_peer, "");
+  } finally {
+    await lab.close();
+  }
+});
+
 const noChrony = chronyAvailable();
 if (noChrony) console.log(`broadcast_lan_test: chronyd test skipped: ${noChrony}`);
 
