@@ -484,6 +484,7 @@ function startStatusPart(
     residentMemoryBytes: () => Deno.memoryUsage().rss,
     ntsKe: (): NtsKeReport | null =>
       ctx.ntsKe && { listen: ctx.ntsKe.bound, counters: ctx.ntsKe.counters() },
+    broadcast: () => ctx.broadcast(),
   });
   model.sample();
   const sampler = setInterval(() => model.sample(), SAMPLE_INTERVAL_S * 1000);

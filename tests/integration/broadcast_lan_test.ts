@@ -85,6 +85,12 @@ Deno.test({
     await startIn(lab, 1, client);
     await startIn(lab, 2, client);
     const server = `${lab.addr(0)}:123`;
+    const s0 = await until("host 0 broadcasts", async () => {
+      const s = await statusOf(lab, lab.hosts[0]!);
+      return s?.broadcast?.[0] && s.broadcast[0].sent > 0 ? s : null;
+    }, 30_000);
+    assert.equal(s0.broadcast![0]!.error, "");
+    assert.equal(s0.broadcast![0]!.address, "224.0.1.1");
     for (const i of [1, 2]) {
       const st = await followsByBroadcast(lab, i, server, 4);
       const src = st.sources.find((s) => s.address === server)!;
