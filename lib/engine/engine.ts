@@ -680,6 +680,11 @@ export class Engine {
     this.#out.push({ kind: "log", level, message });
   }
 
+  /** The `sourceKey` of the configured source association `id` came from, if any. */
+  sourceOf(id: string): string | undefined {
+    return this.#set.origin.get(id);
+  }
+
   /** Status for `/status` and `edge-time peers`, at raw time `now`. */
   report(now: number): EngineReport {
     const v = this.systemVars();

@@ -115,6 +115,8 @@ interface Sock {
   ip: Uint8Array;
   port: number;
   last: SentPacket | null;
+  /** Length of the last packet sent (NTS packets carry fields after the header). */
+  lastLength: number;
 }
 
 function setInt(fd: number, level: number, opt: number, value: number): boolean {
@@ -205,7 +207,7 @@ export class SourceSockets {
     }
     const n = writeSockaddr(this.#sa, ip, to.port);
     if (c.connect(fd, this.#sa, n) !== 0) return fail("connect");
-    this.#socks.set(id, { id, fd, ip, port: to.port, last: null });
+    this.#socks.set(id, { id, fd, ip, port: to.port, last: null, lastLength: 0 });
     this.#wake();
     return null;
   }
@@ -270,6 +272,7 @@ export class SourceSockets {
       this.counters.sent++;
       const xmt = new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(40);
       s.last = { xmt, t1: sec + nsec * 1e-9, kernel: false };
+      s.lastLength = bytes.length;
       sent.add(s);
     }
     for (const s of sent) this.#readErrors(s);
@@ -380,14 +383,17 @@ export class SourceSockets {
     return -1;
   }
 
-  /** Transmit stamps: the looped-back packet ends with our NTP packet, matched by its xmt. */
+  /**
+   * Transmit stamps: the looped-back packet ends with our NTP packet
+   * (`lastLength` bytes, fields included), matched by its xmt.
+   */
   #readErrors(s: Sock): void {
     for (;;) {
       const len = this.#recv(s.fd, MSG_ERRQUEUE);
       if (len < 0) return;
       const t = this.#stamp(SCM_TIMESTAMPING);
-      if (t < 0 || len < NTP_HEADER || !s.last) continue;
-      const xmt = new DataView(this.#buf.buffer).getBigUint64(len - 8);
+      if (t < 0 || len < s.lastLength || s.lastLength < NTP_HEADER || !s.last) continue;
+      const xmt = new DataView(this.#buf.buffer).getBigUint64(len - s.lastLength + 40);
       if (xmt !== s.last.xmt) continue; // an older send's stamp
       s.last.t1 = t;
       if (!s.last.kernel) this.counters.kernelTx++;

@@ -173,6 +173,7 @@ export function buildSnapshot(i: SnapshotInputs): StatusSnapshot {
       ...(r.state === undefined ? {} : { state: r.state }),
       ...(r.interleaved === undefined ? {} : { interleaved: r.interleaved }),
       ...(r.counters === undefined ? {} : { counters: { ...r.counters } }),
+      ...(r.nts === undefined ? {} : { nts: { ...r.nts } }),
     })),
     ...(i.engine.counters === undefined ? {} : { engine_counters: { ...i.engine.counters } }),
     server: i.counters,
