@@ -19,6 +19,11 @@ import {
 } from "./ntp/system_state.ts";
 import type { EngineReport } from "./engine/report.ts";
 import { EngineDriver } from "./io/engine_driver.ts";
+import {
+  type BroadcastReport,
+  BroadcastServer,
+  type BroadcastSigner,
+} from "./io/broadcast_server.ts";
 import { dropExecutablePages } from "./io/memory.ts";
 import { probeLibc } from "./io/libc.ts";
 import {
@@ -118,6 +123,8 @@ interface AppContext {
   serveLocal(stratum: number): void;
   engine: EngineDriver | null;
   pool: ServerPool | null;
+  /** The broadcast server's destinations and counters ([] when none). */
+  broadcast: () => BroadcastReport[];
   /**
    * The cookie keyring of this node while it answers NTS (the server
    * workers hold copies): the NTS-KE server makes its cookies with it.
@@ -321,6 +328,39 @@ async function startEnginePart(ctx: AppContext, config: Config): Promise<AppPart
     },
     stop: () => ctx.engine?.stop(),
   };
+}
+
+/**
+ * The broadcast server (`[[broadcast]]`): sends the published system
+ * state, so it serves whatever the server workers serve (the engine's
+ * state, or `local_stratum` without sources). A reload that changes the
+ * destinations or the server's listen addresses reopens them.
+ */
+function startBroadcastPart(ctx: AppContext, config: Config): AppPart {
+  let server: BroadcastServer | null = null;
+  const open = (c: Config) => {
+    try {
+      server = new BroadcastServer(c, ctx.system, broadcastSigner(c));
+    } catch (e) {
+      logger("broadcast").error(`Broadcast needs the FFI socket driver: ${message(e)}`);
+    }
+  };
+  if (config.broadcast.length > 0) open(config);
+  ctx.broadcast = () => server?.report() ?? [];
+  return {
+    name: "broadcast",
+    reload(next, plan) {
+      if (!plan.broadcast && !plan.rebindServer) return;
+      if (server) server.reconfigure(next, broadcastSigner(next));
+      else if (next.broadcast.length > 0) open(next);
+    },
+    stop: () => server?.stop(),
+  };
+}
+
+/** The MAC maker for broadcast destinations with a key (none until keys are configured). */
+function broadcastSigner(_c: Config): BroadcastSigner | null {
+  return null;
 }
 
 /**
@@ -540,6 +580,7 @@ export async function runApp(config: Config, configPath: string | null): Promise
     },
     engine: null,
     pool: null,
+    broadcast: () => [],
     ntsKeyring: null,
     ntsKe: null,
   };
@@ -555,6 +596,7 @@ export async function runApp(config: Config, configPath: string | null): Promise
   }
   const parts: AppPart[] = [server, local, startLogPart(), await startEnginePart(ctx, config)];
   parts.push(await startNtsKePart(ctx, config));
+  parts.push(startBroadcastPart(ctx, config));
   const anycast = await startAnycastPart(ctx, config);
   if (anycast) parts.push(anycast.part);
   parts.push(startStatusPart(ctx, config, { started, anycast: anycast?.runtime ?? null }));
