@@ -175,8 +175,7 @@ export async function startNtsKe(opts: NtsKeServerOptions): Promise<NtsKeHandle>
         log[lvl](`NTS-KE ${peer}: Error ${step.outcome.code}: ${step.outcome.reason}`);
       }
       stage = "response";
-      await stream.write(step.bytes);
-      await stream.close();
+      await stream.writeAndClose(step.bytes);
     } catch (e) {
       if (stage === "TLS handshake") counters.tlsFailures++;
       if (!stopping) {
