@@ -48,6 +48,8 @@ export interface StatusSnapshot {
 /** `/status` `nts_ke`: where the NTS-KE server listens and its counters since start. */
 export interface NtsKeStatus {
   listen: string[];
+  /** When the certificate in use stops being valid, Unix seconds; null if unknown. */
+  certificate_not_after: number | null;
   connections: number;
   handshakes: number;
   record_errors: number;
@@ -60,6 +62,7 @@ export interface NtsKeStatus {
 /** What the app reports of a running NTS-KE server. */
 export interface NtsKeReport {
   listen: string[];
+  certificateNotAfter: number | null;
   counters: NtsKeCounters;
 }
 
@@ -214,6 +217,7 @@ function ntsKeStatus(r: NtsKeReport): NtsKeStatus {
   const c = r.counters;
   return {
     listen: [...r.listen],
+    certificate_not_after: r.certificateNotAfter,
     connections: c.connections,
     handshakes: c.handshakes,
     record_errors: c.recordErrors,
