@@ -64,6 +64,8 @@ export interface BroadcastStatus {
 /** `/status` `nts_ke`: where the NTS-KE server listens and its counters since start. */
 export interface NtsKeStatus {
   listen: string[];
+  /** When the certificate in use stops being valid, Unix seconds; null if unknown. */
+  certificate_not_after: number | null;
   connections: number;
   handshakes: number;
   record_errors: number;
@@ -76,6 +78,7 @@ export interface NtsKeStatus {
 /** What the app reports of a running NTS-KE server. */
 export interface NtsKeReport {
   listen: string[];
+  certificateNotAfter: number | null;
   counters: NtsKeCounters;
 }
 
@@ -235,6 +238,7 @@ function ntsKeStatus(r: NtsKeReport): NtsKeStatus {
   const c = r.counters;
   return {
     listen: [...r.listen],
+    certificate_not_after: r.certificateNotAfter,
     connections: c.connections,
     handshakes: c.handshakes,
     record_errors: c.recordErrors,

@@ -66,8 +66,7 @@ async function followsByBroadcast(lab: LanLab, i: number, server: string, stratu
 }
 
 Deno.test({
-  name:
-    "multicast: our server is heard by two clients, calibrated, followed; an attacker changes nothing",
+  name: "multicast: our server is heard by two clients, calibrated and followed",
   sanitizeResources: false,
   sanitizeOps: false,
 }, async () => {
