@@ -148,6 +148,34 @@ Deno.test({
   }
 });
 
+Deno.test({
+  name: "IPv6 multicast: ff05::101 from our server to our client",
+  sanitizeResources: false,
+  sanitizeOps: false,
+}, async () => {
+  const lab = await buildLan(2);
+  try {
+    const v6 = (toml: string) => toml.replace('"0.0.0.0:123"', '"0.0.0.0:123", "[::]:123"');
+    await startIn(
+      lab,
+      0,
+      v6(lanConfig(
+        `[[broadcast]]\naddress = "ff05::101"\ninterval_s = 2\ninsecure = true\ninterface = "eth0"`,
+      )).replace("workers = 1", "workers = 1\nlocal_stratum = 3"),
+    );
+    await startIn(
+      lab,
+      1,
+      v6(lanConfig(
+        `[[source]]\nkind = "broadcast"\naddress = "ff05::101"\ninsecure = true\ninterface = "eth0"\nmin_poll = 1\nmax_poll = 2`,
+      )),
+    );
+    await followsByBroadcast(lab, 1, `[${lab.addr6(0)}]:123`, 4);
+  } finally {
+    await lab.close();
+  }
+});
+
 const noChrony = chronyAvailable();
 if (noChrony) console.log(`broadcast_lan_test: chronyd test skipped: ${noChrony}`);
 
