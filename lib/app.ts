@@ -2,7 +2,7 @@
  * Wires the configuration to the drivers and the core: server workers,
  * system state, status server, signals. Returns the process exit code.
  */
-import { type Config, loadConfig } from "./config/mod.ts";
+import { type Config, loadConfig, missingSourceKeys } from "./config/mod.ts";
 import { ServerPool } from "./io/server_pool.ts";
 import { serverOptionsFrom } from "./io/server_options.ts";
 import { measurePrecision, realtimeSeconds } from "./io/realtime.ts";
@@ -28,6 +28,8 @@ import {
 import { VERSION } from "./version.ts";
 import { type AnycastRuntime, startAnycast } from "./anycast/mod.ts";
 import { describePlan, isNoop, planReload, type ReloadPlan } from "./reload.ts";
+import type { AuthKeys } from "./auth/keys.ts";
+import { describeKeys, readKeys, sameKeys, workerKeys } from "./io/key_file.ts";
 
 /** How often the reference time of a `local_stratum` server is refreshed. */
 const LOCAL_REFRESH_MS = 16_000;
@@ -106,6 +108,8 @@ interface AppContext {
   serveLocal(stratum: number): void;
   engine: EngineDriver | null;
   pool: ServerPool | null;
+  /** The symmetric keys in force (auth.keyfile, auth.trusted_keys). */
+  keys(): AuthKeys;
 }
 
 /** Parts get this long to stop; sockets and status close after. Exit stays under 2 s. */
@@ -159,6 +163,7 @@ async function startServerPart(ctx: AppContext, config: Config): Promise<AppPart
     driver: c.server.driver,
     options: serverOptionsFrom(c),
     state: ctx.shared,
+    keys: workerKeys(ctx.keys()),
   });
   // A second edge-time on our addresses would share them through SO_REUSEPORT: probe first.
   let pool = await ServerPool.start({ ...poolOptions(config), probe: true });
@@ -253,6 +258,7 @@ async function startEnginePart(ctx: AppContext, config: Config): Promise<AppPart
       config: c,
       precision: ctx.precision,
       publish: ctx.publish,
+      keys: ctx.keys(),
     });
   };
   if (config.source.length > 0) await start(config);
@@ -373,7 +379,16 @@ function statusBindReason(e: unknown): string {
   return message(e);
 }
 
-export async function runApp(config: Config, configPath: string | null): Promise<number> {
+/**
+ * Runs the appliance until SIGTERM/SIGINT. `keys`: the symmetric keys
+ * `config` names, already read and checked (main.ts `readConfig`); none
+ * when absent (the embedded default config has no key file).
+ */
+export async function runApp(
+  config: Config,
+  configPath: string | null,
+  keys: AuthKeys = { keys: new Map(), trusted: new Set() },
+): Promise<number> {
   // Until the reload handler is ready a SIGHUP is remembered, not fatal (its default action).
   let hupEarly = false;
   const hupEarlyListener = () => hupEarly = true;
@@ -390,8 +405,10 @@ export async function runApp(config: Config, configPath: string | null): Promise
   await setupLogging(config.log.level);
   const log = logger("app");
   let current = config;
+  let authKeys = keys;
   const started = performance.now();
   log.info(`edge-time ${VERSION} starting with ${configPath ?? "the embedded default config"}`);
+  if (config.auth.keyfile !== "") log.info(describeKeys(config.auth.keyfile, keys));
 
   const precision = measurePrecision();
   const shared = new SharedSystemState();
@@ -418,6 +435,7 @@ export async function runApp(config: Config, configPath: string | null): Promise
     },
     engine: null,
     pool: null,
+    keys: () => authKeys,
   };
 
   // The local state is published before the workers answer. Reloads reach
@@ -454,7 +472,30 @@ export async function runApp(config: Config, configPath: string | null): Promise
       return;
     }
     const next = r.config;
+    // The key file is reread at every SIGHUP. A bad one is one line and
+    // the keys in force stay; a source key the keys lack rejects the reload.
+    const k = readKeys(next, text, configPath);
+    const fileErrors = k.errors.filter((e) => !e.startsWith(`${configPath}:`));
+    let nextKeys: AuthKeys = { keys: authKeys.keys, trusted: new Set(next.auth.trustedKeys) };
+    if (k.keys && fileErrors.length === 0) nextKeys = k.keys;
+    else if (fileErrors.length > 0) {
+      const more = fileErrors.length > 1 ? ` (and ${fileErrors.length - 1} more)` : "";
+      log.error(`${fileErrors[0]}${more}; keeping the keys in force`);
+    }
+    const missing = missingSourceKeys(next, new Set(nextKeys.keys.keys()), text, configPath);
+    if (missing.length > 0) {
+      for (const e of missing) log.error(e);
+      log.error(`Reload rejected (${missing.length} error(s)); keeping the running config`);
+      return;
+    }
+    const keysChanged = !sameKeys(authKeys, nextKeys);
     const plan = planReload(current, next);
+    if (keysChanged) {
+      authKeys = nextKeys;
+      ctx.pool?.setKeys(workerKeys(nextKeys));
+      ctx.engine?.setKeys(nextKeys);
+      log.info(describeKeys(next.auth.keyfile || "(no key file)", nextKeys));
+    }
     if (isNoop(plan)) return log.info(`Reloaded ${configPath}: no change`);
     for (const p of parts) {
       try {

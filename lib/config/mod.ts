@@ -5,7 +5,7 @@
  */
 import { parse as parseToml } from "toml";
 import { lineOf, locateKeys } from "./locate.ts";
-import { camel, type Config, SCHEMA, type Spec } from "./schema.ts";
+import { camel, type Config, SCHEMA, type SourceConfig, type Spec } from "./schema.ts";
 import { DEFAULT_CONFIG_TOML } from "./default_config.ts";
 import { parseSocketAddress, sourceIdentity } from "./socket_address.ts";
 import { parseCidr } from "../ntp/access.ts";
@@ -92,6 +92,24 @@ function validate(spec: Spec, value: unknown, path: string, problems: Problem[])
       });
       return out;
     }
+    case "ints": {
+      if (value === undefined) return [...spec.default];
+      if (!Array.isArray(value)) {
+        return fail(`expected an array of numbers, got ${describe(value)}`);
+      }
+      const out: number[] = [];
+      value.forEach((item, i) => {
+        const n = typeof item === "bigint" ? Number(item) : item;
+        if (typeof n !== "number" || !Number.isInteger(n) || n < spec.min || n > spec.max) {
+          problems.push({
+            path: `${path}[${i}]`,
+            message: `expected a whole number in ${spec.min}..${spec.max}, got ${describe(item)}`,
+          });
+        } else if (out.includes(n)) problems.push({ path, message: `${n} is listed twice` });
+        else out.push(n);
+      });
+      return out;
+    }
     case "table": {
       if (value === undefined) value = {};
       if (value === null || typeof value !== "object" || Array.isArray(value)) {
@@ -169,6 +187,7 @@ function crossChecks(c: Config, problems: Problem[]): void {
         message: `${s.maxPoll} is below min_poll ${s.minPoll}`,
       });
     }
+    authChecks(c, s, i, problems);
     // One association per address, whatever the kinds: a second entry for
     // the same host and port (after normalisation) is an error, not a replacement.
     const id = typeof s.address === "string" ? sourceIdentity(s.address) : null;
@@ -216,6 +235,27 @@ function crossChecks(c: Config, problems: Problem[]): void {
   }
 }
 
+/**
+ * A source's `key` must be trusted (`auth.trusted_keys`) and needs a key
+ * file; `require_auth` needs a `key`. Whether the file holds the key is
+ * checked when it is read (lib/auth/load.ts `checkSourceKeys`).
+ */
+function authChecks(c: Config, s: SourceConfig, i: number, problems: Problem[]): void {
+  const trusted = Array.isArray(c.auth?.trustedKeys) ? c.auth.trustedKeys : null;
+  if (s.requireAuth === true && s.key === 0) {
+    problems.push({ path: `source[${i}].require_auth`, message: "needs a key (source key = N)" });
+  }
+  if (typeof s.key !== "number" || s.key === 0) return;
+  if (c.auth?.keyfile === "") {
+    problems.push({ path: `source[${i}].key`, message: `key ${s.key} needs auth.keyfile` });
+  } else if (trusted && !trusted.includes(s.key)) {
+    problems.push({
+      path: `source[${i}].key`,
+      message: `key ${s.key} is not in auth.trusted_keys`,
+    });
+  }
+}
+
 /** Parses and validates config text; `file` names it in error lines. */
 export function loadConfig(text: string, file: string): LoadResult {
   let doc: Record<string, unknown>;
@@ -244,6 +284,27 @@ export function loadConfig(text: string, file: string): LoadResult {
     };
   }
   return { ok: true, config };
+}
+
+/**
+ * The sources whose `key` the key file does not hold, one line each,
+ * `FILE:LINE: source[i].key: key N is not in KEYFILE` (`text`/`file`: the
+ * config). `keyIds`: the IDs the key file holds.
+ */
+export function missingSourceKeys(
+  config: Config,
+  keyIds: ReadonlySet<number>,
+  text: string,
+  file: string,
+): string[] {
+  const lines = locateKeys(text);
+  return config.source.flatMap((s, i) =>
+    s.key === 0 || keyIds.has(s.key) ? [] : [
+      `${file}:${
+        lineOf(lines, `source[${i}].key`)
+      }: source[${i}].key: key ${s.key} is not in ${config.auth.keyfile}`,
+    ]
+  );
 }
 
 /** The embedded default configuration, validated. */

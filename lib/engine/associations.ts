@@ -116,6 +116,8 @@ export class AssociationSet {
         maxPoll: Math.max(cfg.minPoll, cfg.maxPoll),
         pool,
         xleave: cfg.xleave && cfg.kind !== "peer",
+        key: cfg.key ?? 0,
+        requireAuth: cfg.requireAuth ?? false,
       },
       now,
       rand,
@@ -263,6 +265,8 @@ export class AssociationSet {
             minPoll: cfg.minPoll,
             maxPoll: cfg.maxPoll,
             xleave: cfg.xleave && cfg.kind !== "peer",
+            key: cfg.key ?? 0,
+            requireAuth: cfg.requireAuth ?? false,
           },
           now,
         );

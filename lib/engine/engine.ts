@@ -16,6 +16,9 @@
 import { formatRefid, Leap, Mode, type NtpPacket, parsePacket } from "../ntp/packet.ts";
 import { isSynchronised, MAXSTRAT, type SystemState, unsyncedState } from "../ntp/system_state.ts";
 import { majorityLeapOf } from "../ntp/leap.ts";
+import type { MacCheck } from "../contracts.ts";
+import type { AuthKeys } from "../auth/keys.ts";
+import { checkMac } from "../auth/mac.ts";
 import type { Action } from "./actions.ts";
 import {
   AssociationSet,
@@ -56,6 +59,8 @@ export { PEER_PULL, PULL_BOUND, RESOLVE_RETRY_S, sourceKey, splitHostPort };
 
 /** Wait after start before the first clock update unless every source has answered. */
 export const GATHER_S = 4;
+
+const NO_MAC: MacCheck = { kind: "none" };
 
 /** The engine. */
 export class Engine {
@@ -110,6 +115,7 @@ export class Engine {
   #sysPoll: number;
   #goodUpdates = 0;
   #logged = new Set<string>();
+  #keys: AuthKeys = { keys: new Map(), trusted: new Set() };
   #out: Action[] = [];
   #rand: () => number = Math.random;
   #lastNow = 0;
@@ -242,13 +248,28 @@ export class Engine {
       this.counters.unknown_source++;
       return this.#flush();
     }
-    this.#incoming(a, p, t4, sent);
+    // The MAC is checked against the keys in force (the association decides whether it needs one).
+    const mac: MacCheck = p.macLength > 0
+      ? checkMac(this.#keys.keys, this.#keys.trusted, bytes, bytes.length, p.version)
+      : NO_MAC;
+    this.#incoming(a, p, t4, sent, mac);
     return this.#flush();
   }
 
-  #incoming(a: Association, p: NtpPacket, recv: number, sent: Transmit | null): void {
+  /** The symmetric keys packets are checked with (key file reread, trusted keys changed). */
+  setKeys(keys: AuthKeys): void {
+    this.#keys = keys;
+  }
+
+  #incoming(
+    a: Association,
+    p: NtpPacket,
+    recv: number,
+    sent: Transmit | null,
+    mac: MacCheck,
+  ): void {
     const before = { ...a.counters };
-    const r = a.handleIncoming(p, recv, sent, this.#context());
+    const r = a.handleIncoming(p, recv, sent, this.#context(), mac);
     this.counters.bogus += a.counters.bogus - before.bogus;
     this.counters.replay += a.counters.replay - before.replay;
     this.counters.kod_rate += a.counters.kodRate - before.kodRate;

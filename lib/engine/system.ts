@@ -307,6 +307,7 @@ export function sourceReportOf(
     jitter_s: f?.jitter ?? 0,
     state: a.state,
     interleaved: a.interleaved,
+    ...(a.opts.key === 0 ? {} : { key: a.opts.key, authenticated: a.authenticated }),
     counters: { ...a.counters },
   };
 }

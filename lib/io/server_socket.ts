@@ -19,6 +19,13 @@ export interface Responder {
   /** Writes the transmit timestamp into a built reply, just before it is sent. */
   stamp(out: Uint8Array, outOffset: number, txSec: number, txNsec: number): void;
   /**
+   * The post-stamp step of a reply `respond` flagged `REPLY_FINISH`: after
+   * `stamp`, before the send, completes what covers `xmt` (the MAC whose
+   * key ID `respond` wrote at 48; an NTS authenticator). `length` is the
+   * reply's whole length.
+   */
+  finish(out: Uint8Array, outOffset: number, length: number): void;
+  /**
    * The reply at `out[outOffset..+48)` left at raw time `txSec`/`txNsec`
    * (the reading before the send, later the kernel's stamp): keep it for
    * the client's next, interleaved, request.

@@ -23,6 +23,14 @@ import { cidrs, type ServerOptions } from "./server_options.ts";
 import type { Responder, ServerSocket } from "./server_socket.ts";
 import { openServerSocket } from "./udp.ts";
 import { TxStore } from "../ntp/tx_store.ts";
+import { checkMac, writeMac } from "../auth/mac.ts";
+import type { KeyTable, SymmetricKey } from "../auth/keys.ts";
+
+/** The keys a worker answers with (cloneable: key file contents and `auth.trusted_keys`). */
+export interface WorkerKeys {
+  keys: SymmetricKey[];
+  trusted: number[];
+}
 
 export type ToWorker =
   | {
@@ -38,7 +46,10 @@ export type ToWorker =
     /** The rate-limit client table shared by all workers (lib/ntp/rate_limit.ts). */
     rateTable: SharedArrayBuffer;
     slot: number;
+    keys: WorkerKeys;
   }
+  /** Reload: a new key table (key file reread, `auth.trusted_keys` changed). */
+  | { kind: "keys"; keys: WorkerKeys }
   /** Reload: new access and rate-limit options, over this (possibly the same) client table. */
   | { kind: "options"; options: ServerOptions; rateTable: SharedArrayBuffer }
   /** Reload: close sockets no longer listed, open the new ones, keep the rest. */
@@ -106,6 +117,14 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
     counters,
     txStore: new TxStore(init.txStore),
   };
+  let keys: KeyTable = new Map();
+  let trusted: ReadonlySet<number> = new Set();
+  const setKeys = (k: WorkerKeys) => {
+    keys = new Map(k.keys.map((key) => [key.id, key]));
+    trusted = new Set(k.trusted);
+  };
+  setKeys(init.keys);
+  ctx.auth = { check: (req, length, version) => checkMac(keys, trusted, req, length, version) };
   const configure = (o: ServerOptions, rateTable: SharedArrayBuffer) => {
     ctx.access = new AccessList(cidrs(o.allow), cidrs(o.deny));
     ctx.limiter = new RateLimiter(o.rateLimit, rateTable);
@@ -130,6 +149,14 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
     },
     stamp(out, outOffset, txSec, txNsec) {
       stampTransmit(out, outOffset, system, txSec, txNsec);
+    },
+    finish(out, outOffset, length) {
+      // respond wrote the request's key ID at 48 and left the digest's room.
+      const at = outOffset + 48;
+      const id = ((out[at]! << 24) | (out[at + 1]! << 16) | (out[at + 2]! << 8) | out[at + 3]!) >>>
+        0;
+      const key = keys.get(id);
+      if (key) writeMac(key, out, outOffset, 48, length - 52);
     },
     saveTx(out, outOffset, txSec, txNsec) {
       const v = new DataView(out.buffer, out.byteOffset + outOffset + 32, 8);
@@ -166,6 +193,7 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
   self.onmessage = (e: MessageEvent<ToWorker>) => {
     const m = e.data;
     if (m.kind === "options") configure(m.options, m.rateTable);
+    else if (m.kind === "keys") setKeys(m.keys);
     else if (m.kind === "listen") {
       // Open the new addresses before closing the old ones; unchanged ones are untouched.
       const have = new Set(socketListen.values());

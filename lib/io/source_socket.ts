@@ -82,7 +82,7 @@ export interface SourceEndpoint {
   local?: { host: string; port: number };
 }
 
-/** Writes the transmit timestamp into `bytes` from a raw clock reading, right before the send. */
+/** Writes the transmit timestamp into `bytes` from a raw clock reading, right before the send (then a MAC that covers it). */
 export type XmtWriter = (bytes: Uint8Array, sec: number, nsec: number) => void;
 
 /** Called for each datagram from a socket's peer: `t4` is the kernel receive time, raw Unix seconds. */
@@ -115,6 +115,8 @@ interface Sock {
   ip: Uint8Array;
   port: number;
   last: SentPacket | null;
+  /** Length of the last packet sent (header and MAC): where its xmt is in a looped-back frame. */
+  lastLength: number;
 }
 
 function setInt(fd: number, level: number, opt: number, value: number): boolean {
@@ -205,7 +207,7 @@ export class SourceSockets {
     }
     const n = writeSockaddr(this.#sa, ip, to.port);
     if (c.connect(fd, this.#sa, n) !== 0) return fail("connect");
-    this.#socks.set(id, { id, fd, ip, port: to.port, last: null });
+    this.#socks.set(id, { id, fd, ip, port: to.port, last: null, lastLength: NTP_HEADER });
     this.#wake();
     return null;
   }
@@ -270,6 +272,7 @@ export class SourceSockets {
       this.counters.sent++;
       const xmt = new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(40);
       s.last = { xmt, t1: sec + nsec * 1e-9, kernel: false };
+      s.lastLength = bytes.length;
       sent.add(s);
     }
     for (const s of sent) this.#readErrors(s);
@@ -386,8 +389,8 @@ export class SourceSockets {
       const len = this.#recv(s.fd, MSG_ERRQUEUE);
       if (len < 0) return;
       const t = this.#stamp(SCM_TIMESTAMPING);
-      if (t < 0 || len < NTP_HEADER || !s.last) continue;
-      const xmt = new DataView(this.#buf.buffer).getBigUint64(len - 8);
+      if (t < 0 || len < s.lastLength || !s.last) continue;
+      const xmt = new DataView(this.#buf.buffer).getBigUint64(len - s.lastLength + 40);
       if (xmt !== s.last.xmt) continue; // an older send's stamp
       s.last.t1 = t;
       if (!s.last.kernel) this.counters.kernelTx++;

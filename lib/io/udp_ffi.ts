@@ -36,7 +36,14 @@
  */
 import type { SocketAddress } from "../config/socket_address.ts";
 import { newClientAddress, parseIp, setClientAddress } from "../ntp/address.ts";
-import { NO_REPLY, REPLY_LENGTH, REPLY_SAVE_TX, REPLY_STAMPED } from "../ntp/server.ts";
+import { HEADER_LEN } from "../ntp/packet.ts";
+import {
+  NO_REPLY,
+  REPLY_FINISH,
+  REPLY_LENGTH,
+  REPLY_SAVE_TX,
+  REPLY_STAMPED,
+} from "../ntp/server.ts";
 import {
   addressOf,
   AF_INET,
@@ -99,7 +106,8 @@ const SEND_COST_MAX_NS = 20_000;
 const SEND_COST_GAIN = 1 / 8;
 /** Receive buffer per datagram; longer ones are truncated and dropped as malformed. */
 const SLOT = 2048;
-const REPLY = 48;
+/** Room for one reply: a reply is never longer than its request (a MAC, NTS fields). */
+const REPLY = SLOT;
 /** Room for the timestamp and pktinfo cmsgs (and an SCM_TIMESTAMPING one on older kernels). */
 const RX_CTRL = 192;
 /** A looped-back reply with its headers, from the error queue. */
@@ -442,10 +450,10 @@ class FfiSocket implements ServerSocket {
           if (errCtrl32[k + 2] === SOL_SOCKET && errCtrl32[k + 3] === SCM_TIMESTAMPING) {
             const sec = (errCtrl32[k + 4]! >>> 0) + errCtrl32[k + 5]! * 4294967296;
             const nsec = errCtrl32[k + 6]!;
-            // The looped-back frame ends with our 48-byte reply.
+            // The looped-back frame ends with our 48-byte reply (only bare replies ask).
             const len = Math.min(n, ERR_SLOT);
-            if (len >= REPLY && (sec !== 0 || nsec !== 0)) {
-              responder.saveTx(errBuf, len - REPLY, sec, nsec);
+            if (len >= HEADER_LEN && (sec !== 0 || nsec !== 0)) {
+              responder.saveTx(errBuf, len - HEADER_LEN, sec, nsec);
             }
             break;
           }
@@ -600,6 +608,14 @@ class FfiSocket implements ServerSocket {
           const sec = (ts[0]! >>> 0) + ts[1]! * 4294967296, nsec = ts[2]!;
           const f = replyFlags[j]!;
           if ((f & REPLY_STAMPED) === 0) responder.stamp(txBuf, j * REPLY, sec, nsec);
+          if ((f & REPLY_FINISH) !== 0) {
+            responder.finish(txBuf, j * REPLY, f & REPLY_LENGTH);
+            // The error queue's frame is matched by a bare 48-byte reply at its
+            // end: a reply with a MAC keeps the reading (as when behind).
+            if ((f & REPLY_SAVE_TX) !== 0) responder.saveTx(txBuf, j * REPLY, sec, nsec);
+            this.#send(txHdrChunks, j, j + 1, responder);
+            continue;
+          }
           if ((f & REPLY_SAVE_TX) === 0) {
             this.#send(txHdrChunks, j, j + 1, responder);
             continue;
@@ -630,6 +646,7 @@ class FfiSocket implements ServerSocket {
           }
           const f = replyFlags[j]!;
           if ((f & REPLY_STAMPED) === 0) responder.stamp(txBuf, j * REPLY, sec, ns);
+          if ((f & REPLY_FINISH) !== 0) responder.finish(txBuf, j * REPLY, f & REPLY_LENGTH);
           // Behind: no kernel stamps (one more system call each); the spaced reading is saved.
           if ((f & REPLY_SAVE_TX) !== 0) responder.saveTx(txBuf, j * REPLY, sec, ns);
         }

@@ -9,7 +9,12 @@
  * - `org` is the request's `xmt`, `rec` the kernel receive time, and
  *   `xmt` is left for the driver to stamp just before sending
  *   (`stampTransmit`);
- * - the reply is always the 48-byte header, never larger than the request.
+ * - the reply is the 48-byte header, then a MAC when the request had one
+ *   (symmetric keys, RFC 5905 §9.2, as ntpd and chrony answer): a valid
+ *   MAC of a trusted key gets a MAC by that key with the request's digest
+ *   length (the driver computes it after stamping `xmt`, `REPLY_FINISH`);
+ *   an unknown or untrusted key or a wrong digest gets a crypto-NAK (a
+ *   4-octet MAC of key ID 0). Never larger than the request.
  * - with a leap smear published in the system state (`server.leap_smear_s`),
  *   `rec` and `xmt` are smeared time (lib/ntp/leap.ts `smearRamp`).
  *
@@ -18,6 +23,7 @@
  */
 import type { ClientAddress } from "./address.ts";
 import type { AccessList } from "./access.ts";
+import type { MacCheck } from "../contracts.ts";
 import { asciiRefid, HEADER_LEN, Leap, Mode, walkTrailer } from "./packet.ts";
 import { leapOnDay } from "./leap.ts";
 import type { RateLimiter } from "./rate_limit.ts";
@@ -38,18 +44,27 @@ export const Counter = {
   dropDenied: 8,
   sendErrors: 9,
   interleaved: 10,
+  /** Requests with a valid MAC of a trusted key, answered with a MAC. */
+  authenticated: 11,
+  /** Requests answered with a crypto-NAK: unknown or untrusted key, or a bad MAC. */
+  cryptoNak: 12,
+  /** Requests whose MAC did not match (or had the wrong length for its key): a subset of cryptoNak. */
+  badMac: 13,
 } as const;
-export const COUNTER_COUNT = 11;
+export const COUNTER_COUNT = 14;
 
 /**
- * Flags `respond` ORs into a reply's length (48): the reply is an
- * interleaved one whose xmt is already written (do not stamp it), and the
- * reply's transmit time should be saved for the client's next request.
+ * Flags `respond` ORs into a reply's length: the reply is an interleaved
+ * one whose xmt is already written (do not stamp it); the reply's transmit
+ * time should be saved for the client's next request; the reply needs its
+ * post-stamp step (`Responder.finish`: a MAC, later an NTS authenticator),
+ * run after `xmt` is written and before the send, since it covers `xmt`.
  */
-export const REPLY_STAMPED = 0x100;
-export const REPLY_SAVE_TX = 0x200;
-/** The length part of what `respond` returns. */
-export const REPLY_LENGTH = 0xff;
+export const REPLY_STAMPED = 0x10000;
+export const REPLY_SAVE_TX = 0x20000;
+export const REPLY_FINISH = 0x40000;
+/** The length part of what `respond` returns (a whole UDP payload fits). */
+export const REPLY_LENGTH = 0xffff;
 
 /** Returned by `respond` for a packet the server does not answer itself. */
 export const NO_REPLY = 0;
@@ -72,9 +87,17 @@ export interface ServerContext {
   counters: Float64Array;
   /** Transmit times of earlier replies, for interleaved mode; absent = basic mode only. */
   txStore?: TxStore;
+  /**
+   * Checks a request's MAC (lib/auth/mac.ts `checkMac` over the worker's
+   * keys); absent = no keys at all, and a request with a MAC is answered
+   * with a crypto-NAK, as chrony does without a key file.
+   */
+  auth?: { check(req: Uint8Array, length: number, version: number): MacCheck };
 }
 
 const saved: SavedTx = { sec: 0, nsec: 0 };
+/** Without keys every MAC is of an unknown key. */
+const NO_AUTH: MacCheck = { kind: "unknown-key", keyId: 0, dataLength: 0 };
 
 /** Log2 of the rate-limit interval, rounded up: the poll we ask clients to keep. */
 export function minPollFor(intervalS: number): number {
@@ -82,9 +105,10 @@ export function minPollFor(intervalS: number): number {
 }
 
 /**
- * Builds the reply to `req[0..length)` into `out[outOffset..+48)`.
- * Returns `NO_REPLY`, or 48 ORed with `REPLY_STAMPED` / `REPLY_SAVE_TX`;
- * counts the outcome. `rxSec`/`rxNsec` is the raw (uncorrected) receive
+ * Builds the reply to `req[0..length)` into `out[outOffset..)` (48 bytes,
+ * plus the MAC's room when the request had one: at most the request's
+ * length). Returns `NO_REPLY`, or the length ORed with `REPLY_STAMPED` /
+ * `REPLY_SAVE_TX` / `REPLY_FINISH`; counts the outcome. `rxSec`/`rxNsec` is the raw (uncorrected) receive
  * time.
  *
  * Interleaved mode (RFC 9769 §2, chrony's server): a client request whose
@@ -121,11 +145,11 @@ export function respond(
     c[Counter.dropMalformed]!++;
     return NO_REPLY;
   }
-  if (
-    length > HEADER_LEN &&
-    walkTrailer(new DataView(req.buffer, req.byteOffset, length), length, version) ===
-      "bad-extension"
-  ) {
+  // The MAC's length (0: none); extension fields are walked over.
+  const macLength = length > HEADER_LEN
+    ? walkTrailer(new DataView(req.buffer, req.byteOffset, length), length, version)
+    : 0;
+  if (macLength === "bad-extension") {
     c[Counter.dropMalformed]!++;
     return NO_REPLY;
   }
@@ -168,6 +192,24 @@ export function respond(
       kodRefid = REFID_RATE;
     }
   }
+
+  // The MAC (after access and rate limit, as chrony: a flood costs no digests).
+  // `tail` is what follows the header: 0, a crypto-NAK (4) or key ID + digest.
+  let tail = 0;
+  if (macLength > 0) {
+    const mac = ctx.auth?.check(req, length, version) ?? NO_AUTH;
+    if (mac.kind === "ok") {
+      c[Counter.authenticated]!++;
+      tail = length - mac.dataLength;
+      for (let i = 0; i < 4; i++) out[outOffset + HEADER_LEN + i] = req[mac.dataLength + i]!;
+    } else if (mac.kind !== "none") {
+      c[Counter.cryptoNak]!++;
+      if (mac.kind === "bad-mac") c[Counter.badMac]!++;
+      tail = 4;
+      view.setUint32(o + HEADER_LEN, 0);
+    }
+  }
+  const done = tail > 4 ? HEADER_LEN + tail | REPLY_FINISH : HEADER_LEN + tail;
 
   const s = ctx.system;
   const reqPoll = (req[2]! << 24) >> 24; // int8
@@ -217,20 +259,20 @@ export function respond(
       const t = saved.sec + saved.nsec * 1e-9;
       writeUnixTime(view, o + 40, saved.sec, saved.nsec, servedCorrectionAt(s, t));
       c[Counter.interleaved]!++;
-      return HEADER_LEN | REPLY_STAMPED | REPLY_SAVE_TX;
+      return done | REPLY_STAMPED | REPLY_SAVE_TX;
     }
     if ((orgHi | orgLo | recHi | recLo) !== 0) {
       for (let i = 0; i < 8; i++) out[outOffset + 24 + i] = req[40 + i]!;
       view.setUint32(o + 40, 0);
       view.setUint32(o + 44, 0);
-      return HEADER_LEN | REPLY_SAVE_TX;
+      return done | REPLY_SAVE_TX;
     }
   }
   // org = request xmt, copied byte for byte.
   for (let i = 0; i < 8; i++) out[outOffset + 24 + i] = req[40 + i]!;
   view.setUint32(o + 40, 0);
   view.setUint32(o + 44, 0);
-  return HEADER_LEN;
+  return done;
 }
 
 /**

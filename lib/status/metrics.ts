@@ -111,6 +111,16 @@ export function renderMetrics(s: StatusSnapshot): string {
     "Answered requests replied to in interleaved mode (RFC 9769).",
     c.interleaved,
   );
+  e.family(
+    "ntp_server_auth_requests_total",
+    "counter",
+    "Requests with a MAC by outcome: authenticated (answered with a MAC), crypto_nak (unknown or untrusted key, or bad MAC), of which bad_mac.",
+    [
+      [{ outcome: "authenticated" }, c.authenticated],
+      [{ outcome: "crypto_nak" }, c.crypto_nak],
+      [{ outcome: "bad_mac" }, c.bad_mac],
+    ],
+  );
 
   const y = s.system;
   e.family(

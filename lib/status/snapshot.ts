@@ -150,6 +150,7 @@ export function buildSnapshot(i: SnapshotInputs): StatusSnapshot {
       jitter_s: r.jitter_s,
       ...(r.state === undefined ? {} : { state: r.state }),
       ...(r.interleaved === undefined ? {} : { interleaved: r.interleaved }),
+      ...(r.key === undefined ? {} : { key: r.key, authenticated: r.authenticated === true }),
       ...(r.counters === undefined ? {} : { counters: { ...r.counters } }),
     })),
     ...(i.engine.counters === undefined ? {} : { engine_counters: { ...i.engine.counters } }),

@@ -122,6 +122,9 @@ export function fakeCounters(scale = 1): ServerCounters {
     },
     send_errors: 1 * scale,
     interleaved: 2 * scale,
+    authenticated: 4 * scale,
+    crypto_nak: 3 * scale,
+    bad_mac: 1 * scale,
   };
 }
 
