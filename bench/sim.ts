@@ -82,6 +82,11 @@ for (const n of names as ScenarioName[]) {
       r.relative_p99_after_cut_us !== undefined
         ? `rel_p99_after_cut=${r.relative_p99_after_cut_us}us`
         : "",
+      r.orphan_elected_s !== undefined
+        ? `orphan_elected=${
+          r.orphan_elected_s ?? "never"
+        }s multi_parent=${r.orphan_multi_parent_s}s`
+        : "",
       r.liar_tally ? `liar tally=${r.liar_tally.join("")}` : "",
       `${((performance.now() - started) / 1000).toFixed(1)}s wall`,
     ].filter(Boolean).join(" ");

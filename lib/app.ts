@@ -5,6 +5,8 @@
 import { type Config, loadConfig, missingSourceKeys } from "./config/mod.ts";
 import { ServerPool } from "./io/server_pool.ts";
 import { serverOptionsFrom } from "./io/server_options.ts";
+import { loadNtsKeys, localSecret, type NtsKeys, ntsServing } from "./io/nts_keys.ts";
+import { CookieKeyring } from "./nts/cookie.ts";
 import { measurePrecision, realtimeSeconds } from "./io/realtime.ts";
 import { logger, setupLogging } from "./log.ts";
 import { formatRefid } from "./ntp/packet.ts";
@@ -27,6 +29,10 @@ import {
 } from "./status/mod.ts";
 import { VERSION } from "./version.ts";
 import { type AnycastRuntime, startAnycast } from "./anycast/mod.ts";
+import { type NtsKeHandle, startNtsKe } from "./io/nts_ke_listener.ts";
+import type { MakeCookies } from "./nts/ke_server.ts";
+import { SUPPORTED_AEADS } from "./nts/aead.ts";
+import type { NtsKeReport } from "./status/snapshot.ts";
 import { describePlan, isNoop, planReload, type ReloadPlan } from "./reload.ts";
 import type { AuthKeys } from "./auth/keys.ts";
 import { describeKeys, readKeys, sameKeys, workerKeys } from "./io/key_file.ts";
@@ -87,6 +93,12 @@ export interface AppPart {
    * (the server, when nothing could be bound).
    */
   reload(next: Config, plan: ReloadPlan): void | boolean | Promise<void | boolean>;
+  /**
+   * SIGHUP, every time, after `reload` (or alone when the config did not
+   * change): files the part reads are read again (the NTS-KE certificate,
+   * renewed in place by certbot and the like).
+   */
+  reread?(current: Config): void | Promise<void>;
   /** SIGTERM/SIGINT: withdraw anycast, save the drift file, close sockets. */
   stop(): void | Promise<void>;
   /** It closes sockets: stopped after the other parts, so NTP is answered while anycast withdraws. */
@@ -110,6 +122,13 @@ interface AppContext {
   pool: ServerPool | null;
   /** The symmetric keys in force (auth.keyfile, auth.trusted_keys). */
   keys(): AuthKeys;
+  /**
+   * The cookie keyring of this node while it answers NTS (the server
+   * workers hold copies): the NTS-KE server makes its cookies with it.
+   */
+  ntsKeyring: CookieKeyring | null;
+  /** The NTS-KE server while it runs (status page). */
+  ntsKe: NtsKeHandle | null;
 }
 
 /** Parts get this long to stop; sockets and status close after. Exit stays under 2 s. */
@@ -157,6 +176,30 @@ function startLocalPart(ctx: AppContext, stratum: number): AppPart {
 /** The server workers; null when no listen address could be bound. */
 async function startServerPart(ctx: AppContext, config: Config): Promise<AppPart | null> {
   const log = logger("server");
+  // NTS cookie secrets: the master key file's, else one random secret for this process.
+  const local = localSecret();
+  let ntsKeys: NtsKeys | null = null;
+  /** The keys `c` asks for; a file that cannot be used keeps the keys in force. */
+  const readNtsKeys = async (c: Config): Promise<NtsKeys | null> => {
+    if (!ntsServing(c)) return null;
+    const r = await loadNtsKeys(c, local);
+    if ("error" in r) {
+      log.error(`${r.error}; ${ntsKeys ? "keeping the cookie keys in force" : "NTS is off"}`);
+      return ntsKeys;
+    }
+    if (r.warning) log.warning(r.warning);
+    if (r.keys.origin !== ntsKeys?.origin || r.keys.secrets.length !== ntsKeys.secrets.length) {
+      log.info(`NTS cookie keys from ${r.keys.origin} (${r.keys.secrets.length} secret(s))`);
+    }
+    return r.keys;
+  };
+  const setKeyring = (k: NtsKeys | null) => {
+    ntsKeys = k;
+    if (!k) ctx.ntsKeyring = null;
+    else if (ctx.ntsKeyring) ctx.ntsKeyring.update(k.secrets, k.acceptDays);
+    else ctx.ntsKeyring = new CookieKeyring(k.secrets, k.acceptDays);
+  };
+  setKeyring(await readNtsKeys(config));
   const poolOptions = (c: Config) => ({
     listen: c.server.listen,
     workers: c.server.workers,
@@ -164,6 +207,7 @@ async function startServerPart(ctx: AppContext, config: Config): Promise<AppPart
     options: serverOptionsFrom(c),
     state: ctx.shared,
     keys: workerKeys(ctx.keys()),
+    nts: ntsKeys,
   });
   // A second edge-time on our addresses would share them through SO_REUSEPORT: probe first.
   let pool = await ServerPool.start({ ...poolOptions(config), probe: true });
@@ -227,6 +271,9 @@ async function startServerPart(ctx: AppContext, config: Config): Promise<AppPart
       }
       // A relistened pool keeps its workers and so its old options (a new pool has them already).
       if (plan.reconfigureServer) pool.reconfigure(serverOptionsFrom(next));
+      // The master key file is reread at every reload, changed or not (a rotation).
+      setKeyring(await readNtsKeys(next));
+      pool.setNts(ntsKeys);
       return true;
     },
     stop: () => pool.stop(),
@@ -282,6 +329,79 @@ async function startEnginePart(ctx: AppContext, config: Config): Promise<AppPart
   };
 }
 
+/**
+ * The NTS-KE server (RFC 8915 §4) while `nts.ke_listen` is set: TLS on TCP,
+ * cookies from the node's cookie keyring. A certificate that cannot be used
+ * is one error line and NTS-KE stays off (at start) or keeps the old one
+ * (reload); every SIGHUP rereads the certificate and key files.
+ */
+async function startNtsKePart(ctx: AppContext, config: Config): Promise<AppPart> {
+  const log = logger("nts-ke");
+  let ke: NtsKeHandle | null = null;
+  const makeCookies: MakeCookies = (aeadId, c2s, s2c, count) => {
+    if (!ctx.ntsKeyring) throw new Error("no NTS cookie keys on this node");
+    return ctx.ntsKeyring.makeCookies(aeadId, c2s, s2c, count);
+  };
+  const negotiation = (c: Config) => ({
+    ntpServer: c.nts.ntpServer === "" ? undefined : c.nts.ntpServer,
+    ntpPort: c.nts.ntpPort === 0 ? undefined : c.nts.ntpPort,
+  });
+  const start = async (c: Config): Promise<void> => {
+    if (c.nts.keListen.length === 0) return;
+    try {
+      const h = await startNtsKe({
+        listen: c.nts.keListen,
+        certificate: c.nts.certificate,
+        privateKey: c.nts.privateKey,
+        ...negotiation(c),
+        makeCookies,
+        supportedAeads: [...SUPPORTED_AEADS], // what the NTS NTP path can open (lib/nts/aead.ts)
+        log,
+      });
+      for (const e of h.errors) log.error(e);
+      if (h.bound.length === 0) {
+        await h.stop();
+        return;
+      }
+      ke = h;
+      ctx.ntsKe = h;
+      log.info(`NTS-KE on ${h.bound.join(", ")} (certificate ${c.nts.certificate})`);
+    } catch (e) {
+      log.error(`${message(e)}; NTS-KE is off`);
+    }
+  };
+  const stop = async () => {
+    const h = ke;
+    ke = null;
+    ctx.ntsKe = null;
+    await h?.stop();
+  };
+  await start(config);
+  let restarted = false;
+  return {
+    name: "nts-ke",
+    closesSockets: true,
+    async reload(next) {
+      const b = ctx.config().nts, a = next.nts;
+      restarted = false;
+      if (JSON.stringify(a.keListen) !== JSON.stringify(b.keListen)) {
+        await stop();
+        await start(next);
+        restarted = true;
+      } else ke?.configure(negotiation(next));
+    },
+    async reread(current) {
+      if (restarted) return void (restarted = false); // just loaded
+      if (ke) {
+        if (ke.reload(current.nts.certificate, current.nts.privateKey)) {
+          log.info(`NTS-KE certificate reloaded from ${current.nts.certificate}`);
+        }
+      } else await start(current); // a certificate that failed at start may be fixed now
+    },
+    stop,
+  };
+}
+
 /** The engine's report, or one made from the published state while no engine runs. */
 function reportOf(ctx: AppContext): EngineReport {
   return ctx.engine?.report() ??
@@ -328,6 +448,8 @@ function startStatusPart(
     engine: () => reportOf(ctx),
     anycast: () => o.anycast?.report() ?? null,
     residentMemoryBytes: () => Deno.memoryUsage().rss,
+    ntsKe: (): NtsKeReport | null =>
+      ctx.ntsKe && { listen: ctx.ntsKe.bound, counters: ctx.ntsKe.counters() },
   });
   model.sample();
   const sampler = setInterval(() => model.sample(), SAMPLE_INTERVAL_S * 1000);
@@ -436,6 +558,8 @@ export async function runApp(
     engine: null,
     pool: null,
     keys: () => authKeys,
+    ntsKeyring: null,
+    ntsKe: null,
   };
 
   // The local state is published before the workers answer. Reloads reach
@@ -448,6 +572,7 @@ export async function runApp(
     return 1;
   }
   const parts: AppPart[] = [server, local, startLogPart(), await startEnginePart(ctx, config)];
+  parts.push(await startNtsKePart(ctx, config));
   const anycast = await startAnycastPart(ctx, config);
   if (anycast) parts.push(anycast.part);
   parts.push(startStatusPart(ctx, config, { started, anycast: anycast?.runtime ?? null }));
@@ -496,7 +621,14 @@ export async function runApp(
       ctx.engine?.setKeys(nextKeys);
       log.info(describeKeys(next.auth.keyfile || "(no key file)", nextKeys));
     }
-    if (isNoop(plan)) return log.info(`Reloaded ${configPath}: no change`);
+    if (isNoop(plan)) {
+      // The NTS master key file is reread on every SIGHUP (a secret rotation changes no config).
+      if (next.nts.masterKeyFile !== "") {
+        await parts.find((p) => p.name === "server")?.reload(next, plan);
+      }
+      await rereadFiles(current);
+      return log.info(`Reloaded ${configPath}: no change`);
+    }
     for (const p of parts) {
       try {
         if ((await p.reload(next, plan)) === false) return;
@@ -505,7 +637,18 @@ export async function runApp(
       }
     }
     current = next;
+    await rereadFiles(current);
     log.info(`Reloaded ${configPath}: ${describePlan(plan)}`);
+  };
+  /** Every SIGHUP: the parts read their files again (certificates), config changed or not. */
+  const rereadFiles = async (c: Config): Promise<void> => {
+    for (const p of parts) {
+      try {
+        await p.reread?.(c);
+      } catch (e) {
+        log.error(`Rereading the files of ${p.name} failed: ${message(e)}`);
+      }
+    }
   };
 
   // Reloads run one at a time, in the order the signals came.

@@ -28,6 +28,8 @@ export interface ServerCounters {
   crypto_nak: number;
   /** Requests whose MAC did not match (counted in `crypto_nak` too). */
   bad_mac: number;
+  /** NTS (RFC 8915): requests with NTS fields, NAKs sent, NAKs for a bad authenticator. */
+  nts: { requests: number; naks: number; bad_authenticator: number };
 }
 
 /** What the status layer reads of the running server (lib/io/server_pool.ts fulfils it). */
@@ -53,3 +55,21 @@ export type MacCheck =
   | { kind: "ok"; keyId: number; dataLength: number }
   | { kind: "crypto-nak"; dataLength: number }
   | { kind: "unknown-key" | "untrusted" | "bad-mac"; keyId: number; dataLength: number };
+
+/** The NTS-KE server's counters (`/status` `nts_ke`; lib/io/nts_ke_listener.ts keeps them). */
+export interface NtsKeCounters {
+  /** TCP connections accepted. */
+  connections: number;
+  /** Key exchanges completed with keys and cookies. */
+  handshakes: number;
+  /** Requests answered with an Error record (malformed, unknown critical record, internal). */
+  recordErrors: number;
+  /** Requests answered without keys: no NTPv4, or no AEAD in common. */
+  refused: number;
+  /** TLS handshakes that failed (version, ALPN, certificate, reset) or timed out. */
+  tlsFailures: number;
+  /** Cookies handed out. */
+  cookies: number;
+  /** Connections closed at once because `maxConnections` sessions were open. */
+  busy: number;
+}

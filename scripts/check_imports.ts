@@ -21,6 +21,7 @@ export const ALLOWED: Record<string, readonly string[]> = {
   sim: ["ntp", "engine"],
   status: ["ntp", "engine", "config", "anycast"],
   anycast: ["ntp", "config"],
+  nts: ["ntp"],
 };
 const EVERYONE = ["contracts", "log", "version"];
 /** Files that wire drivers to the core; exempt from the rule. */

@@ -188,6 +188,12 @@ function crossChecks(c: Config, problems: Problem[]): void {
       });
     }
     authChecks(c, s, i, problems);
+    if (s.nts === true && s.kind !== undefined && s.kind !== "server") {
+      problems.push({
+        path: `source[${i}].nts`,
+        message: `NTS needs kind "server" (a ${s.kind} has no NTS-KE of its own)`,
+      });
+    }
     // One association per address, whatever the kinds: a second entry for
     // the same host and port (after normalisation) is an error, not a replacement.
     const id = typeof s.address === "string" ? sourceIdentity(s.address) : null;
@@ -203,6 +209,22 @@ function crossChecks(c: Config, problems: Problem[]): void {
     }
   });
   listedTwice(c.server?.listen, "server.listen", (l) => {
+    const a = parseSocketAddress(l);
+    return typeof a === "string" ? null : `${formatIp(parseIp(a.hostname)!)} ${a.port}`;
+  }, problems);
+  const n = c.nts;
+  if (n !== undefined && Array.isArray(n.keListen) && n.keListen.length > 0) {
+    for (const key of ["certificate", "private_key"] as const) {
+      if ((key === "certificate" ? n.certificate : n.privateKey) === "") {
+        problems.push({
+          path: `nts.${key}`,
+          message: "the NTS-KE server (ke_listen) needs it",
+          at: "nts.ke_listen",
+        });
+      }
+    }
+  }
+  listedTwice(n?.keListen, "nts.ke_listen", (l) => {
     const a = parseSocketAddress(l);
     return typeof a === "string" ? null : `${formatIp(parseIp(a.hostname)!)} ${a.port}`;
   }, problems);

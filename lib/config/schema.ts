@@ -6,7 +6,8 @@
  * error is found in a single pass and named by its key path.
  */
 import { parseCidr } from "../ntp/access.ts";
-import { parseSocketAddress, parseSourceAddress } from "./socket_address.ts";
+import { isHostName, parseSocketAddress, parseSourceAddress } from "./socket_address.ts";
+import { parseIp } from "../ntp/address.ts";
 
 export type SourceKind = "server" | "pool" | "peer";
 export type AnycastMode = "off" | "node" | "router";
@@ -24,6 +25,12 @@ export interface SourceConfig {
   key: number;
   /** Only packets with a valid MAC of `key` count (needs `key`). */
   requireAuth: boolean;
+  /** NTS (RFC 8915): key exchange with the source's name, authenticated packets. */
+  nts: boolean;
+  /** The source's NTS-KE port. */
+  ntsPort: number;
+  /** PEM file of CA certificates trusted for the source's NTS-KE; "" = the system's. */
+  caFile: string;
 }
 
 export interface Config {
@@ -50,6 +57,15 @@ export interface Config {
   };
   source: SourceConfig[];
   auth: { keyfile: string; trustedKeys: number[] };
+  nts: {
+    masterKeyFile: string;
+    cookieKeyDays: number;
+    keListen: string[];
+    certificate: string;
+    privateKey: string;
+    ntpServer: string;
+    ntpPort: number;
+  };
   status: { listen: string };
   stats: { dir: string };
   log: { level: "debug" | "info" | "warning" | "error" };
@@ -139,6 +155,12 @@ const interfaceName: Check = ((s: string) => {
   return null;
 }) as Check;
 const optionalCidr: Check = ((s: string) => s === "" ? null : cidr(s as never)) as Check;
+/** An NTPv4 Server Negotiation name (RFC 8915 §4.1.7): a DNS name or an IP literal, or "". */
+const ntpServerName: Check =
+  ((s: string) =>
+    s === "" || isHostName(s) || parseIp(s) !== null
+      ? null
+      : `"${s}" is not a host name or IP address`) as Check;
 const nonEmpty: Check = ((s: string) => s.trim() === "" ? "must not be empty" : null) as Check;
 
 export const SCHEMA: Record<string, Spec> = {
@@ -284,6 +306,15 @@ export const SCHEMA: Record<string, Spec> = {
         false,
         "Only packets with a valid MAC of `key` count (needs `key`); what a `peer` in an authenticated cluster sets",
       ),
+      nts: bool(
+        false,
+        "Network Time Security (RFC 8915): NTS-KE with the source's name over TLS, then only authenticated replies count; `server` only (see [nts.md](nts.md))",
+      ),
+      nts_port: int(4460, 1, 65535, "`nts` only: the source's NTS-KE port (TCP)"),
+      ca_file: str(
+        "",
+        "`nts` only: PEM file of CA certificates trusted for the source's NTS-KE certificate; `\"\"` = the system's trust store",
+      ),
     },
   },
   auth: {
@@ -303,6 +334,46 @@ export const SCHEMA: Record<string, Spec> = {
         doc:
           "Key IDs trusted for requests, replies and peers (ntpd `trustedkey`); a key not listed here answers clients with a crypto-NAK",
       },
+    },
+  },
+  nts: {
+    type: "table",
+    doc: "Network Time Security (RFC 8915): see [nts.md](nts.md).",
+    fields: {
+      master_key_file: str(
+        "",
+        'Fleet master key file (hex secrets, first one current): every node with the same file accepts every node\'s cookies; reread on reload; `""` = a random key of this process (cookies die with it)',
+      ),
+      cookie_key_days: int(
+        2,
+        1,
+        30,
+        "Days (today included) a cookie's key is accepted; clients that stay away longer make a new key exchange",
+      ),
+      ke_listen: strs(
+        [],
+        "Addresses of the NTS-KE server (TLS 1.3 on TCP, port 4460 by convention): `IPV4:PORT` or `[IPV6]:PORT`, e.g. `[::]:4460` (both families); `[]` = off",
+        socketAddress,
+      ),
+      certificate: str(
+        "",
+        "NTS-KE: PEM certificate chain, leaf first (e.g. Let's Encrypt `fullchain.pem`); reread on reload; required with `ke_listen`",
+      ),
+      private_key: str(
+        "",
+        "NTS-KE: PEM private key of the certificate; reread on reload; required with `ke_listen`",
+      ),
+      ntp_server: str(
+        "",
+        'NTS-KE: NTPv4 Server Negotiation record, the host clients send NTS-protected NTP to; `""` = none (clients use the NTS-KE host)',
+        ntpServerName,
+      ),
+      ntp_port: int(
+        0,
+        0,
+        65535,
+        "NTS-KE: NTPv4 Port Negotiation record, the port clients send NTP to; 0 = none (clients use 123)",
+      ),
     },
   },
   status: {

@@ -59,6 +59,8 @@ export { PEER_PULL, PULL_BOUND, RESOLVE_RETRY_S, sourceKey, splitHostPort };
 
 /** Wait after start before the first clock update unless every source has answered. */
 export const GATHER_S = 4;
+/** Seconds within which the peers hear of our orphan parent claim (see `Association.announce`). */
+export const ANNOUNCE_SPREAD_S = 1;
 
 const NO_MAC: MacCheck = { kind: "none" };
 
@@ -533,6 +535,11 @@ export class Engine {
       } else if (f.kind === "orphan-parent") {
         if (!this.#orphanParent) {
           this.#orphanParent = true;
+          // Tell the peers now: every node that claims parent meanwhile
+          // only steps down when it hears a lower refid.
+          for (const a of this.associations.values()) {
+            a.announce(now, ANNOUNCE_SPREAD_S, this.#rand);
+          }
           this.#log(
             "orphan",
             "info",
@@ -692,6 +699,11 @@ export class Engine {
     if (this.#logged.has(key)) return;
     this.#logged.add(key);
     this.#out.push({ kind: "log", level, message });
+  }
+
+  /** The `sourceKey` of the configured source association `id` came from, if any. */
+  sourceOf(id: string): string | undefined {
+    return this.#set.origin.get(id);
   }
 
   /** Status for `/status` and `edge-time peers`, at raw time `now`. */

@@ -55,6 +55,28 @@ export interface SourceReport {
   authenticated?: boolean;
   /** Per-source event counters (bogus, replay, KoD …). */
   counters?: Record<string, number>;
+  /** NTS (RFC 8915) sources: filled in by the driver, which holds the keys and cookies. */
+  nts?: NtsSourceReport;
+}
+
+/** The NTS state of a source (lib/io/engine_driver.ts). */
+export interface NtsSourceReport {
+  /** "key-exchange" (in progress), "ready" (keys and cookies held), "failed" (last KE failed). */
+  state: "idle" | "key-exchange" | "ready" | "failed";
+  /** Cookies held (8 when every reply refills the jar). */
+  cookies: number;
+  /** Successful key exchanges so far. */
+  key_exchanges: number;
+  /** Replies that verified (authenticated). */
+  authenticated: number;
+  /** NTS NAKs received (each leads to a new key exchange). */
+  naks: number;
+  /** Replies dropped: no or wrong authenticator, unknown identifier. */
+  rejected: number;
+  /** Where NTP goes, as the KE named it ("" before the first KE). */
+  ntp_server: string;
+  /** The last failure, "" when none. */
+  error: string;
 }
 
 export interface EngineReport {

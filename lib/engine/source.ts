@@ -218,6 +218,41 @@ export class Association {
     return 2 ** this.hpoll;
   }
 
+  /**
+   * Takes the system variables a valid packet carries (RFC 5905 §8
+   * packet(): leap, stratum, refid, root delay and dispersion, precision,
+   * reference time). An unsynchronised source is marked so; a root
+   * distance at or above MAXDIST leaves the last values in place.
+   */
+  #takeHeader(p: NtpPacket, t4: number, ctx: SourceContext): "ok" | "unsync" | "distance" {
+    if (p.leap === Leap.unsync || p.stratum >= MAXSTRAT || p.stratum === 0) {
+      this.leap = Leap.unsync;
+      this.stratum = MAXSTRAT;
+      return "unsync";
+    }
+    if (p.rootDelay / 2 + p.rootDisp >= MAXDIST) return "distance";
+    this.leap = p.leap;
+    this.stratum = p.stratum;
+    this.refid = p.refid;
+    this.rootDelay = p.rootDelay;
+    this.rootDisp = p.rootDisp;
+    this.precision = p.precision;
+    this.refTime = p.ref === 0n ? 0 : toUnixSeconds(p.ref, ctx.served(t4));
+    return "ok";
+  }
+
+  /**
+   * Brings a symmetric peer's next packet forward to within `spread`
+   * seconds of `now` (raw Unix seconds), so the peer learns a change of
+   * our system variables (an orphan parent claim) at once instead of up to
+   * a poll interval later. Client associations are left alone: a server
+   * does not care about our stratum.
+   */
+  announce(now: number, spread: number, rand: () => number): void {
+    if (this.mode !== Mode.symmetricActive || this.state !== "active") return;
+    this.nextPoll = Math.min(this.nextPoll, now + spread * rand());
+  }
+
   /** Sets the poll exponent from the system's wish, within this source's limits. */
   setPoll(exp: number): void {
     const p = Math.max(this.opts.minPoll, Math.min(this.opts.maxPoll, exp));
@@ -435,6 +470,11 @@ export class Association {
     if (!basic && !interleaved) {
       if (symmetric && (p.org === 0n || p.mode === Mode.symmetricActive)) {
         // A peer's own poll that crossed ours is normal in symmetric mode.
+        // When it echoes our last packet (already answered), it is as
+        // authentic as the answer was: take its system variables, so a
+        // change the peer announces (an orphan parent claim, `announce`)
+        // is known now rather than at our next poll. No sample.
+        if (sent !== null && p.org !== 0n && p.org === sent.xmt) this.#takeHeader(p, t4, ctx);
         return none;
       }
       this.counters.bogus++;
@@ -475,25 +515,17 @@ export class Association {
     this.reach |= 1;
     this.unreach = 0;
     this.ppoll = p.poll;
-    if (p.leap === Leap.unsync || p.stratum >= MAXSTRAT || p.stratum === 0) {
+    const header = this.#takeHeader(p, t4, ctx);
+    if (header === "unsync") {
       this.counters.unsync++;
-      this.leap = Leap.unsync;
-      this.stratum = MAXSTRAT;
       return none;
     }
-    if (p.rootDelay / 2 + p.rootDisp >= MAXDIST) {
+    if (header === "distance") {
       this.counters.distance++;
       const l = this.#once("distance", "warning", `${this.id}: root distance above ${MAXDIST} s`);
       if (l) actions.push(l);
       return none;
     }
-    this.leap = p.leap;
-    this.stratum = p.stratum;
-    this.refid = p.refid;
-    this.rootDelay = p.rootDelay;
-    this.rootDisp = p.rootDisp;
-    this.precision = p.precision;
-    this.refTime = p.ref === 0n ? 0 : toUnixSeconds(p.ref, ctx.served(t4));
     this.interleaved = interleaved;
     // Interleaved: the reply completes the previous exchange with the
     // transmit time the server took after its reply to it had left.

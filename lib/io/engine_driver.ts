@@ -9,7 +9,13 @@
 import { lookup } from "node:dns/promises";
 import type { Config } from "../config/mod.ts";
 import { type Clock, VirtualClock } from "../engine/clock.ts";
-import { type Action, Engine, type EngineReconfig } from "../engine/engine.ts";
+import {
+  type Action,
+  Engine,
+  type EngineReconfig,
+  sourceKey,
+  splitHostPort,
+} from "../engine/engine.ts";
 import type { EngineReport } from "../engine/report.ts";
 import { refidOfAddress } from "../engine/refid.ts";
 import { parseSocketAddress } from "../config/socket_address.ts";
@@ -24,6 +30,8 @@ import { type SourceEndpoint, SourceSockets, type XmtWriter } from "./source_soc
 import type { AuthKeys } from "../auth/keys.ts";
 import { macLength, writeMac } from "../auth/mac.ts";
 import { HEADER_LEN } from "../ntp/packet.ts";
+import { type KeyExchange, type NtsSourceConfig, NtsSources } from "./nts_sources.ts";
+import { ntsKeyExchange } from "./nts_ke_client.ts";
 
 /** How often the driftfile is rewritten (ntpd and chrony: hourly; also at stop). */
 export const DRIFT_SAVE_MS = 3600_000;
@@ -39,6 +47,8 @@ export interface EngineDriverOptions {
   driftSaveMs?: number;
   /** Symmetric keys for sources with `key` (default: none). */
   keys?: AuthKeys;
+  /** NTS-KE of `nts = true` sources (default: lib/io/nts_ke_client.ts over OpenSSL). */
+  keyExchange?: KeyExchange;
 }
 
 /** The engine's view of a config: sources, the live part of `[clock]`, `local_stratum`. */
@@ -110,6 +120,10 @@ export class EngineDriver {
   #keys: AuthKeys;
   /** Sources whose key is missing from the key file, logged once each until it is back. */
   readonly #keyMissing = new Set<string>();
+  /** NTS state of `nts = true` sources' associations (keys, cookies, KE). */
+  readonly #nts: NtsSources;
+  /** The endpoint each NTS association's socket is connected to ("host port"). */
+  readonly #ntsOpen = new Map<string, string>();
 
   private constructor(o: EngineDriverOptions, engine: Engine) {
     this.#o = o;
@@ -117,6 +131,11 @@ export class EngineDriver {
     this.engine = engine;
     this.#keys = o.keys ?? { keys: new Map(), trusted: new Set() };
     engine.setKeys(this.#keys);
+    this.#nts = new NtsSources(
+      o.keyExchange ?? ntsKeyExchange,
+      (level, line) => level === "warning" ? this.#log.warn(line) : this.#log.info(line),
+      realtimeSeconds,
+    );
     let sockets: SourceSockets | null = null;
     try {
       sockets = new SourceSockets((id, bytes, t4) => this.#incoming(id, bytes, t4));
@@ -164,9 +183,14 @@ export class EngineDriver {
     return d;
   }
 
-  /** Status for the status page. */
+  /** Status for the status page: the engine's, with the NTS state of NTS sources. */
   report(): EngineReport {
-    return this.engine.report(realtimeSeconds());
+    const r = this.engine.report(realtimeSeconds());
+    for (const s of r.sources) {
+      const nts = this.#nts.report(s.address);
+      if (nts) s.nts = nts;
+    }
+    return r;
   }
 
   /**
@@ -239,6 +263,8 @@ export class EngineDriver {
           break;
         case "demobilize":
           this.#sockets?.close(a.source);
+          this.#nts.forget(a.source);
+          this.#ntsOpen.delete(a.source);
           break;
         case "resolve":
           void this.#resolve(a.name, a.source);
@@ -279,6 +305,12 @@ export class EngineDriver {
     if (this.#stopped) return;
     const a = this.engine.associations.get(id);
     if (!a) return;
+    if (this.#nts.has(id)) {
+      // Only authentic replies reach the engine (their header; the fields were checked).
+      const header = this.#nts.accept(id, bytes);
+      if (!header) return;
+      bytes = header;
+    }
     const sent = this.#sockets?.lastSent(id) ?? null;
     this.#safely(
       `packet from ${id}`,
@@ -306,9 +338,56 @@ export class EngineDriver {
     }
   }
 
+  /** The NTS settings of association `id`'s source, or null when it is not `nts = true`. */
+  #ntsConfig(id: string): NtsSourceConfig | null {
+    const key = this.engine.sourceOf(id);
+    const src = key === undefined
+      ? undefined
+      : this.#config.source.find((s) => sourceKey(s) === key);
+    if (!src?.nts) return null;
+    return { host: splitHostPort(src.address, 123).host, port: src.ntsPort, caFile: src.caFile };
+  }
+
+  /**
+   * An NTS association's poll: the request with its NTS fields, sent to
+   * the server the KE named, its authenticator computed right after the
+   * xmt write. Without cookies nothing is sent; a KE starts instead.
+   */
+  #sendNts(a: Extract<Action, { kind: "send" }>, sockets: SourceSockets): void {
+    const req = this.#nts.request(a.source, a.bytes, a.host);
+    const ep = this.#nts.endpoint(a.source);
+    if (!req || !ep) return;
+    const where = `${ep.host} ${ep.port}`;
+    if (!sockets.has(a.source) || this.#ntsOpen.get(a.source) !== where) {
+      const err = sockets.open(a.source, ep);
+      if (err) {
+        if (!this.#failed.has(a.source)) this.#log.error(`Cannot open a socket for ${err}`);
+        this.#failed.add(a.source);
+        return;
+      }
+      this.#failed.delete(a.source);
+      this.#ntsOpen.set(a.source, where);
+    }
+    sockets.send(a.source, req.bytes, (bytes, sec, nsec) => {
+      if (a.stampXmt) stampTransmit(bytes, 0, this.engine.clockState(), sec, nsec);
+      req.seal(bytes);
+    });
+  }
+
   #send(a: Extract<Action, { kind: "send" }>): void {
     const sockets = this.#sockets;
     if (!sockets) return;
+    const nts = this.#ntsConfig(a.source);
+    if (nts) {
+      this.#nts.track(a.source, nts);
+      return this.#sendNts(a, sockets);
+    }
+    if (this.#nts.has(a.source)) {
+      // No longer NTS (a reload): plain packets go to the configured address.
+      this.#nts.forget(a.source);
+      this.#ntsOpen.delete(a.source);
+      sockets.close(a.source);
+    }
     if (!sockets.has(a.source)) {
       const err = sockets.open(a.source, this.#endpoint(a));
       if (err) {

@@ -11,6 +11,7 @@ import { SharedSystemState } from "../ntp/system_state.ts";
 import { TX_STORE_BYTES } from "../ntp/tx_store.ts";
 import { rateLimitTableBytes } from "../ntp/rate_limit.ts";
 import type { ServerOptions } from "./server_options.ts";
+import type { NtsKeys } from "./nts_keys.ts";
 import type { FromWorker, ToWorker, WorkerKeys } from "./server_worker.ts";
 import { ffiAvailability, probeAddress } from "./udp.ts";
 import { parseSocketAddress } from "../config/socket_address.ts";
@@ -30,6 +31,8 @@ export interface ServerPoolOptions {
   state: SharedSystemState;
   /** The keys requests are authenticated with (none: every MAC gets a crypto-NAK). */
   keys?: WorkerKeys;
+  /** Cookie secrets when the server answers NTS requests (lib/io/nts_keys.ts); null = NTS off. */
+  nts?: NtsKeys | null;
 }
 
 const MAX_WORKERS = 64;
@@ -116,6 +119,7 @@ export class ServerPool implements ServerView {
         rateTable,
         slot,
         keys: o.keys ?? { keys: [], trusted: [] },
+        nts: o.nts ?? null,
       };
       w.postMessage(init);
     }
@@ -160,7 +164,17 @@ export class ServerPool implements ServerView {
       authenticated: c("authenticated"),
       crypto_nak: c("cryptoNak"),
       bad_mac: c("badMac"),
+      nts: {
+        requests: c("ntsRequests"),
+        naks: c("ntsNak"),
+        bad_authenticator: c("ntsBadAuth"),
+      },
     };
+  }
+
+  /** Gives every worker new cookie secrets (a reload), or turns NTS off (null). */
+  setNts(nts: NtsKeys | null): void {
+    this.#broadcast({ kind: "nts", nts });
   }
 
   /**

@@ -82,7 +82,7 @@ export interface SourceEndpoint {
   local?: { host: string; port: number };
 }
 
-/** Writes the transmit timestamp into `bytes` from a raw clock reading, right before the send (then a MAC that covers it). */
+/** Writes the transmit timestamp into `bytes` from a raw clock reading, right before the send. */
 export type XmtWriter = (bytes: Uint8Array, sec: number, nsec: number) => void;
 
 /** Called for each datagram from a socket's peer: `t4` is the kernel receive time, raw Unix seconds. */
@@ -115,7 +115,7 @@ interface Sock {
   ip: Uint8Array;
   port: number;
   last: SentPacket | null;
-  /** Length of the last packet sent (header and MAC): where its xmt is in a looped-back frame. */
+  /** Length of the last packet sent (NTS packets carry fields after the header). */
   lastLength: number;
 }
 
@@ -207,7 +207,7 @@ export class SourceSockets {
     }
     const n = writeSockaddr(this.#sa, ip, to.port);
     if (c.connect(fd, this.#sa, n) !== 0) return fail("connect");
-    this.#socks.set(id, { id, fd, ip, port: to.port, last: null, lastLength: NTP_HEADER });
+    this.#socks.set(id, { id, fd, ip, port: to.port, last: null, lastLength: 0 });
     this.#wake();
     return null;
   }
@@ -383,13 +383,16 @@ export class SourceSockets {
     return -1;
   }
 
-  /** Transmit stamps: the looped-back packet ends with our NTP packet, matched by its xmt. */
+  /**
+   * Transmit stamps: the looped-back packet ends with our NTP packet
+   * (`lastLength` bytes, fields included), matched by its xmt.
+   */
   #readErrors(s: Sock): void {
     for (;;) {
       const len = this.#recv(s.fd, MSG_ERRQUEUE);
       if (len < 0) return;
       const t = this.#stamp(SCM_TIMESTAMPING);
-      if (t < 0 || len < s.lastLength || !s.last) continue;
+      if (t < 0 || len < s.lastLength || s.lastLength < NTP_HEADER || !s.last) continue;
       const xmt = new DataView(this.#buf.buffer).getBigUint64(len - s.lastLength + 40);
       if (xmt !== s.last.xmt) continue; // an older send's stamp
       s.last.t1 = t;

@@ -44,6 +44,10 @@ export interface ScenarioResult {
   jitter_us: number | null;
   /** mesh-orphan: relative p99 from the cut to the end. */
   relative_p99_after_cut_us?: number;
+  /** mesh-orphan: seconds after the cut until one node is orphan parent and the rest follow it (null: never). */
+  orphan_elected_s?: number | null;
+  /** mesh-orphan: seconds after the cut during which two or more nodes claimed orphan parent. */
+  orphan_multi_parent_s?: number;
   /** falseticker: tally of the lying server at every node. */
   liar_tally?: string[];
 }
@@ -278,8 +282,14 @@ export function runScenario(
   const times: number[] = [];
   const abs: number[][] = [];
   const freq: number[][] = [];
+  // Per sample: how many nodes claim orphan parent, and whether every other node follows one.
+  const parents: number[] = [];
+  const elected: boolean[] = [];
   sim.run(duration, (t) => {
     times.push(t - T0);
+    const claims = all.filter((n) => n.engine.orphanParent).length;
+    parents.push(claims);
+    elected.push(claims === 1 && all.every((n) => n.engine.orphan));
     abs.push(measured.map((n) => n.error(t)));
     freq.push(measured.map((n) => n.freqError()));
     if (trace && (t - T0) % trace.every === 0) {
@@ -358,6 +368,12 @@ export function runScenario(
   if (cutAt !== null) {
     const cutIdx = times.findIndex((t) => t >= cutAt!);
     result.relative_p99_after_cut_us = us(p99(rel(abs.slice(Math.max(cutIdx, fromIdx)))));
+    const step = times.length > 1 ? times[1]! - times[0]! : 1;
+    // Elected: from the first sample after which the election never changes again.
+    let settled = -1;
+    for (let i = times.length - 1; i >= cutIdx && elected[i]; i--) settled = i;
+    result.orphan_elected_s = settled >= 0 ? times[settled]! - cutAt : null;
+    result.orphan_multi_parent_s = parents.slice(cutIdx).filter((c) => c > 1).length * step;
   }
   if (liar) {
     result.liar_tally = measured.map((n) =>

@@ -114,12 +114,32 @@ export function renderMetrics(s: StatusSnapshot): string {
   e.family(
     "ntp_server_auth_requests_total",
     "counter",
-    "Requests with a MAC by outcome: authenticated (answered with a MAC), crypto_nak (unknown or untrusted key, or bad MAC), of which bad_mac.",
+    "Requests with a symmetric-key MAC, by outcome: authenticated (answered with a MAC) or crypto_nak (unknown or untrusted key, or bad MAC).",
     [
       [{ outcome: "authenticated" }, c.authenticated],
       [{ outcome: "crypto_nak" }, c.crypto_nak],
-      [{ outcome: "bad_mac" }, c.bad_mac],
     ],
+  );
+  e.family(
+    "ntp_server_auth_bad_mac_total",
+    "counter",
+    "Requests whose MAC did not match its key (answered with a crypto-NAK, so also in crypto_nak).",
+    c.bad_mac,
+  );
+  e.family(
+    "ntp_server_nts_requests_total",
+    "counter",
+    "Requests with NTS extension fields (RFC 8915), by outcome: a NAK (cookie or authenticator failed) or not.",
+    [
+      [{ outcome: "nak" }, c.nts.naks],
+      [{ outcome: "other" }, c.nts.requests - c.nts.naks],
+    ],
+  );
+  e.family(
+    "ntp_server_nts_bad_authenticator_total",
+    "counter",
+    "NTS requests whose cookie opened but whose authenticator did not verify.",
+    c.nts.bad_authenticator,
   );
 
   const y = s.system;
@@ -232,6 +252,31 @@ export function renderMetrics(s: StatusSnapshot): string {
   );
   if (perSource.length > 0) {
     e.family("ntp_source_events_total", "counter", "Per-source engine events by kind.", perSource);
+  }
+
+  const k = s.nts_ke;
+  if (k) {
+    const ke = (name: string, help: string, v: number) =>
+      e.family(`nts_ke_${name}_total`, "counter", help, v);
+    ke("connections", "NTS-KE TCP connections accepted.", k.connections);
+    ke("handshakes", "NTS-KE key exchanges completed with keys and cookies.", k.handshakes);
+    ke(
+      "record_errors",
+      "NTS-KE requests answered with an Error record (bad request, unknown critical record, internal).",
+      k.record_errors,
+    );
+    ke(
+      "refused",
+      "NTS-KE requests answered without keys (no NTPv4, no AEAD in common).",
+      k.refused,
+    );
+    ke(
+      "tls_failures",
+      "NTS-KE TLS handshakes that failed (version, ALPN, certificate) or timed out.",
+      k.tls_failures,
+    );
+    ke("cookies", "NTS cookies handed out by the NTS-KE server.", k.cookies);
+    ke("busy", "NTS-KE connections closed at once: too many sessions open.", k.busy);
   }
 
   const a = s.anycast;

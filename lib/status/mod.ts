@@ -8,7 +8,7 @@ import type { EngineReport } from "../engine/report.ts";
 import type { ServerView } from "../contracts.ts";
 import type { StatusProvider } from "./handler.ts";
 import { type ChartSeries, History } from "./history.ts";
-import { buildSnapshot, type StatusSnapshot } from "./snapshot.ts";
+import { buildSnapshot, type NtsKeReport, type StatusSnapshot } from "./snapshot.ts";
 
 export { SAMPLE_INTERVAL_S } from "./history.ts";
 export { startStatusServer } from "./server.ts";
@@ -26,6 +26,8 @@ export interface StatusInputs {
   /** Null when anycast is off. */
   anycast: () => AnycastReport | null;
   residentMemoryBytes: () => number;
+  /** The NTS-KE server; null (or no getter) while none runs. */
+  ntsKe?: () => NtsKeReport | null;
 }
 
 /** Status provider backed by live getters and a history ring. */
@@ -58,6 +60,7 @@ export class StatusModel implements StatusProvider {
       listen: pool.bound,
       engine: i.engine(),
       anycast: i.anycast(),
+      ntsKe: i.ntsKe?.() ?? null,
       counters,
       rates: this.history.rates(now, counters),
       systemJitterS: this.history.systemJitter,

@@ -7,7 +7,7 @@
  */
 import type { AnycastReport } from "../anycast/report.ts";
 import type { EngineCounters, EngineReport, SourceReport, SystemReport } from "../engine/report.ts";
-import type { ServerCounters } from "../contracts.ts";
+import type { NtsKeCounters, ServerCounters } from "../contracts.ts";
 import type { ServerRates } from "./history.ts";
 import { Leap } from "../ntp/packet.ts";
 import { isSynchronised, MAXSTRAT } from "../ntp/system_state.ts";
@@ -40,7 +40,27 @@ export interface StatusSnapshot {
   server_rates: ServerRates | null;
   /** Null when anycast is off. */
   anycast: AnycastReport | null;
+  /** The NTS-KE server; absent when `nts.ke_listen` is empty. */
+  nts_ke?: NtsKeStatus;
   process: { resident_memory_bytes: number; history_bytes: number };
+}
+
+/** `/status` `nts_ke`: where the NTS-KE server listens and its counters since start. */
+export interface NtsKeStatus {
+  listen: string[];
+  connections: number;
+  handshakes: number;
+  record_errors: number;
+  refused: number;
+  tls_failures: number;
+  cookies: number;
+  busy: number;
+}
+
+/** What the app reports of a running NTS-KE server. */
+export interface NtsKeReport {
+  listen: string[];
+  counters: NtsKeCounters;
 }
 
 /** Everything `buildSnapshot` needs, read by the caller at one instant. */
@@ -54,6 +74,8 @@ export interface SnapshotInputs {
   listen: string[];
   engine: EngineReport;
   anycast: AnycastReport | null;
+  /** Null or absent when no NTS-KE server runs. */
+  ntsKe?: NtsKeReport | null;
   counters: ServerCounters;
   rates: ServerRates | null;
   systemJitterS: number;
@@ -152,6 +174,7 @@ export function buildSnapshot(i: SnapshotInputs): StatusSnapshot {
       ...(r.interleaved === undefined ? {} : { interleaved: r.interleaved }),
       ...(r.key === undefined ? {} : { key: r.key, authenticated: r.authenticated === true }),
       ...(r.counters === undefined ? {} : { counters: { ...r.counters } }),
+      ...(r.nts === undefined ? {} : { nts: { ...r.nts } }),
     })),
     ...(i.engine.counters === undefined ? {} : { engine_counters: { ...i.engine.counters } }),
     server: i.counters,
@@ -179,9 +202,24 @@ export function buildSnapshot(i: SnapshotInputs): StatusSnapshot {
         })),
       }),
     },
+    ...(i.ntsKe ? { nts_ke: ntsKeStatus(i.ntsKe) } : {}),
     process: {
       resident_memory_bytes: i.residentMemoryBytes,
       history_bytes: i.historyBytes,
     },
+  };
+}
+
+function ntsKeStatus(r: NtsKeReport): NtsKeStatus {
+  const c = r.counters;
+  return {
+    listen: [...r.listen],
+    connections: c.connections,
+    handshakes: c.handshakes,
+    record_errors: c.recordErrors,
+    refused: c.refused,
+    tls_failures: c.tlsFailures,
+    cookies: c.cookies,
+    busy: c.busy,
   };
 }

@@ -171,6 +171,10 @@ export function formatStatusText(s: StatusSnapshot): string {
       "authenticated",
       `${c.authenticated}, crypto-NAK ${c.crypto_nak} (bad MAC ${c.bad_mac})`,
     ],
+    [
+      "nts",
+      `${c.nts.requests} requests, ${c.nts.naks} NAK (bad authenticator ${c.nts.bad_authenticator})`,
+    ],
     ["rate window", r ? `${r.window_s.toFixed(0)} s` : "(not yet)"],
   ]));
   out.push("Anycast");

@@ -125,6 +125,7 @@ export function fakeCounters(scale = 1): ServerCounters {
     authenticated: 4 * scale,
     crypto_nak: 3 * scale,
     bad_mac: 1 * scale,
+    nts: { requests: 4 * scale, naks: 1 * scale, bad_authenticator: 0 },
   };
 }
 

@@ -31,7 +31,7 @@ async function serverSocket(port = 0, reusePort = false) {
       return NO_REPLY;
     },
     stamp() {},
-    finish() {},
+    seal() {},
     saveTx() {},
     sendFailed() {},
   };

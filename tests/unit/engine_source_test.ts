@@ -202,6 +202,58 @@ Deno.test("engine: orphan election by lowest refid", async (t) => {
     assert.equal(r.system.stratum, 8);
     assert.equal(r.system.system_peer, "10.0.0.0:123");
   });
+  await t.step("a new orphan parent polls its peers within a second, not a poll later", () => {
+    const e = driven(new Engine(engineOptions([peer("10.0.0.2")]), new VirtualClock(), T));
+    assert.equal(sends(e.handleTimer(T + 1, () => 0.37)).length, 1);
+    e.handleTimer(T + 12, () => 0.5); // orphan_wait passes: we claim parent
+    assert.ok(e.report(T + 12).system.orphan);
+    // The next regular poll was due at T + 1 + 16; the claim brings it forward.
+    assert.ok(e.nextTimer() <= T + 13, `next timer at +${e.nextTimer() - T} s`);
+    const out = sends(e.handleTimer(e.nextTimer(), () => 0.5));
+    assert.equal(out.length, 1);
+    const claim = parsePacket(out[0]!.bytes);
+    if (typeof claim === "string") throw new Error(claim);
+    assert.equal(claim.stratum, 7);
+    assert.equal(claim.mode, Mode.symmetricActive);
+  });
+  await t.step("a peer's own poll echoing our answered packet updates its stratum at once", () => {
+    const e = driven(new Engine(engineOptions([peer("10.0.0.0")]), new VirtualClock(), T));
+    const req = sends(e.handleTimer(T + 1, () => 0.37))[0]!;
+    const p = parsePacket(req.bytes);
+    if (typeof p === "string") throw new Error(p);
+    const from = (mode: number, stratum: number, refid: number, at: number) =>
+      serializePacket({
+        leap: 0,
+        version: 4,
+        mode,
+        stratum,
+        poll: 4,
+        precision: -20,
+        rootDelay: 0,
+        rootDisp: 0,
+        refid,
+        ref: fromUnixSeconds(T),
+        org: p.xmt,
+        rec: fromUnixSeconds(T + 1),
+        xmt: fromUnixSeconds(at),
+      });
+    // The passive answer to our poll: a sample, the peer at stratum 2.
+    e.handleIncoming(
+      "10.0.0.0",
+      123,
+      from(Mode.symmetricPassive, 2, 0xc0000201, T + 1.0001),
+      T + 1.0002,
+    );
+    const before = e.associations.get("10.0.0.0:123")!;
+    assert.equal(before.stratum, 2);
+    const samples = before.filter.stages.length;
+    // Its own poll, off schedule, echoing the same packet of ours: it now claims orphan parent.
+    e.handleIncoming("10.0.0.0", 123, from(Mode.symmetricActive, 7, 0x0a000000, T + 5), T + 5.0001);
+    const a = e.associations.get("10.0.0.0:123")!;
+    assert.equal(a.stratum, 7);
+    assert.equal(a.refid, 0x0a000000);
+    assert.equal(a.filter.stages.length, samples, "no sample from an already answered packet");
+  });
   await t.step("a peer above the orphan stratum is not followed, and the log says why once", () => {
     const e = driven(new Engine(engineOptions([peer("10.0.0.9")]), new VirtualClock(), T));
     const logs: string[] = [];

@@ -5,8 +5,8 @@ import { newClientAddress, parseIp, setClientAddress } from "../../lib/ntp/addre
 import { Leap } from "../../lib/ntp/packet.ts";
 import {
   Counter,
-  REPLY_FINISH,
   REPLY_LENGTH,
+  REPLY_SEAL,
   respond,
   type ServerContext,
   stampTransmit,
@@ -52,7 +52,7 @@ function serve(req: Uint8Array, ctx: ServerContext) {
   const r = respond(req, req.length, client(), 1_800_000_016, 250_000_000, ctx, out, 0);
   stampTransmit(out, 0, ctx.system, 1_800_000_016, 250_040_000);
   const n = r & REPLY_LENGTH;
-  if (r & REPLY_FINISH) writeMac(KEYS.get(keyIdAt(out))!, out, 0, 48, n - 52);
+  if (r & REPLY_SEAL) writeMac(KEYS.get(keyIdAt(out))!, out, 0, 48, n - 52);
   return { r, n, out: out.subarray(0, n) };
 }
 
@@ -68,7 +68,7 @@ Deno.test("respond() answers a valid MAC of a trusted key with a MAC by that key
         const ctx = context();
         const req = request(key, version);
         const { r, n, out } = serve(req, ctx);
-        assert.equal(r & REPLY_FINISH, REPLY_FINISH, "the MAC waits for the stamped xmt");
+        assert.equal(r & REPLY_SEAL, REPLY_SEAL, "the MAC waits for the stamped xmt");
         assert.equal(n, req.length, "same MAC length as the request");
         assert.equal(keyIdAt(out), id);
         assert.deepEqual(checkMac(KEYS, TRUSTED, out, n, version), {
@@ -107,7 +107,7 @@ Deno.test("respond() answers unknown and untrusted keys and bad MACs with a cryp
     await t.step(name, () => {
       const ctx = context();
       const { r, n, out } = serve(req, ctx);
-      assert.equal(r & REPLY_FINISH, 0);
+      assert.equal(r & REPLY_SEAL, 0);
       assert.equal(n, 52);
       assert.equal(keyIdAt(out), 0);
       assert.equal(checkMac(KEYS, TRUSTED, out, n, 4).kind, "crypto-nak");

@@ -1,0 +1,118 @@
+/**
+ * The NTS-KE server's session logic (RFC 8915 §4): plaintext bytes of the
+ * request in, the response out, with the keys and cookies it needs asked
+ * of the caller. Pure; the driver (lib/io/nts_ke_listener.ts) runs TLS.
+ */
+import type { NtsKeCounters } from "../contracts.ts";
+import { COOKIES_PER_KE, negotiateServer, serverResponse } from "./ke_negotiate.ts";
+import {
+  aeadKeyLength,
+  decodeMessage,
+  encodeRecords,
+  ErrorCode,
+  MAX_MESSAGE_BYTES,
+  rec,
+} from "./ke_records.ts";
+
+/**
+ * Makes `count` cookies for a client that negotiated `aeadId` with keys
+ * `c2s` and `s2c` (lib/nts/cookie.ts). Throws when it cannot.
+ */
+export type MakeCookies = (
+  aeadId: number,
+  c2s: Uint8Array,
+  s2c: Uint8Array,
+  count: number,
+) => Uint8Array[];
+
+/** What a server session needs from outside. */
+export interface KeServerOptions {
+  /** AEAD IDs the NTP side can use, any order (the client's order decides). */
+  supportedAeads: readonly number[];
+  makeCookies: MakeCookies;
+  /** The TLS exporter of this connection: (AEAD ID, direction) → key (RFC 8915 §5.1). */
+  exportKey(aeadId: number, direction: "c2s" | "s2c", length: number): Uint8Array;
+  /** NTPv4 Server Negotiation record, when set. */
+  ntpServer?: string | undefined;
+  /** NTPv4 Port Negotiation record, when set and not 123. */
+  ntpPort?: number | undefined;
+}
+
+/** How a session ended, for the counters. */
+export type KeOutcome =
+  | { kind: "ok"; aeadId: number; cookies: number }
+  | { kind: "error"; code: number; reason: string }
+  | { kind: "no-protocol" }
+  | { kind: "no-aead" };
+
+/** The session's answer to the bytes received so far. */
+export type KeStep =
+  | { kind: "partial" }
+  | { kind: "response"; bytes: Uint8Array; outcome: KeOutcome };
+
+/**
+ * Answers the request in `received` (all plaintext so far): "partial" until
+ * End of Message has arrived, then the response bytes and the outcome.
+ * A malformed or oversized message is Error 1 (bad request); a failure to
+ * make keys or cookies is Error 2 (internal server error).
+ */
+export function answerRequest(received: Uint8Array, o: KeServerOptions): KeStep {
+  const m = decodeMessage(received, MAX_MESSAGE_BYTES);
+  if (m.kind === "partial") return { kind: "partial" };
+  const errorStep = (code: number, reason: string): KeStep => ({
+    kind: "response",
+    bytes: encodeRecords([rec.error(code), rec.endOfMessage()]),
+    outcome: { kind: "error", code, reason },
+  });
+  if (m.kind === "invalid") return errorStep(ErrorCode.BAD_REQUEST, m.reason);
+  const d = negotiateServer(m.records, o.supportedAeads);
+  if (d.kind === "error") return errorStep(d.code, d.reason);
+  if (d.kind !== "ok") {
+    return { kind: "response", bytes: encodeRecords(serverResponse(d)), outcome: d };
+  }
+  let cookies: Uint8Array[];
+  try {
+    const len = aeadKeyLength(d.aeadId);
+    const c2s = o.exportKey(d.aeadId, "c2s", len);
+    const s2c = o.exportKey(d.aeadId, "s2c", len);
+    cookies = o.makeCookies(d.aeadId, c2s, s2c, COOKIES_PER_KE);
+    if (cookies.length === 0) throw new Error("no cookies made");
+  } catch (e) {
+    return errorStep(
+      ErrorCode.INTERNAL_SERVER_ERROR,
+      `cannot make keys or cookies: ${e instanceof Error ? e.message : e}`,
+    );
+  }
+  const bytes = encodeRecords(
+    serverResponse(d, { cookies, ntpServer: o.ntpServer, ntpPort: o.ntpPort }),
+  );
+  return {
+    kind: "response",
+    bytes,
+    outcome: { kind: "ok", aeadId: d.aeadId, cookies: cookies.length },
+  };
+}
+
+export type { NtsKeCounters };
+
+/** Zeroed counters. */
+export function newKeCounters(): NtsKeCounters {
+  return {
+    connections: 0,
+    handshakes: 0,
+    recordErrors: 0,
+    refused: 0,
+    tlsFailures: 0,
+    cookies: 0,
+    busy: 0,
+  };
+}
+
+/** Adds one session's outcome to `c`. */
+export function countOutcome(c: NtsKeCounters, o: KeOutcome): void {
+  if (o.kind === "ok") {
+    c.handshakes++;
+    c.cookies += o.cookies;
+  } else if (o.kind === "error") c.recordErrors++;
+  else c.refused++;
+}
