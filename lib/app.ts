@@ -9,7 +9,7 @@ import { loadNtsKeys, localSecret, type NtsKeys, ntsServing } from "./io/nts_key
 import { CookieKeyring } from "./nts/cookie.ts";
 import { measurePrecision, realtimeSeconds } from "./io/realtime.ts";
 import { logger, setupLogging } from "./log.ts";
-import { formatRefid } from "./ntp/packet.ts";
+import { formatRefid, HEADER_LEN } from "./ntp/packet.ts";
 import { fallbackVars, REFID_LOCL } from "./engine/fallback.ts";
 import {
   isSynchronised,
@@ -19,6 +19,11 @@ import {
 } from "./ntp/system_state.ts";
 import type { EngineReport } from "./engine/report.ts";
 import { EngineDriver } from "./io/engine_driver.ts";
+import {
+  type BroadcastReport,
+  BroadcastServer,
+  type BroadcastSigner,
+} from "./io/broadcast_server.ts";
 import { dropExecutablePages } from "./io/memory.ts";
 import { probeLibc } from "./io/libc.ts";
 import {
@@ -35,6 +40,7 @@ import { SUPPORTED_AEADS } from "./nts/aead.ts";
 import type { NtsKeReport } from "./status/snapshot.ts";
 import { describePlan, isNoop, planReload, type ReloadPlan } from "./reload.ts";
 import type { AuthKeys } from "./auth/keys.ts";
+import { macLength, writeMac } from "./auth/mac.ts";
 import { describeKeys, readKeys, sameKeys, workerKeys } from "./io/key_file.ts";
 
 /** How often the reference time of a `local_stratum` server is refreshed. */
@@ -122,6 +128,8 @@ interface AppContext {
   pool: ServerPool | null;
   /** The symmetric keys in force (auth.keyfile, auth.trusted_keys). */
   keys(): AuthKeys;
+  /** The broadcast server's destinations and counters ([] when none). */
+  broadcast: () => BroadcastReport[];
   /**
    * The cookie keyring of this node while it answers NTS (the server
    * workers hold copies): the NTS-KE server makes its cookies with it.
@@ -326,6 +334,55 @@ async function startEnginePart(ctx: AppContext, config: Config): Promise<AppPart
       if (next.server.localStratum === 0) ctx.publish(unsyncedState(ctx.precision));
     },
     stop: () => ctx.engine?.stop(),
+  };
+}
+
+/**
+ * The broadcast server (`[[broadcast]]`): sends the published system
+ * state, so it serves whatever the server workers serve (the engine's
+ * state, or `local_stratum` without sources). A reload that changes the
+ * destinations or the server's listen addresses reopens them.
+ */
+function startBroadcastPart(ctx: AppContext, config: Config): AppPart {
+  let server: BroadcastServer | null = null;
+  const open = (c: Config) => {
+    try {
+      server = new BroadcastServer(c, ctx.system, broadcastSigner(ctx));
+    } catch (e) {
+      logger("broadcast").error(`Broadcast needs the FFI socket driver: ${message(e)}`);
+    }
+  };
+  if (config.broadcast.length > 0) open(config);
+  ctx.broadcast = () => server?.report() ?? [];
+  return {
+    name: "broadcast",
+    reload(next, plan) {
+      if (!plan.broadcast && !plan.rebindServer) return;
+      if (server) server.reconfigure(next, broadcastSigner(ctx));
+      else if (next.broadcast.length > 0) open(next);
+    },
+    stop: () => server?.stop(),
+  };
+}
+
+/**
+ * The MAC maker for broadcast destinations with a key: the key is looked
+ * up in the keys in force at each packet (a reread key file takes effect
+ * at the next broadcast; a key of another type waits for a reload that
+ * reopens the destination, since its MAC length is fixed then).
+ */
+function broadcastSigner(ctx: AppContext): BroadcastSigner {
+  return (keyId) => {
+    const key = ctx.keys().keys.get(keyId);
+    if (!key) return "not in the key file";
+    const digest = macLength(key.type);
+    return {
+      length: 4 + digest,
+      write(buf: Uint8Array) {
+        const now = ctx.keys().keys.get(keyId);
+        writeMac(now && macLength(now.type) === digest ? now : key, buf, 0, HEADER_LEN);
+      },
+    };
   };
 }
 
@@ -558,6 +615,7 @@ export async function runApp(
     engine: null,
     pool: null,
     keys: () => authKeys,
+    broadcast: () => [],
     ntsKeyring: null,
     ntsKe: null,
   };
@@ -573,6 +631,7 @@ export async function runApp(
   }
   const parts: AppPart[] = [server, local, startLogPart(), await startEnginePart(ctx, config)];
   parts.push(await startNtsKePart(ctx, config));
+  parts.push(startBroadcastPart(ctx, config));
   const anycast = await startAnycastPart(ctx, config);
   if (anycast) parts.push(anycast.part);
   parts.push(startStatusPart(ctx, config, { started, anycast: anycast?.runtime ?? null }));

@@ -7,11 +7,17 @@ import { parse as parseToml } from "toml";
 import { lineOf, locateKeys } from "./locate.ts";
 import { camel, type Config, SCHEMA, type SourceConfig, type Spec } from "./schema.ts";
 import { DEFAULT_CONFIG_TOML } from "./default_config.ts";
-import { parseSocketAddress, sourceIdentity } from "./socket_address.ts";
+import {
+  parseSocketAddress,
+  parseSourceAddress,
+  sourceIdentity,
+  splitHostPort,
+} from "./socket_address.ts";
+import { parseBroadcastAddress } from "../ntp/broadcast.ts";
 import { parseCidr } from "../ntp/access.ts";
 import { formatIp, parseIp } from "../ntp/address.ts";
 
-export type { Config, SourceConfig } from "./schema.ts";
+export type { BroadcastConfig, Config, SourceConfig } from "./schema.ts";
 export { DEFAULT_CONFIG_TOML };
 
 export type LoadResult = { ok: true; config: Config } | { ok: false; errors: string[] };
@@ -172,6 +178,66 @@ function ipIdentity(s: string): string | null {
 }
 
 /**
+ * Broadcast: a `[[source]] kind = "broadcast"` listens on a broadcast or
+ * multicast address (no name, no unicast IPv6); without a key both it and
+ * a `[[broadcast]]` entry need `insecure = true` (BCP 223 / RFC 8633:
+ * unauthenticated broadcast lets anyone on the LAN set the clock).
+ */
+function broadcastChecks(c: Config, problems: Problem[]): void {
+  const sources = Array.isArray(c.source) ? c.source : [];
+  sources.forEach((s, i) => {
+    if (s === undefined) return;
+    if (s.kind !== "broadcast") {
+      // The other kinds talk to one server: a unicast address.
+      const r = typeof s.address === "string" ? parseSourceAddress(s.address) : null;
+      if (typeof r === "string") problems.push({ path: `source[${i}].address`, message: r });
+      return;
+    }
+    if (typeof s.address === "string") {
+      const { host } = splitHostPort(s.address, 123);
+      const b = parseBroadcastAddress(host);
+      if (typeof b === "string") {
+        problems.push({ path: `source[${i}].address`, message: `kind "broadcast": ${b}` });
+      }
+    }
+    if (!s.insecure && s.key === 0) {
+      problems.push({
+        path: `source[${i}].insecure`,
+        message: 'kind "broadcast" needs a key (or insecure = true, not advised: BCP 223)',
+        at: `source[${i}].kind`,
+      });
+    }
+  });
+  const entries = Array.isArray(c.broadcast) ? c.broadcast : [];
+  entries.forEach((b, i) => {
+    if (b === undefined) return;
+    if (b.key === 0 && b.insecure === false) {
+      problems.push({
+        path: `broadcast[${i}].key`,
+        message: "a key is required (or insecure = true, not advised: BCP 223)",
+        at: `broadcast[${i}].address`,
+      });
+    } else if (typeof b.key === "number" && b.key !== 0 && c.auth?.keyfile === "") {
+      problems.push({ path: `broadcast[${i}].key`, message: `key ${b.key} needs auth.keyfile` });
+    }
+  });
+  const seen = new Map<string, number>();
+  entries.forEach((b, i) => {
+    const ip = typeof b?.address === "string" ? parseIp(b.address) : null;
+    if (!ip) return;
+    const first = seen.get(formatIp(ip));
+    if (first === undefined) seen.set(formatIp(ip), i);
+    else {
+      problems.push({
+        path: `broadcast[${i}].address`,
+        message: `same address as broadcast[${first}]`,
+        lineOf: `broadcast[${first}].address`,
+      });
+    }
+  });
+}
+
+/**
  * Checks that involve more than one key. Runs on a partly validated config
  * too (a key that failed validation is undefined), so that every problem
  * of a file is reported in one pass.
@@ -208,6 +274,7 @@ function crossChecks(c: Config, problems: Problem[]): void {
       });
     }
   });
+  broadcastChecks(c, problems);
   listedTwice(c.server?.listen, "server.listen", (l) => {
     const a = parseSocketAddress(l);
     return typeof a === "string" ? null : `${formatIp(parseIp(a.hostname)!)} ${a.port}`;
@@ -309,7 +376,8 @@ export function loadConfig(text: string, file: string): LoadResult {
 }
 
 /**
- * The sources whose `key` the key file does not hold, one line each,
+ * The sources and `[[broadcast]]` entries whose `key` the key file does
+ * not hold, one line each,
  * `FILE:LINE: source[i].key: key N is not in KEYFILE` (`text`/`file`: the
  * config). `keyIds`: the IDs the key file holds.
  */
@@ -320,13 +388,14 @@ export function missingSourceKeys(
   file: string,
 ): string[] {
   const lines = locateKeys(text);
-  return config.source.flatMap((s, i) =>
-    s.key === 0 || keyIds.has(s.key) ? [] : [
-      `${file}:${
-        lineOf(lines, `source[${i}].key`)
-      }: source[${i}].key: key ${s.key} is not in ${config.auth.keyfile}`,
-    ]
-  );
+  const missing = (path: string, key: number) =>
+    key === 0 || keyIds.has(key)
+      ? []
+      : [`${file}:${lineOf(lines, path)}: ${path}: key ${key} is not in ${config.auth.keyfile}`];
+  return [
+    ...config.source.flatMap((s, i) => missing(`source[${i}].key`, s.key)),
+    ...config.broadcast.flatMap((b, i) => missing(`broadcast[${i}].key`, b.key)),
+  ];
 }
 
 /** The embedded default configuration, validated. */

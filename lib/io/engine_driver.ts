@@ -30,6 +30,7 @@ import { type SourceEndpoint, SourceSockets, type XmtWriter } from "./source_soc
 import type { AuthKeys } from "../auth/keys.ts";
 import { macLength, writeMac } from "../auth/mac.ts";
 import { HEADER_LEN } from "../ntp/packet.ts";
+import { interfaceIndex } from "./libc.ts";
 import { type KeyExchange, type NtsSourceConfig, NtsSources } from "./nts_sources.ts";
 import { ntsKeyExchange } from "./nts_ke_client.ts";
 
@@ -72,6 +73,7 @@ export function engineReconfig(
       xleave: s.xleave,
       key: s.key,
       requireAuth: s.requireAuth,
+      insecure: s.insecure,
     })),
     stepThreshold: c.clock.stepThresholdMs / 1000,
     panicThreshold: c.clock.panicThresholdS,
@@ -120,6 +122,8 @@ export class EngineDriver {
   #keys: AuthKeys;
   /** Sources whose key is missing from the key file, logged once each until it is back. */
   readonly #keyMissing = new Set<string>();
+  /** Listener socket id → the broadcast source's `sourceKey`. */
+  readonly #listeners = new Map<string, string>();
   /** NTS state of `nts = true` sources' associations (keys, cookies, KE). */
   readonly #nts: NtsSources;
   /** The endpoint each NTS association's socket is connected to ("host port"). */
@@ -138,7 +142,9 @@ export class EngineDriver {
     );
     let sockets: SourceSockets | null = null;
     try {
-      sockets = new SourceSockets((id, bytes, t4) => this.#incoming(id, bytes, t4));
+      sockets = new SourceSockets((id, bytes, t4, from) =>
+        from ? this.#heard(id, bytes, t4, from) : this.#incoming(id, bytes, t4)
+      );
     } catch (e) {
       this.#log.error(
         `Sources need the FFI socket driver (--allow-ffi on Linux): ${
@@ -179,6 +185,7 @@ export class EngineDriver {
     if (typeof leap === "string") d.#log.error(`${leap}; leap seconds come from the sources`);
     else if (leap) d.#log.info(describeLeapTable(leap));
     d.#driftTimer = setInterval(() => void d.saveDrift(), o.driftSaveMs ?? DRIFT_SAVE_MS);
+    d.#listen(c);
     d.#run(engine.handleTimer(realtimeSeconds()));
     return d;
   }
@@ -216,6 +223,59 @@ export class EngineDriver {
         { ...engineReconfig(next), ...(typeof leap === "string" ? {} : { leapTable: leap }) },
         realtimeSeconds(),
       ),
+    );
+    this.#listen(next);
+  }
+
+  /**
+   * Opens a listener for each broadcast source of `c` that has none yet
+   * (bound to its group or broadcast address, joined on its interface) and
+   * closes those of sources that are gone. A listener that cannot open is
+   * one error line; the reload after the cause is fixed tries again.
+   */
+  #listen(c: Config): void {
+    const sockets = this.#sockets;
+    if (!sockets) return;
+    const want = new Map<string, Config["source"][number]>();
+    for (const s of c.source) {
+      if (s.kind === "broadcast") want.set(sourceKey(s), s);
+    }
+    for (const id of [...this.#listeners.keys()]) {
+      if (want.has(id)) continue;
+      sockets.close(id);
+      this.#listeners.delete(id);
+    }
+    for (const [id, s] of want) {
+      if (this.#listeners.has(id)) continue;
+      const { host, port } = splitHostPort(s.address, 123);
+      const ifindex = s.interface === "" ? 0 : interfaceIndex(s.interface);
+      if (s.interface !== "" && ifindex === 0) {
+        this.#log.error(`Broadcast source ${s.address}: no interface ${s.interface}`);
+        continue;
+      }
+      const err = sockets.listen(id, { host, port, ifindex });
+      if (err) {
+        this.#log.error(`Cannot listen for broadcasts: ${err}`);
+        continue;
+      }
+      this.#listeners.set(id, sourceKey(s));
+      if (s.insecure) {
+        this.#log.warn(
+          `Broadcast source ${s.address}: insecure = true: unauthenticated broadcasts are used (anyone on the LAN can steer this clock; BCP 223)`,
+        );
+      }
+      this.#log.info(`Listening for broadcasts on ${s.address}`);
+    }
+  }
+
+  /** A datagram on a broadcast listener, from `from`, with its kernel receive time. */
+  #heard(id: string, bytes: Uint8Array, t4: number, from: { host: string; port: number }): void {
+    if (this.#stopped) return;
+    const source = this.#listeners.get(id);
+    if (source === undefined) return;
+    this.#safely(
+      `broadcast from ${from.host}`,
+      () => this.engine.handleBroadcast(source, from.host, from.port, bytes, t4),
     );
   }
 

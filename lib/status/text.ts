@@ -13,8 +13,13 @@ export function leapName(leap: number): string {
   return LEAP_NAMES[leap] ?? `Unknown (${leap})`;
 }
 
-/** ntpq's type column: u unicast server, p pool, s symmetric peer. */
-const KIND_CODE: Record<SourceReport["kind"], string> = { server: "u", pool: "p", peer: "s" };
+/** ntpq's type column: u unicast server, p pool, s symmetric peer, b broadcast server heard. */
+const KIND_CODE: Record<SourceReport["kind"], string> = {
+  server: "u",
+  pool: "p",
+  peer: "s",
+  broadcast: "b",
+};
 
 /** ntpq's compact age: seconds, then m, h, d once it no longer fits. */
 export function compactSeconds(s: number): string {

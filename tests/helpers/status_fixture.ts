@@ -83,6 +83,11 @@ export function fakeEngine(over: Partial<EngineReport["system"]> = {}): EngineRe
       steps: 1,
       spikes: 0,
       clock_updates: 42,
+      broadcast_received: 0,
+      broadcast_unauthenticated: 0,
+      broadcast_bad_mac: 0,
+      broadcast_bad_mode: 0,
+      broadcast_full: 0,
     },
   };
 }
