@@ -488,6 +488,7 @@ function startStatusPart(
         certificateNotAfter: ctx.ntsKe.certificate().notAfter,
         counters: ctx.ntsKe.counters(),
       },
+    broadcast: () => ctx.broadcast(),
   });
   model.sample();
   const sampler = setInterval(() => model.sample(), SAMPLE_INTERVAL_S * 1000);

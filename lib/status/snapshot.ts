@@ -42,7 +42,23 @@ export interface StatusSnapshot {
   anycast: AnycastReport | null;
   /** The NTS-KE server; absent when `nts.ke_listen` is empty. */
   nts_ke?: NtsKeStatus;
+  /** The broadcast server's destinations; absent without `[[broadcast]]`. */
+  broadcast?: BroadcastStatus[];
   process: { resident_memory_bytes: number; history_bytes: number };
+}
+
+/** `/status` `broadcast[]`: one `[[broadcast]]` destination and its counters since it opened. */
+export interface BroadcastStatus {
+  address: string;
+  interval_s: number;
+  /** Key ID the packets are signed with, 0 = none (`insecure`). */
+  key: number;
+  /** Packets handed to the kernel. */
+  sent: number;
+  /** Intervals skipped because the node was not synchronised. */
+  unsynchronised: number;
+  /** Why the destination cannot be served, "" when it can. */
+  error: string;
 }
 
 /** `/status` `nts_ke`: where the NTS-KE server listens and its counters since start. */
@@ -79,6 +95,8 @@ export interface SnapshotInputs {
   anycast: AnycastReport | null;
   /** Null or absent when no NTS-KE server runs. */
   ntsKe?: NtsKeReport | null;
+  /** Absent or empty without `[[broadcast]]`. */
+  broadcast?: BroadcastStatus[];
   counters: ServerCounters;
   rates: ServerRates | null;
   systemJitterS: number;
@@ -206,6 +224,9 @@ export function buildSnapshot(i: SnapshotInputs): StatusSnapshot {
       }),
     },
     ...(i.ntsKe ? { nts_ke: ntsKeStatus(i.ntsKe) } : {}),
+    ...(i.broadcast && i.broadcast.length > 0
+      ? { broadcast: i.broadcast.map((b) => ({ ...b })) }
+      : {}),
     process: {
       resident_memory_bytes: i.residentMemoryBytes,
       history_bytes: i.historyBytes,
