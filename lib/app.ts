@@ -506,7 +506,12 @@ function startStatusPart(
     anycast: () => o.anycast?.report() ?? null,
     residentMemoryBytes: () => Deno.memoryUsage().rss,
     ntsKe: (): NtsKeReport | null =>
-      ctx.ntsKe && { listen: ctx.ntsKe.bound, counters: ctx.ntsKe.counters() },
+      ctx.ntsKe && {
+        listen: ctx.ntsKe.bound,
+        certificateNotAfter: ctx.ntsKe.certificate().notAfter,
+        counters: ctx.ntsKe.counters(),
+      },
+    broadcast: () => ctx.broadcast(),
   });
   model.sample();
   const sampler = setInterval(() => model.sample(), SAMPLE_INTERVAL_S * 1000);

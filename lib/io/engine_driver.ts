@@ -17,7 +17,7 @@ import {
   splitHostPort,
 } from "../engine/engine.ts";
 import type { EngineReport } from "../engine/report.ts";
-import { refidOfAddress } from "../engine/refid.ts";
+import { canonicalIp, refidOfAddress } from "../engine/refid.ts";
 import { parseSocketAddress } from "../config/socket_address.ts";
 import { stampTransmit } from "../ntp/server.ts";
 import { Mode } from "../ntp/packet.ts";
@@ -124,6 +124,8 @@ export class EngineDriver {
   readonly #keyMissing = new Set<string>();
   /** Listener socket id → the broadcast source's `sourceKey`. */
   readonly #listeners = new Map<string, string>();
+  /** This host's addresses: our own broadcasts, looped back to a listener, are not a server heard. */
+  #ownAddresses = new Set<string>();
   /** NTS state of `nts = true` sources' associations (keys, cookies, KE). */
   readonly #nts: NtsSources;
   /** The endpoint each NTS association's socket is connected to ("host port"). */
@@ -236,6 +238,9 @@ export class EngineDriver {
   #listen(c: Config): void {
     const sockets = this.#sockets;
     if (!sockets) return;
+    try {
+      this.#ownAddresses = new Set(Deno.networkInterfaces().map((i) => canonicalIp(i.address)));
+    } catch { /* no --allow-sys: the engine still ignores its refid address */ }
     const want = new Map<string, Config["source"][number]>();
     for (const s of c.source) {
       if (s.kind === "broadcast") want.set(sourceKey(s), s);
@@ -272,7 +277,7 @@ export class EngineDriver {
   #heard(id: string, bytes: Uint8Array, t4: number, from: { host: string; port: number }): void {
     if (this.#stopped) return;
     const source = this.#listeners.get(id);
-    if (source === undefined) return;
+    if (source === undefined || this.#ownAddresses.has(canonicalIp(from.host))) return;
     this.#safely(
       `broadcast from ${from.host}`,
       () => this.engine.handleBroadcast(source, from.host, from.port, bytes, t4),

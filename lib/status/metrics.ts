@@ -277,6 +277,14 @@ export function renderMetrics(s: StatusSnapshot): string {
     );
     ke("cookies", "NTS cookies handed out by the NTS-KE server.", k.cookies);
     ke("busy", "NTS-KE connections closed at once: too many sessions open.", k.busy);
+    if (k.certificate_not_after !== null) {
+      e.family(
+        "nts_ke_certificate_expiry_timestamp_seconds",
+        "gauge",
+        "When the NTS-KE certificate in use stops being valid (Unix seconds).",
+        k.certificate_not_after,
+      );
+    }
   }
 
   const a = s.anycast;

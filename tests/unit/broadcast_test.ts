@@ -347,3 +347,52 @@ Deno.test("config: broadcast sources and destinations need a key or insecure", (
     'edge.toml:2: broadcast[0].address: "2001:db8::1" is no IPv6 multicast group (ff00::/8; IPv6 has no broadcast)',
   ]);
 });
+
+Deno.test("status: broadcast destinations, broadcast sources and counters fit the schema", async () => {
+  const { StatusModel } = await import("../../lib/status/mod.ts");
+  const { validate } = await import("../helpers/json_schema.ts");
+  const { fakeCounters, fakeEngine, T0 } = await import("../helpers/status_fixture.ts");
+  const schema = JSON.parse(
+    await Deno.readTextFile(new URL("../../lib/status/status.schema.json", import.meta.url)),
+  );
+  const engine = fakeEngine();
+  engine.sources.push({
+    ...engine.sources[0]!,
+    address: "10.0.0.2:123",
+    kind: "broadcast",
+    broadcast_delay_s: 0.0004,
+    counters: { broadcasts: 9, uncalibrated: 1 },
+  });
+  const dest = {
+    address: "224.0.1.1",
+    interval_s: 64,
+    key: 5,
+    sent: 3,
+    unsynchronised: 1,
+    error: "",
+  };
+  const model = (b: typeof dest[]) =>
+    new StatusModel({
+      version: "9.9.9-test",
+      pool: () => ({
+        driver: "ffi-recvmmsg",
+        driverReason: "test",
+        workerCount: 1,
+        bound: ["0.0.0.0:123"],
+        counters: () => fakeCounters(),
+      }),
+      now: () => T0,
+      uptimeS: () => 10,
+      engine: () => engine,
+      anycast: () => null,
+      residentMemoryBytes: () => 1,
+      broadcast: () => b,
+    }).snapshot();
+  const with_ = model([dest]);
+  assert.deepEqual(validate(schema, JSON.parse(JSON.stringify(with_))), []);
+  assert.deepEqual(with_.broadcast, [dest]);
+  assert.equal(with_.sources.at(-1)!.broadcast_delay_s, 0.0004);
+  const without = model([]);
+  assert.equal(without.broadcast, undefined);
+  assert.deepEqual(validate(schema, JSON.parse(JSON.stringify(without))), []);
+});

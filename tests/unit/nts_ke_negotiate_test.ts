@@ -7,7 +7,7 @@ import {
   readServerResponse,
   serverResponse,
 } from "../../lib/nts/ke_negotiate.ts";
-import { answerRequest, type KeServerOptions } from "../../lib/nts/ke_server.ts";
+import { answerRequest, certificateNotice, type KeServerOptions } from "../../lib/nts/ke_server.ts";
 import {
   AEAD_AES_128_GCM_SIV as GCM,
   AEAD_AES_SIV_CMAC_256 as SIV,
@@ -266,4 +266,25 @@ Deno.test("answerRequest() turns failures into Error records", async (t) => {
     ]);
     assert.equal(errorCode(bytes), ErrorCode.UNRECOGNIZED_CRITICAL_RECORD);
   });
+});
+
+Deno.test("certificateNotice() warns once near the end, errors once after it", () => {
+  const end = 1_800_000_000, day = 86400;
+  assert.equal(certificateNotice("c.pem", end, end - 30 * day, "none"), null);
+  const w = certificateNotice("c.pem", end, end - 3.5 * day, "none");
+  assert.equal(w?.level, "warning");
+  assert.equal(
+    w?.message,
+    "c.pem: certificate expires in 3 days (2027-01-15T08:00:00Z): renew it and send SIGHUP",
+  );
+  assert.equal(certificateNotice("c.pem", end, end - 3 * day, "warning"), null);
+  const e = certificateNotice("c.pem", end, end + 1, "warning");
+  assert.equal(e?.level, "error");
+  assert.match(
+    e!.message,
+    /^c\.pem: certificate expired at 2027-01-15T08:00:00Z; clients refuse it/,
+  );
+  assert.equal(certificateNotice("c.pem", end, end + day, "error"), null);
+  // A certificate loaded already expired is refused before it is used; one past its end says so.
+  assert.equal(certificateNotice("c.pem", end, end + day, "none")?.level, "error");
 });
