@@ -137,8 +137,12 @@ export async function startNtsKe(opts: NtsKeServerOptions): Promise<NtsKeHandle>
       listeners.push(l);
       bound.push(formatAddr(l.addr as Deno.NetAddr));
     } catch (e) {
+      // "[::]:P" is dual-stack here, so it and "0.0.0.0:P" collide: say so.
+      const wildcards = o.listen.filter((t) => t === `0.0.0.0:${a.port}` || t === `[::]:${a.port}`);
       const why = e instanceof Deno.errors.AddrInUse
-        ? "address already in use"
+        ? wildcards.length === 2
+          ? `address already in use ([::]:${a.port} takes IPv4 too: list it alone)`
+          : "address already in use"
         : e instanceof Deno.errors.PermissionDenied
         ? "permission denied"
         : message(e);
