@@ -22,6 +22,10 @@ export interface SourceConfig {
   maxPoll: number;
   maxSources: number;
   xleave: boolean;
+  /** Symmetric key ID (auth.keyfile) for requests and replies; 0 = none. */
+  key: number;
+  /** Only packets with a valid MAC of `key` count (needs `key`). */
+  requireAuth: boolean;
   /** `broadcast` only: listen without authentication (BCP 223 advises against it). */
   insecure: boolean;
   /** `broadcast` only: interface to join the group on, "" = the route's. */
@@ -67,6 +71,7 @@ export interface Config {
     minSources: number;
   };
   source: SourceConfig[];
+  auth: { keyfile: string; trustedKeys: number[] };
   broadcast: BroadcastConfig[];
   nts: {
     masterKeyFile: string;
@@ -106,6 +111,7 @@ export type Spec =
     | { type: "string"; default: string; check?: Check; required?: boolean }
     | { type: "enum"; default: string; values: readonly string[] }
     | { type: "strings"; default: string[]; check?: Check; nonEmpty?: boolean }
+    | { type: "ints"; default: number[]; min: number; max: number }
     | { type: "table"; fields: Record<string, Spec> }
     | { type: "tables"; fields: Record<string, Spec> }
   )
@@ -313,6 +319,16 @@ export const SCHEMA: Record<string, Spec> = {
       max_poll: int(10, 0, 17, "Longest poll interval, log2 seconds (10 = 1024 s); ≥ `min_poll`"),
       max_sources: int(4, 1, 16, "`pool` only: addresses followed at once"),
       xleave: bool(false, "Interleaved mode (RFC 9769, chrony `xleave`); `server` and `pool`"),
+      key: int(
+        0,
+        0,
+        0xffffffff,
+        "Symmetric key ID from `auth.keyfile` (one of `auth.trusted_keys`): requests carry its MAC and replies without a valid one are rejected; 0 = none",
+      ),
+      require_auth: bool(
+        false,
+        "Only packets with a valid MAC of `key` count (needs `key`); what a `peer` in an authenticated cluster sets",
+      ),
       insecure: bool(
         false,
         "`broadcast` only: accept broadcasts without a MAC (anyone on the LAN can then steer the clock; BCP 223); logged as a warning",
@@ -363,6 +379,25 @@ export const SCHEMA: Record<string, Spec> = {
         false,
         "Send without a MAC (clients must then run `insecure` too; BCP 223 advises against it); logged as a warning",
       ),
+    },
+  },
+  auth: {
+    type: "table",
+    doc:
+      "Symmetric-key authentication (ntpd `keys`/`trustedkey`): see [authentication.md](authentication.md).",
+    fields: {
+      keyfile: str(
+        "",
+        'Key file in the ntpd `ntp.keys` format (`ID TYPE KEY`), reread on SIGHUP; `""` = no keys',
+      ),
+      trusted_keys: {
+        type: "ints",
+        default: [],
+        min: 1,
+        max: 0xffffffff,
+        doc:
+          "Key IDs trusted for requests, replies and peers (ntpd `trustedkey`); a key not listed here answers clients with a crypto-NAK",
+      },
     },
   },
   nts: {

@@ -118,6 +118,8 @@ export class AssociationSet {
         maxPoll: Math.max(cfg.minPoll, cfg.maxPoll),
         pool,
         xleave: cfg.xleave && (cfg.kind === "server" || cfg.kind === "pool"),
+        key: cfg.key ?? 0,
+        requireAuth: cfg.requireAuth ?? false,
       },
       now,
       rand,
@@ -269,6 +271,8 @@ export class AssociationSet {
             minPoll: cfg.minPoll,
             maxPoll: cfg.maxPoll,
             xleave: cfg.xleave && (cfg.kind === "server" || cfg.kind === "pool"),
+            key: cfg.key ?? 0,
+            requireAuth: cfg.requireAuth ?? false,
           },
           now,
         );

@@ -16,6 +16,9 @@
 import { formatRefid, Leap, Mode, type NtpPacket, parsePacket } from "../ntp/packet.ts";
 import { isSynchronised, MAXSTRAT, type SystemState, unsyncedState } from "../ntp/system_state.ts";
 import { majorityLeapOf } from "../ntp/leap.ts";
+import type { MacCheck } from "../contracts.ts";
+import type { AuthKeys } from "../auth/keys.ts";
+import { checkMac } from "../auth/mac.ts";
 import type { Action } from "./actions.ts";
 import {
   AssociationSet,
@@ -65,6 +68,8 @@ export { PEER_PULL, PULL_BOUND, RESOLVE_RETRY_S, sourceKey, splitHostPort };
 export const GATHER_S = 4;
 /** Seconds within which the peers hear of our orphan parent claim (see `Association.announce`). */
 export const ANNOUNCE_SPREAD_S = 1;
+
+const NO_MAC: MacCheck = { kind: "none" };
 
 /** The engine. */
 export class Engine {
@@ -124,6 +129,7 @@ export class Engine {
   #sysPoll: number;
   #goodUpdates = 0;
   #logged = new Set<string>();
+  #keys: AuthKeys = { keys: new Map(), trusted: new Set() };
   #out: Action[] = [];
   #rand: () => number = Math.random;
   #lastNow = 0;
@@ -256,8 +262,20 @@ export class Engine {
       this.counters.unknown_source++;
       return this.#flush();
     }
-    this.#incoming(a, p, t4, sent);
+    // The MAC is checked against the keys in force (the association decides whether it needs one).
+    const mac: MacCheck = p.macLength > 0
+      ? checkMac(this.#keys.keys, this.#keys.trusted, bytes, bytes.length, p.version)
+      : NO_MAC;
+    this.#incoming(a, p, t4, sent, mac);
     return this.#flush();
+  }
+
+  /** The symmetric keys packets are checked with (key file reread, trusted keys changed). */
+  setKeys(keys: AuthKeys): void {
+    this.#keys = keys;
+    // Broadcast listeners check with the same keys (broadcast.ts `admitBroadcast`).
+    this.opts.checkMac = (bytes, length, version) =>
+      checkMac(keys.keys, keys.trusted, bytes, length, version);
   }
 
   /**
@@ -344,8 +362,14 @@ export class Engine {
     return this.#flush();
   }
 
-  #incoming(a: Association, p: NtpPacket, recv: number, sent: Transmit | null): void {
-    this.#received(a, () => a.handleIncoming(p, recv, sent, this.#context()), recv);
+  #incoming(
+    a: Association,
+    p: NtpPacket,
+    recv: number,
+    sent: Transmit | null,
+    mac: MacCheck,
+  ): void {
+    this.#received(a, () => a.handleIncoming(p, recv, sent, this.#context(), mac), recv);
   }
 
   /** Runs an association's handling of a packet received at raw time `recv`, then selection. */

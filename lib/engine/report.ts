@@ -49,6 +49,10 @@ export interface SourceReport {
   state?: "active" | "denied";
   /** Whether the last sample came from an interleaved reply (RFC 9769, `xleave`). */
   interleaved?: boolean;
+  /** Symmetric key ID of the source (absent: none). */
+  key?: number;
+  /** Whether the last packet accepted from the source had a valid MAC of `key`. */
+  authenticated?: boolean;
   /** Broadcast server heard: the calibrated round-trip delay (absent until calibrated). */
   broadcast_delay_s?: number;
   /** Per-source event counters (bogus, replay, KoD …). */

@@ -23,6 +23,7 @@ import { MAXDIST } from "./select.ts";
 import { replyProblem } from "../ntp/reply_check.ts";
 import { SourceStats } from "./discipline.ts";
 import type { SystemVars } from "./system.ts";
+import type { MacCheck } from "../contracts.ts";
 import { BROADCAST_UNREACH_LIMIT, broadcastOffset, calibratedDelay } from "./broadcast.ts";
 
 export type SourceKind = "server" | "pool" | "peer" | "broadcast";
@@ -48,6 +49,8 @@ export type SourceAction =
      * it as its T3). Otherwise the packet leaves as built.
      */
     stampXmt: boolean;
+    /** Symmetric key ID whose MAC the driver appends after the stamp; 0 = none. */
+    key: number;
   }
   | { kind: "log"; level: "info" | "warning"; message: string }
   | { kind: "demobilize"; source: string; reason: string };
@@ -78,6 +81,8 @@ export interface SourceCounters {
   unsync: number;
   /** Reply whose root distance exceeds MAXDIST. */
   distance: number;
+  /** Packet rejected for its MAC (missing, crypto-NAK, other key, wrong digest). */
+  auth: number;
   /** Broadcast client: mode 5 packets heard. */
   broadcasts: number;
   /** Broadcast client: mode 5 packets heard before the delay was calibrated (not used). */
@@ -104,6 +109,13 @@ export interface EngineSource {
   /** Interleaved mode (RFC 9769, chrony `xleave`); server and pool sources (client mode only). */
   xleave: boolean;
   /**
+   * Symmetric key ID (0 = none): our packets carry its MAC, and a packet
+   * from the source counts only with a valid MAC of this key.
+   */
+  key?: number;
+  /** Only authenticated packets count (requires `key`; config checks it). */
+  requireAuth?: boolean;
+  /**
    * `broadcast` only: use broadcasts without a MAC (BCP 223 advises
    * against it); absent = false.
    */
@@ -111,7 +123,10 @@ export interface EngineSource {
 }
 
 /** Options of one association: its configured source's, with the address resolved. */
-export type SourceOptions = Omit<EngineSource, "address" | "maxSources"> & {
+export type SourceOptions = Omit<EngineSource, "address" | "maxSources" | "key" | "requireAuth"> & {
+  /** Symmetric key ID, 0 = none. */
+  key: number;
+  requireAuth: boolean;
   host: string;
   port: number;
   /** Name of the pool this member came from, "" otherwise. */
@@ -163,6 +178,8 @@ export class Association {
   refTime = 0;
   /** Whether the last sample came from an interleaved reply. */
   interleaved = false;
+  /** Whether the last packet accepted from the source had a valid MAC of our key. */
+  authenticated = false;
   /** Raw time of the last valid sample, -1 when none. */
   lastSample = -1;
   readonly filter = new ClockFilter();
@@ -177,6 +194,7 @@ export class Association {
     kodDeny: 0,
     unsync: 0,
     distance: 0,
+    auth: 0,
     broadcasts: 0,
     uncalibrated: 0,
   };
@@ -272,7 +290,10 @@ export class Association {
    * has not answered yet starts a burst, as at mobilisation.
    */
   update(
-    o: Pick<SourceOptions, "iburst" | "prefer" | "minPoll" | "maxPoll" | "xleave">,
+    o: Pick<
+      SourceOptions,
+      "iburst" | "prefer" | "minPoll" | "maxPoll" | "xleave" | "key" | "requireAuth"
+    >,
     now: number,
   ): void {
     if (o.iburst && !this.opts.iburst && this.reach === 0 && this.state === "active") {
@@ -282,6 +303,8 @@ export class Association {
     this.opts.iburst = o.iburst;
     this.opts.prefer = o.prefer;
     this.opts.xleave = o.xleave;
+    this.opts.key = o.key;
+    this.opts.requireAuth = o.requireAuth;
     this.opts.minPoll = o.minPoll;
     this.opts.maxPoll = Math.max(o.minPoll, o.maxPoll);
     this.setPoll(this.hpoll);
@@ -400,6 +423,7 @@ export class Association {
       mode,
       bytes: serializePacket(p),
       stampXmt,
+      key: this.opts.key,
     };
   }
 
@@ -416,6 +440,7 @@ export class Association {
     t4: number,
     sent: Transmit | null,
     ctx: SourceContext,
+    mac: MacCheck = NO_MAC,
   ): { actions: SourceAction[]; output: FilterOutput | null; fresh: boolean } {
     const actions: SourceAction[] = [];
     const none = { actions, output: null, fresh: false };
@@ -429,6 +454,25 @@ export class Association {
     ) {
       return none;
     }
+    // Test 5 (RFC 5905 §8 access/authentication), before any state is
+    // touched: a forged packet must not even count as seen (replay test).
+    // Logged once per episode: until a packet authenticates again.
+    if (this.opts.key !== 0) {
+      const why = macProblem(mac, this.opts.key);
+      if (why !== null) {
+        this.counters.auth++;
+        this.authenticated = false;
+        const l = this.#once(
+          "auth",
+          "warning",
+          `${this.id}: ${symmetric ? "packet" : "reply"} dropped: ${why}`,
+        );
+        if (l) actions.push(l);
+        return none;
+      }
+      this.#logged.delete("auth");
+    }
+    this.authenticated = mac.kind === "ok" && mac.keyId === this.opts.key;
     if (p.xmt === this.#lastRxXmt || p.xmt === 0n) {
       this.counters.replay++;
       const l = this.#once("replay", "warning", `${this.id}: duplicate or replayed packet dropped`);
@@ -659,6 +703,26 @@ export class Association {
     if (this.#logged.has(key)) return null;
     this.#logged.add(key);
     return { kind: "log", level, message };
+  }
+}
+
+const NO_MAC: MacCheck = { kind: "none" };
+
+/** Why a packet's MAC verdict does not authenticate it with key `key`, or null when it does. */
+export function macProblem(mac: MacCheck, key: number): string | null {
+  switch (mac.kind) {
+    case "ok":
+      return mac.keyId === key ? null : `MAC of key ${mac.keyId}, not ${key}`;
+    case "none":
+      return `no MAC (key ${key} required)`;
+    case "crypto-nak":
+      return `crypto-NAK (the other side does not know or trust key ${key})`;
+    case "unknown-key":
+      return `MAC of unknown key ${mac.keyId}`;
+    case "untrusted":
+      return `MAC of untrusted key ${mac.keyId}`;
+    case "bad-mac":
+      return `bad MAC (key ${mac.keyId}): wrong key or tampered`;
   }
 }
 

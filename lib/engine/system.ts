@@ -309,6 +309,7 @@ export function sourceReportOf(
     jitter_s: f?.jitter ?? 0,
     state: a.state,
     interleaved: a.interleaved,
+    ...(a.opts.key === 0 ? {} : { key: a.opts.key, authenticated: a.authenticated }),
     ...(a.opts.kind === "broadcast" && a.bdelay !== null ? { broadcast_delay_s: a.bdelay } : {}),
     counters: { ...a.counters },
   };

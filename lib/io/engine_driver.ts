@@ -26,7 +26,10 @@ import { logger } from "../log.ts";
 import { realtimeSeconds } from "./realtime.ts";
 import { appendStats, readDrift, writeDrift } from "./stats_files.ts";
 import { describeLeapTable, loadLeapFile } from "./leap_file.ts";
-import { type SourceEndpoint, SourceSockets } from "./source_socket.ts";
+import { type SourceEndpoint, SourceSockets, type XmtWriter } from "./source_socket.ts";
+import type { AuthKeys } from "../auth/keys.ts";
+import { macLength, writeMac } from "../auth/mac.ts";
+import { HEADER_LEN } from "../ntp/packet.ts";
 import { interfaceIndex } from "./libc.ts";
 import { type KeyExchange, type NtsSourceConfig, NtsSources } from "./nts_sources.ts";
 import { ntsKeyExchange } from "./nts_ke_client.ts";
@@ -43,6 +46,8 @@ export interface EngineDriverOptions {
   clock?: Clock;
   /** Driftfile save interval, ms (default DRIFT_SAVE_MS; tests shorten it). */
   driftSaveMs?: number;
+  /** Symmetric keys for sources with `key` (default: none). */
+  keys?: AuthKeys;
   /** NTS-KE of `nts = true` sources (default: lib/io/nts_ke_client.ts over OpenSSL). */
   keyExchange?: KeyExchange;
 }
@@ -66,6 +71,8 @@ export function engineReconfig(
       maxPoll: s.maxPoll,
       maxSources: s.maxSources,
       xleave: s.xleave,
+      key: s.key,
+      requireAuth: s.requireAuth,
       insecure: s.insecure,
     })),
     stepThreshold: c.clock.stepThresholdMs / 1000,
@@ -112,6 +119,9 @@ export class EngineDriver {
   #driftTimer: ReturnType<typeof setInterval> | null = null;
   #stopped = false;
   readonly #unresolved = new Set<string>();
+  #keys: AuthKeys;
+  /** Sources whose key is missing from the key file, logged once each until it is back. */
+  readonly #keyMissing = new Set<string>();
   /** Listener socket id → the broadcast source's `sourceKey`. */
   readonly #listeners = new Map<string, string>();
   /** This host's addresses: our own broadcasts, looped back to a listener, are not a server heard. */
@@ -125,6 +135,8 @@ export class EngineDriver {
     this.#o = o;
     this.#config = o.config;
     this.engine = engine;
+    this.#keys = o.keys ?? { keys: new Map(), trusted: new Set() };
+    engine.setKeys(this.#keys);
     this.#nts = new NtsSources(
       o.keyExchange ?? ntsKeyExchange,
       (level, line) => level === "warning" ? this.#log.warn(line) : this.#log.info(line),
@@ -270,6 +282,13 @@ export class EngineDriver {
       `broadcast from ${from.host}`,
       () => this.engine.handleBroadcast(source, from.host, from.port, bytes, t4),
     );
+  }
+
+  /** New symmetric keys (key file reread on SIGHUP, `auth.trusted_keys` changed). */
+  setKeys(keys: AuthKeys): void {
+    this.#keys = keys;
+    this.engine.setKeys(keys);
+    this.#keyMissing.clear();
   }
 
   /** Writes the current frequency to the driftfile (once the clock was updated at least once). */
@@ -446,13 +465,29 @@ export class EngineDriver {
     }
     // Symmetric packets carry the served time of the clock reading taken
     // right before the send, as the server's replies do (on UTC: never smeared).
-    sockets.send(
-      a.source,
-      a.bytes,
-      a.stampXmt
-        ? (bytes, sec, nsec) => stampTransmit(bytes, 0, this.engine.clockState(), sec, nsec)
-        : undefined,
-    );
+    const stamp: XmtWriter | undefined = a.stampXmt
+      ? (bytes, sec, nsec) => stampTransmit(bytes, 0, this.engine.clockState(), sec, nsec)
+      : undefined;
+    if (a.key === 0) {
+      sockets.send(a.source, a.bytes, stamp);
+      return;
+    }
+    // The MAC covers xmt: it is made after the stamp, right before the send.
+    const key = this.#keys.keys.get(a.key);
+    if (!key) {
+      // Config checks keep this from happening at start; a key file edited since can.
+      if (!this.#keyMissing.has(a.source)) {
+        this.#log.error(`${a.source}: key ${a.key} is not in the key file; not sending`);
+      }
+      this.#keyMissing.add(a.source);
+      return;
+    }
+    const bytes = new Uint8Array(HEADER_LEN + 4 + macLength(key.type));
+    bytes.set(a.bytes.subarray(0, HEADER_LEN));
+    sockets.send(a.source, bytes, (b, sec, nsec) => {
+      stamp?.(b, sec, nsec);
+      writeMac(key, b, 0, HEADER_LEN);
+    });
   }
 
   /** Where an association's socket sends from: symmetric peers from the server's address and port. */

@@ -194,6 +194,7 @@ export function buildSnapshot(i: SnapshotInputs): StatusSnapshot {
       jitter_s: r.jitter_s,
       ...(r.state === undefined ? {} : { state: r.state }),
       ...(r.interleaved === undefined ? {} : { interleaved: r.interleaved }),
+      ...(r.key === undefined ? {} : { key: r.key, authenticated: r.authenticated === true }),
       ...(r.broadcast_delay_s === undefined ? {} : { broadcast_delay_s: r.broadcast_delay_s }),
       ...(r.counters === undefined ? {} : { counters: { ...r.counters } }),
       ...(r.nts === undefined ? {} : { nts: { ...r.nts } }),

@@ -127,6 +127,9 @@ export function fakeCounters(scale = 1): ServerCounters {
     },
     send_errors: 1 * scale,
     interleaved: 2 * scale,
+    authenticated: 4 * scale,
+    crypto_nak: 3 * scale,
+    bad_mac: 1 * scale,
     nts: { requests: 4 * scale, naks: 1 * scale, bad_authenticator: 0 },
   };
 }

@@ -339,7 +339,7 @@ Deno.test("config: broadcast sources and destinations need a key or insecure", (
   ]);
   assert.deepEqual(
     errors(
-      '[[broadcast]]\naddress = "224.0.1.1"\ninsecure = true\n[[broadcast]]\naddress = "224.0.1.1"\nkey = 1\n',
+      '[[broadcast]]\naddress = "224.0.1.1"\ninsecure = true\n[[broadcast]]\naddress = "224.0.1.1"\nkey = 1\n[auth]\nkeyfile = "k"\n',
     ),
     ["edge.toml:5: broadcast[1].address: same address as broadcast[0] (line 2)"],
   );

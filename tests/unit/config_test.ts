@@ -53,7 +53,7 @@ Deno.test("errors name FILE:LINE: key and say what is wrong", async (t) => {
     ],
     [
       "[srever]\n",
-      "edge.toml:1: srever: unknown key (known here: server, clock, source, broadcast, nts, status, stats, log, anycast)",
+      "edge.toml:1: srever: unknown key (known here: server, clock, source, broadcast, auth, nts, status, stats, log, anycast)",
     ],
     [
       "[server]\nrate_limit = { interval_s = 2, brust = 3 }",
