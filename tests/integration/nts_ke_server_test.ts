@@ -308,3 +308,52 @@ Deno.test({
     }, { ntpPort: deadNtpPort });
   },
 });
+
+Deno.test("NTS-KE server: an address in use is one line; [::] and 0.0.0.0 on one port say why", async () => {
+  const pki = await makeTestPki();
+  const { cert, key } = await pki.issue("ke", ["IP:127.0.0.1"]);
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (taken.addr as Deno.NetAddr).port;
+  const free = randomPort();
+  const ke = await startNtsKe({
+    listen: [`127.0.0.1:${port}`, `[::]:${free}`, `0.0.0.0:${free}`],
+    certificate: cert,
+    privateKey: key,
+    makeCookies: keysInCookies,
+    supportedAeads: [SIV],
+    log: captureLog(),
+  });
+  try {
+    assert.deepEqual(ke.bound, [`[::]:${free}`]);
+    assert.deepEqual(ke.errors, [
+      `NTS-KE: cannot listen on 127.0.0.1:${port}: address already in use`,
+      `NTS-KE: cannot listen on 0.0.0.0:${free}: address already in use ([::]:${free} takes IPv4 too: list it alone)`,
+    ]);
+    // IPv4 clients reach the [::] listener.
+    const r = await ntsKeyExchange({
+      host: "127.0.0.1",
+      port: free,
+      caFile: pki.caCert,
+      timeoutMs: 10000,
+    });
+    assert.equal(r.cookies.length, 8);
+  } finally {
+    taken.close();
+    await ke.stop();
+    await pki.remove();
+  }
+});
+
+Deno.test("NTS-KE server: a client the access rule refuses is closed at once and counted", async () => {
+  await withServer(async ({ pki, ke, port }) => {
+    ke.configure({ allowed: (ip) => ip !== "127.0.0.1" });
+    await assert.rejects(
+      ntsKeyExchange({ host: "127.0.0.1", port, caFile: pki.caCert, timeoutMs: 10000 }),
+      /^Error: NTS-KE with 127\.0\.0\.1:\d+: connection closed during the TLS handshake$/,
+    );
+    assert.equal(ke.counters().denied, 1);
+    assert.equal(ke.counters().tlsFailures, 0);
+    ke.configure({ allowed: () => true });
+    await ntsKeyExchange({ host: "127.0.0.1", port, caFile: pki.caCert, timeoutMs: 10000 });
+  });
+});
