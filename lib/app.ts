@@ -2,7 +2,7 @@
  * Wires the configuration to the drivers and the core: server workers,
  * system state, status server, signals. Returns the process exit code.
  */
-import { type Config, loadConfig } from "./config/mod.ts";
+import { type Config, loadConfig, missingSourceKeys } from "./config/mod.ts";
 import { ServerPool } from "./io/server_pool.ts";
 import { serverOptionsFrom } from "./io/server_options.ts";
 import { loadNtsKeys, localSecret, type NtsKeys, ntsServing } from "./io/nts_keys.ts";
@@ -10,7 +10,7 @@ import { installOpensslSiv } from "./io/openssl_siv.ts";
 import { CookieKeyring } from "./nts/cookie.ts";
 import { measurePrecision, realtimeSeconds } from "./io/realtime.ts";
 import { logger, setupLogging } from "./log.ts";
-import { formatRefid } from "./ntp/packet.ts";
+import { formatRefid, HEADER_LEN } from "./ntp/packet.ts";
 import { fallbackVars, REFID_LOCL } from "./engine/fallback.ts";
 import {
   isSynchronised,
@@ -20,6 +20,11 @@ import {
 } from "./ntp/system_state.ts";
 import type { EngineReport } from "./engine/report.ts";
 import { EngineDriver } from "./io/engine_driver.ts";
+import {
+  type BroadcastReport,
+  BroadcastServer,
+  type BroadcastSigner,
+} from "./io/broadcast_server.ts";
 import { dropExecutablePages } from "./io/memory.ts";
 import { probeLibc } from "./io/libc.ts";
 import {
@@ -35,6 +40,9 @@ import type { MakeCookies } from "./nts/ke_server.ts";
 import { SUPPORTED_AEADS } from "./nts/aead.ts";
 import type { NtsKeReport } from "./status/snapshot.ts";
 import { describePlan, isNoop, planReload, type ReloadPlan } from "./reload.ts";
+import type { AuthKeys } from "./auth/keys.ts";
+import { macLength, writeMac } from "./auth/mac.ts";
+import { describeKeys, readKeys, sameKeys, workerKeys } from "./io/key_file.ts";
 
 /** How often the reference time of a `local_stratum` server is refreshed. */
 const LOCAL_REFRESH_MS = 16_000;
@@ -119,6 +127,10 @@ interface AppContext {
   serveLocal(stratum: number): void;
   engine: EngineDriver | null;
   pool: ServerPool | null;
+  /** The symmetric keys in force (auth.keyfile, auth.trusted_keys). */
+  keys(): AuthKeys;
+  /** The broadcast server's destinations and counters ([] when none). */
+  broadcast: () => BroadcastReport[];
   /**
    * The cookie keyring of this node while it answers NTS (the server
    * workers hold copies): the NTS-KE server makes its cookies with it.
@@ -205,6 +217,7 @@ async function startServerPart(ctx: AppContext, config: Config): Promise<AppPart
     driver: c.server.driver,
     options: serverOptionsFrom(c),
     state: ctx.shared,
+    keys: workerKeys(ctx.keys()),
     nts: ntsKeys,
   });
   // A second edge-time on our addresses would share them through SO_REUSEPORT: probe first.
@@ -303,6 +316,7 @@ async function startEnginePart(ctx: AppContext, config: Config): Promise<AppPart
       config: c,
       precision: ctx.precision,
       publish: ctx.publish,
+      keys: ctx.keys(),
     });
   };
   if (config.source.length > 0) await start(config);
@@ -323,6 +337,55 @@ async function startEnginePart(ctx: AppContext, config: Config): Promise<AppPart
       if (next.server.localStratum === 0) ctx.publish(unsyncedState(ctx.precision));
     },
     stop: () => ctx.engine?.stop(),
+  };
+}
+
+/**
+ * The broadcast server (`[[broadcast]]`): sends the published system
+ * state, so it serves whatever the server workers serve (the engine's
+ * state, or `local_stratum` without sources). A reload that changes the
+ * destinations or the server's listen addresses reopens them.
+ */
+function startBroadcastPart(ctx: AppContext, config: Config): AppPart {
+  let server: BroadcastServer | null = null;
+  const open = (c: Config) => {
+    try {
+      server = new BroadcastServer(c, ctx.system, broadcastSigner(ctx));
+    } catch (e) {
+      logger("broadcast").error(`Broadcast needs the FFI socket driver: ${message(e)}`);
+    }
+  };
+  if (config.broadcast.length > 0) open(config);
+  ctx.broadcast = () => server?.report() ?? [];
+  return {
+    name: "broadcast",
+    reload(next, plan) {
+      if (!plan.broadcast && !plan.rebindServer) return;
+      if (server) server.reconfigure(next, broadcastSigner(ctx));
+      else if (next.broadcast.length > 0) open(next);
+    },
+    stop: () => server?.stop(),
+  };
+}
+
+/**
+ * The MAC maker for broadcast destinations with a key: the key is looked
+ * up in the keys in force at each packet (a reread key file takes effect
+ * at the next broadcast; a key of another type waits for a reload that
+ * reopens the destination, since its MAC length is fixed then).
+ */
+function broadcastSigner(ctx: AppContext): BroadcastSigner {
+  return (keyId) => {
+    const key = ctx.keys().keys.get(keyId);
+    if (!key) return "not in the key file";
+    const digest = macLength(key.type);
+    return {
+      length: 4 + digest,
+      write(buf: Uint8Array) {
+        const now = ctx.keys().keys.get(keyId);
+        writeMac(now && macLength(now.type) === digest ? now : key, buf, 0, HEADER_LEN);
+      },
+    };
   };
 }
 
@@ -446,7 +509,12 @@ function startStatusPart(
     anycast: () => o.anycast?.report() ?? null,
     residentMemoryBytes: () => Deno.memoryUsage().rss,
     ntsKe: (): NtsKeReport | null =>
-      ctx.ntsKe && { listen: ctx.ntsKe.bound, counters: ctx.ntsKe.counters() },
+      ctx.ntsKe && {
+        listen: ctx.ntsKe.bound,
+        certificateNotAfter: ctx.ntsKe.certificate().notAfter,
+        counters: ctx.ntsKe.counters(),
+      },
+    broadcast: () => ctx.broadcast(),
   });
   model.sample();
   const sampler = setInterval(() => model.sample(), SAMPLE_INTERVAL_S * 1000);
@@ -498,7 +566,16 @@ function statusBindReason(e: unknown): string {
   return message(e);
 }
 
-export async function runApp(config: Config, configPath: string | null): Promise<number> {
+/**
+ * Runs the appliance until SIGTERM/SIGINT. `keys`: the symmetric keys
+ * `config` names, already read and checked (main.ts `readConfig`); none
+ * when absent (the embedded default config has no key file).
+ */
+export async function runApp(
+  config: Config,
+  configPath: string | null,
+  keys: AuthKeys = { keys: new Map(), trusted: new Set() },
+): Promise<number> {
   // Until the reload handler is ready a SIGHUP is remembered, not fatal (its default action).
   let hupEarly = false;
   const hupEarlyListener = () => hupEarly = true;
@@ -515,8 +592,10 @@ export async function runApp(config: Config, configPath: string | null): Promise
   await setupLogging(config.log.level);
   const log = logger("app");
   let current = config;
+  let authKeys = keys;
   const started = performance.now();
   log.info(`edge-time ${VERSION} starting with ${configPath ?? "the embedded default config"}`);
+  if (config.auth.keyfile !== "") log.info(describeKeys(config.auth.keyfile, keys));
 
   const precision = measurePrecision();
   const shared = new SharedSystemState();
@@ -543,6 +622,8 @@ export async function runApp(config: Config, configPath: string | null): Promise
     },
     engine: null,
     pool: null,
+    keys: () => authKeys,
+    broadcast: () => [],
     ntsKeyring: null,
     ntsKe: null,
   };
@@ -558,6 +639,7 @@ export async function runApp(config: Config, configPath: string | null): Promise
   }
   const parts: AppPart[] = [server, local, startLogPart(), await startEnginePart(ctx, config)];
   parts.push(await startNtsKePart(ctx, config));
+  parts.push(startBroadcastPart(ctx, config));
   const anycast = await startAnycastPart(ctx, config);
   if (anycast) parts.push(anycast.part);
   parts.push(startStatusPart(ctx, config, { started, anycast: anycast?.runtime ?? null }));
@@ -582,7 +664,30 @@ export async function runApp(config: Config, configPath: string | null): Promise
       return;
     }
     const next = r.config;
+    // The key file is reread at every SIGHUP. A bad one is one line and
+    // the keys in force stay; a source key the keys lack rejects the reload.
+    const k = readKeys(next, text, configPath);
+    const fileErrors = k.errors.filter((e) => !e.startsWith(`${configPath}:`));
+    let nextKeys: AuthKeys = { keys: authKeys.keys, trusted: new Set(next.auth.trustedKeys) };
+    if (k.keys && fileErrors.length === 0) nextKeys = k.keys;
+    else if (fileErrors.length > 0) {
+      const more = fileErrors.length > 1 ? ` (and ${fileErrors.length - 1} more)` : "";
+      log.error(`${fileErrors[0]}${more}; keeping the keys in force`);
+    }
+    const missing = missingSourceKeys(next, new Set(nextKeys.keys.keys()), text, configPath);
+    if (missing.length > 0) {
+      for (const e of missing) log.error(e);
+      log.error(`Reload rejected (${missing.length} error(s)); keeping the running config`);
+      return;
+    }
+    const keysChanged = !sameKeys(authKeys, nextKeys);
     const plan = planReload(current, next);
+    if (keysChanged) {
+      authKeys = nextKeys;
+      ctx.pool?.setKeys(workerKeys(nextKeys));
+      ctx.engine?.setKeys(nextKeys);
+      log.info(describeKeys(next.auth.keyfile || "(no key file)", nextKeys));
+    }
     if (isNoop(plan)) {
       // The NTS master key file is reread on every SIGHUP (a secret rotation changes no config).
       if (next.nts.masterKeyFile !== "") {

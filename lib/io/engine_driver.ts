@@ -17,7 +17,7 @@ import {
   splitHostPort,
 } from "../engine/engine.ts";
 import type { EngineReport } from "../engine/report.ts";
-import { refidOfAddress } from "../engine/refid.ts";
+import { canonicalIp, refidOfAddress } from "../engine/refid.ts";
 import { parseSocketAddress } from "../config/socket_address.ts";
 import { stampTransmit } from "../ntp/server.ts";
 import { Mode } from "../ntp/packet.ts";
@@ -26,7 +26,11 @@ import { logger } from "../log.ts";
 import { realtimeSeconds } from "./realtime.ts";
 import { appendStats, readDrift, writeDrift } from "./stats_files.ts";
 import { describeLeapTable, loadLeapFile } from "./leap_file.ts";
-import { type SourceEndpoint, SourceSockets } from "./source_socket.ts";
+import { type SourceEndpoint, SourceSockets, type XmtWriter } from "./source_socket.ts";
+import type { AuthKeys } from "../auth/keys.ts";
+import { macLength, writeMac } from "../auth/mac.ts";
+import { HEADER_LEN } from "../ntp/packet.ts";
+import { interfaceIndex } from "./libc.ts";
 import { type KeyExchange, type NtsSourceConfig, NtsSources } from "./nts_sources.ts";
 import { ntsKeyExchange } from "./nts_ke_client.ts";
 
@@ -42,6 +46,8 @@ export interface EngineDriverOptions {
   clock?: Clock;
   /** Driftfile save interval, ms (default DRIFT_SAVE_MS; tests shorten it). */
   driftSaveMs?: number;
+  /** Symmetric keys for sources with `key` (default: none). */
+  keys?: AuthKeys;
   /** NTS-KE of `nts = true` sources (default: lib/io/nts_ke_client.ts over OpenSSL). */
   keyExchange?: KeyExchange;
 }
@@ -65,6 +71,9 @@ export function engineReconfig(
       maxPoll: s.maxPoll,
       maxSources: s.maxSources,
       xleave: s.xleave,
+      key: s.key,
+      requireAuth: s.requireAuth,
+      insecure: s.insecure,
     })),
     stepThreshold: c.clock.stepThresholdMs / 1000,
     panicThreshold: c.clock.panicThresholdS,
@@ -110,6 +119,13 @@ export class EngineDriver {
   #driftTimer: ReturnType<typeof setInterval> | null = null;
   #stopped = false;
   readonly #unresolved = new Set<string>();
+  #keys: AuthKeys;
+  /** Sources whose key is missing from the key file, logged once each until it is back. */
+  readonly #keyMissing = new Set<string>();
+  /** Listener socket id → the broadcast source's `sourceKey`. */
+  readonly #listeners = new Map<string, string>();
+  /** This host's addresses: our own broadcasts, looped back to a listener, are not a server heard. */
+  #ownAddresses = new Set<string>();
   /** NTS state of `nts = true` sources' associations (keys, cookies, KE). */
   readonly #nts: NtsSources;
   /** The endpoint each NTS association's socket is connected to ("host port"). */
@@ -119,6 +135,8 @@ export class EngineDriver {
     this.#o = o;
     this.#config = o.config;
     this.engine = engine;
+    this.#keys = o.keys ?? { keys: new Map(), trusted: new Set() };
+    engine.setKeys(this.#keys);
     this.#nts = new NtsSources(
       o.keyExchange ?? ntsKeyExchange,
       (level, line) => level === "warning" ? this.#log.warn(line) : this.#log.info(line),
@@ -126,7 +144,9 @@ export class EngineDriver {
     );
     let sockets: SourceSockets | null = null;
     try {
-      sockets = new SourceSockets((id, bytes, t4) => this.#incoming(id, bytes, t4));
+      sockets = new SourceSockets((id, bytes, t4, from) =>
+        from ? this.#heard(id, bytes, t4, from) : this.#incoming(id, bytes, t4)
+      );
     } catch (e) {
       this.#log.error(
         `Sources need the FFI socket driver (--allow-ffi on Linux): ${
@@ -167,6 +187,7 @@ export class EngineDriver {
     if (typeof leap === "string") d.#log.error(`${leap}; leap seconds come from the sources`);
     else if (leap) d.#log.info(describeLeapTable(leap));
     d.#driftTimer = setInterval(() => void d.saveDrift(), o.driftSaveMs ?? DRIFT_SAVE_MS);
+    d.#listen(c);
     d.#run(engine.handleTimer(realtimeSeconds()));
     return d;
   }
@@ -205,6 +226,69 @@ export class EngineDriver {
         realtimeSeconds(),
       ),
     );
+    this.#listen(next);
+  }
+
+  /**
+   * Opens a listener for each broadcast source of `c` that has none yet
+   * (bound to its group or broadcast address, joined on its interface) and
+   * closes those of sources that are gone. A listener that cannot open is
+   * one error line; the reload after the cause is fixed tries again.
+   */
+  #listen(c: Config): void {
+    const sockets = this.#sockets;
+    if (!sockets) return;
+    try {
+      this.#ownAddresses = new Set(Deno.networkInterfaces().map((i) => canonicalIp(i.address)));
+    } catch { /* no --allow-sys: the engine still ignores its refid address */ }
+    const want = new Map<string, Config["source"][number]>();
+    for (const s of c.source) {
+      if (s.kind === "broadcast") want.set(sourceKey(s), s);
+    }
+    for (const id of [...this.#listeners.keys()]) {
+      if (want.has(id)) continue;
+      sockets.close(id);
+      this.#listeners.delete(id);
+    }
+    for (const [id, s] of want) {
+      if (this.#listeners.has(id)) continue;
+      const { host, port } = splitHostPort(s.address, 123);
+      const ifindex = s.interface === "" ? 0 : interfaceIndex(s.interface);
+      if (s.interface !== "" && ifindex === 0) {
+        this.#log.error(`Broadcast source ${s.address}: no interface ${s.interface}`);
+        continue;
+      }
+      const err = sockets.listen(id, { host, port, ifindex });
+      if (err) {
+        this.#log.error(`Cannot listen for broadcasts: ${err}`);
+        continue;
+      }
+      this.#listeners.set(id, sourceKey(s));
+      if (s.insecure) {
+        this.#log.warn(
+          `Broadcast source ${s.address}: insecure = true: unauthenticated broadcasts are used (anyone on the LAN can steer this clock; BCP 223)`,
+        );
+      }
+      this.#log.info(`Listening for broadcasts on ${s.address}`);
+    }
+  }
+
+  /** A datagram on a broadcast listener, from `from`, with its kernel receive time. */
+  #heard(id: string, bytes: Uint8Array, t4: number, from: { host: string; port: number }): void {
+    if (this.#stopped) return;
+    const source = this.#listeners.get(id);
+    if (source === undefined || this.#ownAddresses.has(canonicalIp(from.host))) return;
+    this.#safely(
+      `broadcast from ${from.host}`,
+      () => this.engine.handleBroadcast(source, from.host, from.port, bytes, t4),
+    );
+  }
+
+  /** New symmetric keys (key file reread on SIGHUP, `auth.trusted_keys` changed). */
+  setKeys(keys: AuthKeys): void {
+    this.#keys = keys;
+    this.engine.setKeys(keys);
+    this.#keyMissing.clear();
   }
 
   /** Writes the current frequency to the driftfile (once the clock was updated at least once). */
@@ -381,13 +465,29 @@ export class EngineDriver {
     }
     // Symmetric packets carry the served time of the clock reading taken
     // right before the send, as the server's replies do (on UTC: never smeared).
-    sockets.send(
-      a.source,
-      a.bytes,
-      a.stampXmt
-        ? (bytes, sec, nsec) => stampTransmit(bytes, 0, this.engine.clockState(), sec, nsec)
-        : undefined,
-    );
+    const stamp: XmtWriter | undefined = a.stampXmt
+      ? (bytes, sec, nsec) => stampTransmit(bytes, 0, this.engine.clockState(), sec, nsec)
+      : undefined;
+    if (a.key === 0) {
+      sockets.send(a.source, a.bytes, stamp);
+      return;
+    }
+    // The MAC covers xmt: it is made after the stamp, right before the send.
+    const key = this.#keys.keys.get(a.key);
+    if (!key) {
+      // Config checks keep this from happening at start; a key file edited since can.
+      if (!this.#keyMissing.has(a.source)) {
+        this.#log.error(`${a.source}: key ${a.key} is not in the key file; not sending`);
+      }
+      this.#keyMissing.add(a.source);
+      return;
+    }
+    const bytes = new Uint8Array(HEADER_LEN + 4 + macLength(key.type));
+    bytes.set(a.bytes.subarray(0, HEADER_LEN));
+    sockets.send(a.source, bytes, (b, sec, nsec) => {
+      stamp?.(b, sec, nsec);
+      writeMac(key, b, 0, HEADER_LEN);
+    });
   }
 
   /** Where an association's socket sends from: symmetric peers from the server's address and port. */

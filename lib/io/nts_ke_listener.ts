@@ -7,7 +7,14 @@
  */
 import { TlsContext, TlsError, TlsSession } from "./openssl.ts";
 import { TlsStream } from "./tls_stream.ts";
-import { answerRequest, countOutcome, type MakeCookies, newKeCounters } from "../nts/ke_server.ts";
+import {
+  answerRequest,
+  certificateNotice,
+  type CertNoticeState,
+  countOutcome,
+  type MakeCookies,
+  newKeCounters,
+} from "../nts/ke_server.ts";
 import { EXPORTER_LABEL, exporterContext } from "../nts/ke_negotiate.ts";
 import { decodeMessage, NTS_KE_ALPN } from "../nts/ke_records.ts";
 import type { NtsKeCounters } from "../contracts.ts";
@@ -40,6 +47,8 @@ export interface NtsKeServerOptions {
   sessionTimeoutMs?: number;
   /** Connections served at once; more are closed at once (default 100, chrony's ntsserverconnections). */
   maxConnections?: number;
+  /** How often the certificate's end is checked (default one hour). */
+  certificateCheckMs?: number;
 }
 
 /** A running NTS-KE server. */
@@ -50,6 +59,8 @@ export interface NtsKeHandle {
   readonly errors: string[];
   /** Counters since start (a copy). */
   counters(): NtsKeCounters;
+  /** The certificate file in use and when it stops being valid (Unix seconds; null if unknown). */
+  certificate(): { file: string; notAfter: number | null };
   /**
    * Loads a new certificate and key (SIGHUP). On failure (missing,
    * unreadable, not matching, expired) logs one line naming the file and
@@ -96,6 +107,18 @@ export async function startNtsKe(opts: NtsKeServerOptions): Promise<NtsKeHandle>
     { certificate: o.certificate, privateKey: o.privateKey },
     NTS_KE_ALPN,
   );
+  let certFile = o.certificate;
+  let said: CertNoticeState = "none";
+  /** Says, once each, that the certificate in use is near its end or past it. */
+  const checkCertificate = () => {
+    if (ctx.notAfter === null) return;
+    const n = certificateNotice(certFile, ctx.notAfter, Date.now() / 1000, said);
+    if (!n) return;
+    said = n.level;
+    log[n.level](`NTS-KE: ${n.message}`);
+  };
+  checkCertificate();
+  const certTimer = setInterval(checkCertificate, o.certificateCheckMs ?? 3_600_000);
   const counters = newKeCounters();
   const listeners: Deno.Listener[] = [];
   const bound: string[] = [];
@@ -114,8 +137,12 @@ export async function startNtsKe(opts: NtsKeServerOptions): Promise<NtsKeHandle>
       listeners.push(l);
       bound.push(formatAddr(l.addr as Deno.NetAddr));
     } catch (e) {
+      // "[::]:P" is dual-stack here, so it and "0.0.0.0:P" collide: say so.
+      const wildcards = o.listen.filter((t) => t === `0.0.0.0:${a.port}` || t === `[::]:${a.port}`);
       const why = e instanceof Deno.errors.AddrInUse
-        ? "address already in use"
+        ? wildcards.length === 2
+          ? `address already in use ([::]:${a.port} takes IPv4 too: list it alone)`
+          : "address already in use"
         : e instanceof Deno.errors.PermissionDenied
         ? "permission denied"
         : message(e);
@@ -175,8 +202,7 @@ export async function startNtsKe(opts: NtsKeServerOptions): Promise<NtsKeHandle>
         log[lvl](`NTS-KE ${peer}: Error ${step.outcome.code}: ${step.outcome.reason}`);
       }
       stage = "response";
-      await stream.write(step.bytes);
-      await stream.close();
+      await stream.writeAndClose(step.bytes);
     } catch (e) {
       if (stage === "TLS handshake") counters.tlsFailures++;
       if (!stopping) {
@@ -205,6 +231,7 @@ export async function startNtsKe(opts: NtsKeServerOptions): Promise<NtsKeHandle>
     bound,
     errors,
     counters: () => ({ ...counters }),
+    certificate: () => ({ file: certFile, notAfter: ctx.notAfter }),
     reload(certificate, privateKey) {
       let next: TlsContext;
       try {
@@ -217,6 +244,9 @@ export async function startNtsKe(opts: NtsKeServerOptions): Promise<NtsKeHandle>
       const old = ctx;
       ctx = next;
       old.free(); // sessions in progress hold their own reference
+      certFile = certificate;
+      said = "none";
+      checkCertificate();
       return true;
     },
     configure(c) {
@@ -227,6 +257,7 @@ export async function startNtsKe(opts: NtsKeServerOptions): Promise<NtsKeHandle>
     },
     async stop() {
       stopping = true;
+      clearInterval(certTimer);
       for (const l of listeners) {
         try {
           l.close();

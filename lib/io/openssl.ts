@@ -68,6 +68,7 @@ const CRYPTO_SYMBOLS = {
   X509_get0_notAfter: { parameters: ["pointer"], result: "pointer" },
   X509_get0_notBefore: { parameters: ["pointer"], result: "pointer" },
   X509_cmp_current_time: { parameters: ["pointer"], result: "i32" },
+  ASN1_TIME_diff: { parameters: ["buffer", "buffer", "pointer", "pointer"], result: "i32" },
   X509_VERIFY_PARAM_set1_ip_asc: { parameters: ["pointer", "buffer"], result: "i32" },
   X509_verify_cert_error_string: { parameters: ["i64"], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
@@ -169,6 +170,8 @@ export class TlsContext {
   #alpnCallback: Deno.UnsafeCallback<typeof ALPN_SELECT> | null = null;
   readonly role: "server" | "client";
   readonly alpn: string;
+  /** Server: when the leaf certificate stops being valid, Unix seconds (null for a client). */
+  notAfter: number | null = null;
 
   private constructor(ctx: Deno.PointerValue, role: "server" | "client", alpn: string) {
     this.#ctx = ctx;
@@ -219,6 +222,11 @@ export class TlsContext {
         }
         if (crypto.X509_cmp_current_time(crypto.X509_get0_notBefore(x509)) > 0) {
           throw new TlsError(`${files.certificate}: certificate is not valid yet`);
+        }
+        // Days and seconds from now (NULL) to notAfter.
+        const days = new Int32Array(1), secs = new Int32Array(1);
+        if (crypto.ASN1_TIME_diff(days, secs, null, crypto.X509_get0_notAfter(x509)) === 1) {
+          t.notAfter = Math.floor(Date.now() / 1000) + days[0]! * 86400 + secs[0]!;
         }
       }
       ssl.SSL_CTX_set_num_tickets(ctx, 0n); // one KE per connection: tickets are never used

@@ -604,6 +604,13 @@ class FfiSocket implements ServerSocket {
           const f = replyFlags[j]!;
           if ((f & REPLY_STAMPED) === 0) responder.stamp(txBuf, j * TX_SLOT, sec, nsec);
           if ((f & REPLY_SEAL) !== 0) responder.seal(txBuf, j * TX_SLOT, f & REPLY_LENGTH);
+          if ((f & REPLY_SAVE_TX) !== 0 && (f & REPLY_LENGTH) !== REPLY) {
+            // The error queue's frame is matched by a bare 48-byte reply at
+            // its end: a longer one (a MAC) keeps the reading, as when behind.
+            responder.saveTx(txBuf, j * TX_SLOT, sec, nsec);
+            this.#send(txHdrChunks, j, j + 1, responder);
+            continue;
+          }
           if ((f & REPLY_SAVE_TX) === 0) {
             this.#send(txHdrChunks, j, j + 1, responder);
             continue;

@@ -10,7 +10,13 @@
  *   `xmt` is left for the driver to stamp just before sending
  *   (`stampTransmit`);
  * - the reply is the 48-byte header, never larger than the request; with
- *   NTS (`ctx.nts`) the NTS fields follow it (as long as the request).
+ *   NTS (`ctx.nts`) the NTS fields follow it (as long as the request);
+ * - a request with a MAC (symmetric keys, RFC 5905 §9.2 and A.5.1.1
+ *   `fast_xmit`): a valid MAC of a trusted key gets a reply with a MAC by
+ *   that key and the request's digest length (the driver seals it after
+ *   stamping `xmt`, `REPLY_SEAL`); an unknown or untrusted key or a wrong
+ *   digest gets a crypto-NAK, a 4-octet MAC of key ID 0, as ntpd does
+ *   (chronyd stays silent; docs/design/authentication.md says why).
  * - with a leap smear published in the system state (`server.leap_smear_s`),
  *   `rec` and `xmt` are smeared time (lib/ntp/leap.ts `smearRamp`).
  *
@@ -19,6 +25,7 @@
  */
 import type { ClientAddress } from "./address.ts";
 import type { AccessList } from "./access.ts";
+import type { MacCheck } from "../contracts.ts";
 import { asciiRefid, HEADER_LEN, Leap, Mode, walkTrailer } from "./packet.ts";
 import { leapOnDay } from "./leap.ts";
 import type { RateLimiter } from "./rate_limit.ts";
@@ -45,8 +52,14 @@ export const Counter = {
   ntsNak: 12,
   /** NTS requests whose cookie opened but whose authenticator did not verify (NAKed too). */
   ntsBadAuth: 13,
+  /** Requests with a valid MAC of a trusted key, answered with a MAC. */
+  authenticated: 14,
+  /** Requests answered with a crypto-NAK: unknown or untrusted key, or a bad MAC. */
+  cryptoNak: 15,
+  /** Requests whose MAC did not match (or had the wrong length for its key): also in cryptoNak. */
+  badMac: 16,
 } as const;
-export const COUNTER_COUNT = 14;
+export const COUNTER_COUNT = 17;
 
 /**
  * Flags `respond` ORs into a reply's length: the reply is an interleaved
@@ -107,9 +120,16 @@ export interface ServerContext {
   txStore?: TxStore;
   /** NTS (RFC 8915); absent = requests with NTS fields are answered as plain ones. */
   nts?: NtsResponder;
+  /**
+   * Checks a request's MAC (lib/auth/mac.ts `checkMac` over the worker's
+   * keys); absent = no keys at all: a request with a MAC gets a crypto-NAK.
+   */
+  auth?: { check(req: Uint8Array, length: number, version: number): MacCheck };
 }
 
 const saved: SavedTx = { sec: 0, nsec: 0 };
+/** Without keys every MAC is of an unknown key. */
+const NO_AUTH: MacCheck = { kind: "unknown-key", keyId: 0, dataLength: 0 };
 
 /** Log2 of the rate-limit interval, rounded up: the poll we ask clients to keep. */
 export function minPollFor(intervalS: number): number {
@@ -118,7 +138,7 @@ export function minPollFor(intervalS: number): number {
 
 /**
  * Builds the reply to `req[0..length)` into `out[outOffset..)` (48 bytes,
- * up to `length` with NTS). Returns `NO_REPLY`, or the reply's length
+ * up to `length` with NTS or a MAC). Returns `NO_REPLY`, or the reply's length
  * ORed with `REPLY_STAMPED` / `REPLY_SAVE_TX` / `REPLY_SEAL`;
  * counts the outcome. `rxSec`/`rxNsec` is the raw (uncorrected) receive
  * time.
@@ -157,11 +177,11 @@ export function respond(
     c[Counter.dropMalformed]!++;
     return NO_REPLY;
   }
-  if (
-    length > HEADER_LEN &&
-    walkTrailer(new DataView(req.buffer, req.byteOffset, length), length, version) ===
-      "bad-extension"
-  ) {
+  // The MAC's length (0: none); extension fields are walked over.
+  const macLength = length > HEADER_LEN
+    ? walkTrailer(new DataView(req.buffer, req.byteOffset, length), length, version)
+    : 0;
+  if (macLength === "bad-extension") {
     c[Counter.dropMalformed]!++;
     return NO_REPLY;
   }
@@ -220,6 +240,25 @@ export function respond(
     }
   }
 
+  // A MAC (not with NTS: its fields carry their own authenticator). After
+  // access and rate limit, as chrony: a flood costs no digests. `tail` is
+  // what follows the header: nothing, a crypto-NAK (4) or key ID + digest.
+  let tail = 0;
+  if (macLength > 0 && nts === NTS_NONE) {
+    const mac = ctx.auth?.check(req, length, version) ?? NO_AUTH;
+    if (mac.kind === "ok") {
+      c[Counter.authenticated]!++;
+      tail = length - mac.dataLength;
+      for (let i = 0; i < 4; i++) out[outOffset + HEADER_LEN + i] = req[mac.dataLength + i]!;
+    } else if (mac.kind !== "none") {
+      c[Counter.cryptoNak]!++;
+      if (mac.kind === "bad-mac") c[Counter.badMac]!++;
+      tail = 4;
+      view.setUint32(o + HEADER_LEN, 0);
+    }
+  }
+  const plain = tail > 4 ? (HEADER_LEN + tail) | REPLY_SEAL : HEADER_LEN + tail;
+
   const s = ctx.system;
   const reqPoll = (req[2]! << 24) >> 24; // int8
   const poll = Math.min(MAX_POLL, Math.max(reqPoll, ctx.minPoll));
@@ -277,20 +316,20 @@ export function respond(
       const t = saved.sec + saved.nsec * 1e-9;
       writeUnixTime(view, o + 40, saved.sec, saved.nsec, servedCorrectionAt(s, t));
       c[Counter.interleaved]!++;
-      return HEADER_LEN | REPLY_STAMPED | REPLY_SAVE_TX;
+      return plain | REPLY_STAMPED | REPLY_SAVE_TX;
     }
     if ((orgHi | orgLo | recHi | recLo) !== 0) {
       for (let i = 0; i < 8; i++) out[outOffset + 24 + i] = req[40 + i]!;
       view.setUint32(o + 40, 0);
       view.setUint32(o + 44, 0);
-      return HEADER_LEN | REPLY_SAVE_TX;
+      return plain | REPLY_SAVE_TX;
     }
   }
   // org = request xmt, copied byte for byte.
   for (let i = 0; i < 8; i++) out[outOffset + 24 + i] = req[40 + i]!;
   view.setUint32(o + 40, 0);
   view.setUint32(o + 44, 0);
-  return HEADER_LEN;
+  return plain;
 }
 
 /**

@@ -116,3 +116,43 @@ export function countOutcome(c: NtsKeCounters, o: KeOutcome): void {
   } else if (o.kind === "error") c.recordErrors++;
   else c.refused++;
 }
+
+/** Days before its end that the certificate in use is warned about. */
+export const CERT_WARN_DAYS = 14;
+
+/** What has been said about one loaded certificate, so each notice is said once. */
+export type CertNoticeState = "none" | "warning" | "error";
+
+/**
+ * The notice due for the certificate `file` in use, valid until `notAfter`,
+ * at `now` (both Unix seconds), given what was already said: an error once
+ * it has expired (clients refuse it), a warning once it is within
+ * CERT_WARN_DAYS of its end; null when nothing new is due.
+ */
+export function certificateNotice(
+  file: string,
+  notAfter: number,
+  now: number,
+  said: CertNoticeState,
+): { level: "warning" | "error"; message: string } | null {
+  const when = new Date(notAfter * 1000).toISOString().replace(/\.\d+Z$/, "Z");
+  if (now >= notAfter) {
+    if (said === "error") return null;
+    return {
+      level: "error",
+      message:
+        `${file}: certificate expired at ${when}; clients refuse it: renew it and send SIGHUP`,
+    };
+  }
+  const days = (notAfter - now) / 86400;
+  if (days < CERT_WARN_DAYS && said === "none") {
+    const n = Math.max(1, Math.floor(days));
+    return {
+      level: "warning",
+      message: `${file}: certificate expires in ${n} day${
+        n === 1 ? "" : "s"
+      } (${when}): renew it and send SIGHUP`,
+    };
+  }
+  return null;
+}

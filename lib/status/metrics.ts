@@ -112,6 +112,21 @@ export function renderMetrics(s: StatusSnapshot): string {
     c.interleaved,
   );
   e.family(
+    "ntp_server_auth_requests_total",
+    "counter",
+    "Requests with a symmetric-key MAC, by outcome: authenticated (answered with a MAC) or crypto_nak (unknown or untrusted key, or bad MAC).",
+    [
+      [{ outcome: "authenticated" }, c.authenticated],
+      [{ outcome: "crypto_nak" }, c.crypto_nak],
+    ],
+  );
+  e.family(
+    "ntp_server_auth_bad_mac_total",
+    "counter",
+    "Requests whose MAC did not match its key (answered with a crypto-NAK, so also in crypto_nak).",
+    c.bad_mac,
+  );
+  e.family(
     "ntp_server_nts_requests_total",
     "counter",
     "Requests with NTS extension fields (RFC 8915), by outcome: a NAK (cookie or authenticator failed) or not.",
@@ -262,6 +277,14 @@ export function renderMetrics(s: StatusSnapshot): string {
     );
     ke("cookies", "NTS cookies handed out by the NTS-KE server.", k.cookies);
     ke("busy", "NTS-KE connections closed at once: too many sessions open.", k.busy);
+    if (k.certificate_not_after !== null) {
+      e.family(
+        "nts_ke_certificate_expiry_timestamp_seconds",
+        "gauge",
+        "When the NTS-KE certificate in use stops being valid (Unix seconds).",
+        k.certificate_not_after,
+      );
+    }
   }
 
   const a = s.anycast;

@@ -8,7 +8,12 @@ import type { EngineReport } from "../engine/report.ts";
 import type { ServerView } from "../contracts.ts";
 import type { StatusProvider } from "./handler.ts";
 import { type ChartSeries, History } from "./history.ts";
-import { buildSnapshot, type NtsKeReport, type StatusSnapshot } from "./snapshot.ts";
+import {
+  type BroadcastStatus,
+  buildSnapshot,
+  type NtsKeReport,
+  type StatusSnapshot,
+} from "./snapshot.ts";
 
 export { SAMPLE_INTERVAL_S } from "./history.ts";
 export { startStatusServer } from "./server.ts";
@@ -28,6 +33,8 @@ export interface StatusInputs {
   residentMemoryBytes: () => number;
   /** The NTS-KE server; null (or no getter) while none runs. */
   ntsKe?: () => NtsKeReport | null;
+  /** The broadcast server's destinations (none: empty or no getter). */
+  broadcast?: () => BroadcastStatus[];
 }
 
 /** Status provider backed by live getters and a history ring. */
@@ -61,6 +68,7 @@ export class StatusModel implements StatusProvider {
       engine: i.engine(),
       anycast: i.anycast(),
       ntsKe: i.ntsKe?.() ?? null,
+      broadcast: i.broadcast?.() ?? [],
       counters,
       rates: this.history.rates(now, counters),
       systemJitterS: this.history.systemJitter,

@@ -23,7 +23,8 @@ export function chronyAvailable(): string | null {
 
 /**
  * Starts `chronyd -x -d` with `lines` as its config (plus private paths),
- * inside network namespace `netns` when given.
+ * inside network namespace `netns` when given (its command socket is a
+ * file, so chronyc reaches it from anywhere).
  */
 export async function startChronyd(lines: string[], netns?: string): Promise<Chronyd> {
   const dir = await Deno.makeTempDir({ prefix: "chrony-test-" });

@@ -62,6 +62,8 @@ Deno.test("edge-time run: NTS-KE on ke_listen, in /status and /metrics, certific
     }, 15000);
     assert.deepEqual(ke.listen, [`127.0.0.1:${kePort}`]);
     assert.equal(ke.cookies, 16);
+    const notAfter = ke.certificate_not_after as number;
+    assert.ok(Math.abs(notAfter - (Date.now() / 1000 + 2 * 86400)) < 600, `${notAfter}`);
     const metrics = await (await fetch(`http://127.0.0.1:${statusPort}/metrics`)).text();
     assert.match(metrics, /^nts_ke_connections_total \d+$/m);
     assert.match(metrics, /^nts_ke_tls_failures_total [1-9]\d*$/m);

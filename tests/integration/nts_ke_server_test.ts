@@ -80,7 +80,7 @@ async function withServer(
 }
 
 Deno.test("NTS-KE server: our client gets 8 cookies and the same keys the server exported", async () => {
-  await withServer(async ({ pki, ke, port }) => {
+  await withServer(async ({ pki, ke, port, log }) => {
     for (const [offer, want] of [[[GCM, SIV], GCM], [[SIV, GCM], SIV], [[SIV], SIV]] as const) {
       const r = await ntsKeyExchange({
         host: "localhost",
@@ -104,6 +104,15 @@ Deno.test("NTS-KE server: our client gets 8 cookies and the same keys the server
       assert.equal(r.ntpServer, "localhost");
       assert.equal(r.ntpPort, 123);
     }
+    // The test certificate is valid for 2 days: its end is known and warned about once.
+    const { notAfter } = ke.certificate();
+    assert.ok(notAfter !== null && Math.abs(notAfter - (Date.now() / 1000 + 2 * 86400)) < 600);
+    const warned = log.lines.filter((l) => /certificate expires in 1 day/.test(l));
+    assert.equal(warned.length, 1, log.lines.join("\n"));
+    assert.match(
+      warned[0]!,
+      /^warning NTS-KE: .*ke\.pem: certificate expires in 1 day \(.*\): renew it/,
+    );
     const c = ke.counters();
     assert.equal(c.handshakes, 3);
     assert.equal(c.cookies, 24);
@@ -220,8 +229,19 @@ Deno.test("NTS-KE server: reload keeps the old certificate on a missing or expir
         ntsKeyExchange({ host: "127.0.0.1", port, caFile: pki2.caCert, timeoutMs: 10000 }),
         /certificate verify failed/,
       );
+      // A client trust file replaced in place is read again (the client caches it by mtime).
+      const trust = `${pki.dir}/trust.pem`;
+      await Deno.copyFile(pki.caCert, trust);
+      await ntsKeyExchange({ host: "127.0.0.1", port, caFile: trust, timeoutMs: 10000 });
       assert.equal(ke.reload(fresh.cert, fresh.key), true);
       await ntsKeyExchange({ host: "127.0.0.1", port, caFile: pki2.caCert, timeoutMs: 10000 });
+      await assert.rejects(
+        ntsKeyExchange({ host: "127.0.0.1", port, caFile: trust, timeoutMs: 10000 }),
+        /certificate verify failed/,
+      );
+      await Deno.writeTextFile(trust, await Deno.readTextFile(pki2.caCert));
+      await Deno.utime(trust, new Date(), new Date(Date.now() + 5000));
+      await ntsKeyExchange({ host: "127.0.0.1", port, caFile: trust, timeoutMs: 10000 });
     } finally {
       await pki2.remove();
     }
@@ -287,4 +307,39 @@ Deno.test({
       }
     }, { ntpPort: deadNtpPort });
   },
+});
+
+Deno.test("NTS-KE server: an address in use is one line; [::] and 0.0.0.0 on one port say why", async () => {
+  const pki = await makeTestPki();
+  const { cert, key } = await pki.issue("ke", ["IP:127.0.0.1"]);
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (taken.addr as Deno.NetAddr).port;
+  const free = randomPort();
+  const ke = await startNtsKe({
+    listen: [`127.0.0.1:${port}`, `[::]:${free}`, `0.0.0.0:${free}`],
+    certificate: cert,
+    privateKey: key,
+    makeCookies: keysInCookies,
+    supportedAeads: [SIV],
+    log: captureLog(),
+  });
+  try {
+    assert.deepEqual(ke.bound, [`[::]:${free}`]);
+    assert.deepEqual(ke.errors, [
+      `NTS-KE: cannot listen on 127.0.0.1:${port}: address already in use`,
+      `NTS-KE: cannot listen on 0.0.0.0:${free}: address already in use ([::]:${free} takes IPv4 too: list it alone)`,
+    ]);
+    // IPv4 clients reach the [::] listener.
+    const r = await ntsKeyExchange({
+      host: "127.0.0.1",
+      port: free,
+      caFile: pki.caCert,
+      timeoutMs: 10000,
+    });
+    assert.equal(r.cookies.length, 8);
+  } finally {
+    taken.close();
+    await ke.stop();
+    await pki.remove();
+  }
 });

@@ -35,7 +35,7 @@ function model(ke: boolean): StatusModel {
     engine: () => fakeEngine(),
     anycast: () => null,
     residentMemoryBytes: () => 1,
-    ntsKe: () => ke ? { listen: ["[::]:4460"], counters } : null,
+    ntsKe: () => ke ? { listen: ["[::]:4460"], certificateNotAfter: T0 + 86400, counters } : null,
   });
 }
 
@@ -44,6 +44,7 @@ Deno.test("/status nts_ke: listen and counters when the NTS-KE server runs, abse
   assert.deepEqual(validate(schema, on), []);
   assert.deepEqual(on.nts_ke, {
     listen: ["[::]:4460"],
+    certificate_not_after: T0 + 86400,
     connections: 12,
     handshakes: 9,
     record_errors: 1,
@@ -64,6 +65,7 @@ Deno.test("/metrics nts_ke_*_total counters when the NTS-KE server runs", async 
   assert.equal(value("nts_ke_handshakes_total"), 9);
   assert.equal(value("nts_ke_cookies_total"), 72);
   assert.equal(value("nts_ke_tls_failures_total"), 1);
+  assert.equal(value("nts_ke_certificate_expiry_timestamp_seconds"), T0 + 86400);
   assert.equal(fams.find((f) => f.name === "nts_ke_handshakes_total")?.type, "counter");
   const off = await handleStatusRequest(new Request("http://x/metrics"), model(false)).text();
   assert.ok(!off.includes("nts_ke_"));
