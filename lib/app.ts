@@ -36,7 +36,7 @@ import {
 import { VERSION } from "./version.ts";
 import { type AnycastRuntime, startAnycast } from "./anycast/mod.ts";
 import { type NtsKeHandle, startNtsKe } from "./io/nts_ke_listener.ts";
-import type { MakeCookies } from "./nts/ke_server.ts";
+import { keAccess, type MakeCookies } from "./nts/ke_server.ts";
 import { SUPPORTED_AEADS } from "./nts/aead.ts";
 import type { NtsKeReport } from "./status/snapshot.ts";
 import { describePlan, isNoop, planReload, type ReloadPlan } from "./reload.ts";
@@ -405,6 +405,8 @@ async function startNtsKePart(ctx: AppContext, config: Config): Promise<AppPart>
   const negotiation = (c: Config) => ({
     ntpServer: c.nts.ntpServer === "" ? undefined : c.nts.ntpServer,
     ntpPort: c.nts.ntpPort === 0 ? undefined : c.nts.ntpPort,
+    // Whom the NTP server answers may make a key exchange (chronyd does the same).
+    allowed: keAccess(c.server.allow, c.server.deny),
   });
   const start = async (c: Config): Promise<void> => {
     if (c.nts.keListen.length === 0) return;

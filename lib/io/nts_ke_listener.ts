@@ -49,6 +49,8 @@ export interface NtsKeServerOptions {
   maxConnections?: number;
   /** How often the certificate's end is checked (default one hour). */
   certificateCheckMs?: number;
+  /** Whether a client address may make a key exchange (default: everyone). */
+  allowed?: (ip: string) => boolean;
 }
 
 /** A running NTS-KE server. */
@@ -70,7 +72,10 @@ export interface NtsKeHandle {
   /** New negotiation records, AEADs or cookie maker for the next sessions (a config reload). */
   configure(
     o: Partial<
-      Pick<NtsKeServerOptions, "ntpServer" | "ntpPort" | "supportedAeads" | "makeCookies">
+      Pick<
+        NtsKeServerOptions,
+        "ntpServer" | "ntpPort" | "supportedAeads" | "makeCookies" | "allowed"
+      >
     >,
   ): void;
   /** Closes the listeners and every open session. */
@@ -153,7 +158,13 @@ export async function startNtsKe(opts: NtsKeServerOptions): Promise<NtsKeHandle>
   /** One connection: handshake, request, response, close. */
   const serve = async (conn: Deno.Conn): Promise<void> => {
     counters.connections++;
-    const peer = formatAddr(conn.remoteAddr as Deno.NetAddr);
+    const remote = conn.remoteAddr as Deno.NetAddr;
+    const peer = formatAddr(remote);
+    if (o.allowed && !o.allowed(remote.hostname)) {
+      counters.denied++;
+      conn.close();
+      return;
+    }
     if (open.size >= maxConnections) {
       counters.busy++;
       conn.close();
@@ -254,6 +265,7 @@ export async function startNtsKe(opts: NtsKeServerOptions): Promise<NtsKeHandle>
       if ("ntpPort" in c) o.ntpPort = c.ntpPort;
       if (c.supportedAeads) o.supportedAeads = c.supportedAeads;
       if (c.makeCookies) o.makeCookies = c.makeCookies;
+      if ("allowed" in c) o.allowed = c.allowed;
     },
     async stop() {
       stopping = true;

@@ -277,6 +277,11 @@ export function renderMetrics(s: StatusSnapshot): string {
     );
     ke("cookies", "NTS cookies handed out by the NTS-KE server.", k.cookies);
     ke("busy", "NTS-KE connections closed at once: too many sessions open.", k.busy);
+    ke(
+      "denied",
+      "NTS-KE connections closed at once: client not allowed (server.allow/deny).",
+      k.denied,
+    );
     if (k.certificate_not_after !== null) {
       e.family(
         "nts_ke_certificate_expiry_timestamp_seconds",

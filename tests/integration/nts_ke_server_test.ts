@@ -343,3 +343,17 @@ Deno.test("NTS-KE server: an address in use is one line; [::] and 0.0.0.0 on one
     await pki.remove();
   }
 });
+
+Deno.test("NTS-KE server: a client the access rule refuses is closed at once and counted", async () => {
+  await withServer(async ({ pki, ke, port }) => {
+    ke.configure({ allowed: (ip) => ip !== "127.0.0.1" });
+    await assert.rejects(
+      ntsKeyExchange({ host: "127.0.0.1", port, caFile: pki.caCert, timeoutMs: 10000 }),
+      /^Error: NTS-KE with 127\.0\.0\.1:\d+: connection closed during the TLS handshake$/,
+    );
+    assert.equal(ke.counters().denied, 1);
+    assert.equal(ke.counters().tlsFailures, 0);
+    ke.configure({ allowed: () => true });
+    await ntsKeyExchange({ host: "127.0.0.1", port, caFile: pki.caCert, timeoutMs: 10000 });
+  });
+});

@@ -52,6 +52,7 @@ Deno.test("/status nts_ke: listen and counters when the NTS-KE server runs, abse
     tls_failures: 1,
     cookies: 72,
     busy: 0,
+    denied: 0,
   });
   const off = await handleStatusRequest(new Request("http://x/status"), model(false)).json();
   assert.deepEqual(validate(schema, off), []);
