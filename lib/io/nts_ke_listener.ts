@@ -82,6 +82,9 @@ export interface NtsKeHandle {
   stop(): Promise<void>;
 }
 
+/** Pause after a failed accept (EMFILE and the like) before the next one. */
+const ACCEPT_RETRY_MS = 100;
+
 /** Splits "host:port" / "[v6]:port" (port 0 allowed); null if malformed. */
 function splitListen(text: string): { hostname: string; port: number } | null {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
@@ -227,13 +230,29 @@ export async function startNtsKe(opts: NtsKeServerOptions): Promise<NtsKeHandle>
     }
   };
 
+  /**
+   * Accepts until stopped. A failed accept (out of file descriptors, a
+   * connection reset before it was taken) is logged once per burst and
+   * retried after a pause: the listener never gives up while we run.
+   */
   const loops = listeners.map(async (l) => {
-    try {
-      for await (const conn of l) serve(conn);
-    } catch (e) {
-      if (!stopping) {
-        log.error(`NTS-KE: listener ${formatAddr(l.addr as Deno.NetAddr)} failed: ${message(e)}`);
+    let lastError = "";
+    while (!stopping) {
+      let conn: Deno.Conn;
+      try {
+        conn = await l.accept();
+      } catch (e) {
+        if (stopping || e instanceof Deno.errors.BadResource) return; // closed by stop()
+        const why = message(e);
+        if (why !== lastError) {
+          log.error(`NTS-KE: accept on ${formatAddr(l.addr as Deno.NetAddr)} failed: ${why}`);
+        }
+        lastError = why;
+        await new Promise((r) => setTimeout(r, ACCEPT_RETRY_MS));
+        continue;
       }
+      lastError = "";
+      serve(conn);
     }
   });
 
