@@ -433,3 +433,25 @@ Deno.test("reload: a removed broadcast source forgets the servers it heard; [[br
   assert.equal(planReload(base.config, next.config).broadcast, true);
   assert.equal(planReload(base.config, base.config).broadcast, false);
 });
+
+Deno.test("broadcast client: a server that never answers the calibration is not used, and says so once", () => {
+  const src = bsource({ insecure: true });
+  const key = sourceKey(src);
+  const e = driven(new Engine(engineOptions([src]), new VirtualClock(), T));
+  let now = T + 1;
+  const logs: string[] = [];
+  const take = (acts: { kind: string; message?: string }[]) => {
+    for (const a of acts) if (a.kind === "log") logs.push(a.message!);
+  };
+  take(e.handleBroadcast(key, "192.0.2.1", 123, mode5(now), now));
+  const a = e.associations.get("192.0.2.1:123")!;
+  for (let i = 0; i < 30; i++) {
+    now = Math.max(now + 1, Math.min(a.nextPoll, now + 16));
+    take(e.handleTimer(now, () => 0.5)); // requests go out; nobody answers
+    take(e.handleBroadcast(key, "192.0.2.1", 123, mode5(now + 0.5), now + 0.5));
+  }
+  assert.equal(a.bdelay, null);
+  assert.equal(a.lastSample, -1);
+  assert.equal(e.report(now).system.system_peer, ""); // never followed (orphan mode may make us parent)
+  assert.equal(logs.filter((l) => l.includes("no valid reply to the calibration")).length, 1);
+});
