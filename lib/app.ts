@@ -6,6 +6,7 @@ import { type Config, loadConfig, missingSourceKeys } from "./config/mod.ts";
 import { ServerPool } from "./io/server_pool.ts";
 import { serverOptionsFrom } from "./io/server_options.ts";
 import { loadNtsKeys, localSecret, type NtsKeys, ntsServing } from "./io/nts_keys.ts";
+import { installOpensslSiv } from "./io/openssl_siv.ts";
 import { CookieKeyring } from "./nts/cookie.ts";
 import { measurePrecision, realtimeSeconds } from "./io/realtime.ts";
 import { logger, setupLogging } from "./log.ts";
@@ -197,7 +198,9 @@ async function startServerPart(ctx: AppContext, config: Config): Promise<AppPart
     }
     if (r.warning) log.warning(r.warning);
     if (r.keys.origin !== ntsKeys?.origin || r.keys.secrets.length !== ntsKeys.secrets.length) {
-      log.info(`NTS cookie keys from ${r.keys.origin} (${r.keys.secrets.length} secret(s))`);
+      log.info(
+        `NTS cookie keys from ${r.keys.origin} (${r.keys.secrets.length} secret(s)), AES-SIV from ${installOpensslSiv()}`,
+      );
     }
     return r.keys;
   };
