@@ -187,7 +187,10 @@ Deno.test("broadcast client: authentication, mobilisation per sender, bounded co
   await t.step("an authenticated broadcast mobilises its sender", () => {
     e.handleBroadcast(key, "192.0.2.1", 123, signed(mode5(T + 4), 5), T + 4);
     assert.deepEqual([...e.associations.keys()], ["192.0.2.1:123"]);
-    assert.equal(e.associations.get("192.0.2.1:123")!.opts.kind, "broadcast");
+    const a = e.associations.get("192.0.2.1:123")!;
+    assert.equal(a.opts.kind, "broadcast");
+    assert.equal(a.opts.key, 5); // its calibration requests carry key 5's MAC
+    assert.equal(a.authenticated, true);
     assert.equal(e.counters.broadcast_received, 1);
   });
   await t.step("max_sources senders at most; our own broadcasts are ignored", () => {
