@@ -128,7 +128,7 @@ export async function startNtsKe(opts: NtsKeServerOptions): Promise<NtsKeHandle>
   checkCertificate();
   const certTimer = setInterval(checkCertificate, o.certificateCheckMs ?? 3_600_000);
   const counters = newKeCounters();
-  const listeners: Deno.Listener[] = [];
+  const listeners: Deno.TcpListener[] = [];
   const bound: string[] = [];
   const errors: string[] = [];
   const open = new Set<TlsStream>();
@@ -159,7 +159,7 @@ export async function startNtsKe(opts: NtsKeServerOptions): Promise<NtsKeHandle>
   }
 
   /** One connection: handshake, request, response, close. */
-  const serve = async (conn: Deno.Conn): Promise<void> => {
+  const serve = async (conn: Deno.TcpConn): Promise<void> => {
     counters.connections++;
     const remote = conn.remoteAddr as Deno.NetAddr;
     const peer = formatAddr(remote);
@@ -238,7 +238,7 @@ export async function startNtsKe(opts: NtsKeServerOptions): Promise<NtsKeHandle>
   const loops = listeners.map(async (l) => {
     let lastError = "";
     while (!stopping) {
-      let conn: Deno.Conn;
+      let conn: Deno.TcpConn;
       try {
         conn = await l.accept();
       } catch (e) {
