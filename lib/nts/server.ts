@@ -72,7 +72,17 @@ export class NtsServer implements NtsResponder {
     this.keyring = keyring;
   }
 
+  /** See `NtsResponder.check`; never throws (a packet must not stop the server): NTS_DROP. */
   check(req: Uint8Array, length: number): number {
+    try {
+      return this.#check(req, length);
+    } catch (e) {
+      this.#checked = null;
+      return this.#fail(NTS_DROP, `internal: ${e instanceof Error ? e.message : e}`);
+    }
+  }
+
+  #check(req: Uint8Array, length: number): number {
     this.#checked = null;
     const fields: ExtensionField[] = [];
     const view = new DataView(req.buffer, req.byteOffset, length);
@@ -140,7 +150,23 @@ export class NtsServer implements NtsResponder {
     return this.lastReason === "authenticator";
   }
 
+  /** See `NtsResponder.finish`; never throws: 0 (no reply) instead. */
   finish(
+    req: Uint8Array,
+    length: number,
+    out: Uint8Array,
+    outOffset: number,
+    nak: boolean,
+  ): number {
+    try {
+      return this.#finish(req, length, out, outOffset, nak);
+    } catch {
+      this.#pending.delete(outOffset);
+      return 0;
+    }
+  }
+
+  #finish(
     req: Uint8Array,
     length: number,
     out: Uint8Array,
