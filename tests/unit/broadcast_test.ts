@@ -455,3 +455,11 @@ Deno.test("broadcast client: a server that never answers the calibration is not 
   assert.equal(e.report(now).system.system_peer, ""); // never followed (orphan mode may make us parent)
   assert.equal(logs.filter((l) => l.includes("no valid reply to the calibration")).length, 1);
 });
+
+Deno.test("peers table: a heard broadcast server has type b", async () => {
+  const { formatPeers } = await import("../../lib/status/text.ts");
+  const { fakeEngine } = await import("../helpers/status_fixture.ts");
+  const row = { ...fakeEngine().sources[0]!, address: "10.0.0.2:123", kind: "broadcast" as const };
+  const line = formatPeers([row]).split("\n")[2]!;
+  assert.match(line, /10\.0\.0\.2:123 +\S+ +\d+ b /);
+});
