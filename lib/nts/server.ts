@@ -176,9 +176,7 @@ export class NtsServer implements NtsResponder {
     const c = this.#checked;
     this.#checked = null;
     // The unique identifier, copied whole (a NAK carries it too).
-    const fields: ExtensionField[] = [];
-    walkTrailer(new DataView(req.buffer, req.byteOffset, length), length, 4, fields);
-    const uid = c?.uid ?? fields.find((f) => f.type === EF_UNIQUE_IDENTIFIER);
+    const uid = c?.uid ?? uniqueIdentifier(req, length);
     let at = outOffset + HEADER_LEN;
     if (uid) {
       out.set(req.subarray(uid.offset, uid.offset + uid.length), at);
@@ -226,6 +224,13 @@ export class NtsServer implements NtsResponder {
     );
     out.set(ct, ctAt);
   }
+}
+
+/** The Unique Identifier field of a request that failed `check` (for its NAK), if any. */
+function uniqueIdentifier(req: Uint8Array, length: number): ExtensionField | undefined {
+  const fields: ExtensionField[] = [];
+  walkTrailer(new DataView(req.buffer, req.byteOffset, length), length, 4, fields);
+  return fields.find((f) => f.type === EF_UNIQUE_IDENTIFIER);
 }
 
 function isNts(f: ExtensionField): boolean {
