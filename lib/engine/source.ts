@@ -662,6 +662,14 @@ export class Association {
       // The calibration exchanges run on the poll timer; until they end a
       // broadcast alone cannot tell the one-way delay.
       this.counters.uncalibrated++;
+      if (this.counters.sent >= BURST_COUNT && this.#calibration.length === 0) {
+        const l = this.#once(
+          "uncalibrated",
+          "warning",
+          `${this.id}: broadcasts heard, but no valid reply to the calibration requests (does the server allow us, and share the key?); its broadcasts are not used`,
+        );
+        if (l) actions.push(l);
+      }
       return none;
     }
     const delay = this.bdelay;

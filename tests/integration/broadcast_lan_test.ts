@@ -19,7 +19,7 @@
  */
 import assert from "assert";
 import { buildLan, type LanLab } from "../helpers/lan_lab.ts";
-import { startEdgeTime } from "../helpers/edge_time.ts";
+import { type EdgeTimeProcess, startEdgeTime } from "../helpers/edge_time.ts";
 import { until } from "../helpers/wait.ts";
 import { chronyAvailable, startChronyd } from "../helpers/chrony.ts";
 import type { StatusSnapshot } from "../../lib/status/snapshot.ts";
@@ -235,6 +235,57 @@ Deno.test({
     );
     const st = await followsByBroadcast(lab, 1, `[${lab.addr6(0)}]:123`, 4);
     assert.equal(st.sources[0]!.authenticated, true);
+  } finally {
+    await lab.close();
+  }
+});
+
+/** Writes `toml`, sends SIGHUP and waits for the reload's log line. */
+async function reload(edge: EdgeTimeProcess, toml: string): Promise<string> {
+  const n = edge.logs().filter((l) => /Reloaded /.test(l)).length;
+  await Deno.writeTextFile(edge.configPath, toml);
+  edge.child.kill("SIGHUP");
+  return await until("the reload", () => {
+    const done = edge.logs().filter((l) => /Reloaded |Reload rejected/.test(l));
+    return Promise.resolve(done.length > n ? done[done.length - 1]! : null);
+  }, 10_000);
+}
+
+Deno.test({
+  name:
+    "reload: SIGHUP adds a [[broadcast]] destination (heard), then removes the listener's source",
+  sanitizeResources: false,
+  sanitizeOps: false,
+}, async () => {
+  const lab = await buildLan(2);
+  try {
+    const auth = await keyTable(lab);
+    const plain = lanConfig(auth).replace("workers = 1", "workers = 1\nlocal_stratum = 3");
+    const server = await startIn(lab, 0, plain);
+    const source =
+      `[[source]]\nkind = "broadcast"\naddress = "224.0.1.1"\nkey = 5\nmin_poll = 1\nmax_poll = 2\n`;
+    const client = await startIn(lab, 1, lanConfig(auth + source));
+    assert.match(
+      await reload(
+        server,
+        plain + `[[broadcast]]\naddress = "224.0.1.1"\ninterval_s = 2\nkey = 5\n`,
+      ),
+      /Reloaded .*broadcast/,
+    );
+    await followsByBroadcast(lab, 1, `${lab.addr(0)}:123`, 4);
+    // The source goes: its listener closes and the server heard is forgotten.
+    await reload(
+      client,
+      lanConfig(auth + `[[source]]\naddress = "${lab.addr(0)}"\nmin_poll = 1\nmax_poll = 2\n`),
+    );
+    const st = await until("host 1 follows the server by unicast only", async () => {
+      const s = await statusOf(lab, lab.hosts[1]!);
+      return s && s.sources.length === 1 && s.sources[0]!.kind === "server" ? s : null;
+    }, 30_000);
+    const heard = st.engine_counters!.broadcast_received;
+    await new Promise((r) => setTimeout(r, 5000)); // a few more broadcasts go out meanwhile
+    const later = (await statusOf(lab, lab.hosts[1]!))!;
+    assert.equal(later.engine_counters!.broadcast_received, heard);
   } finally {
     await lab.close();
   }
