@@ -138,6 +138,7 @@ private_key = "${key}"
     `port ${chronyNtp}`,
     "bindaddress 127.0.0.1",
     "allow 127.0.0.1", // chronyd applies its NTP access rules to NTS-KE too
+    "user root", // its command socket (the helper waits for it) needs the dir owned by its user
     "local stratum 8",
   ]);
   try {
