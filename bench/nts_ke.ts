@@ -15,7 +15,7 @@
  *
  * Needs cc, the OpenSSL headers (libssl-dev) and chronyd.
  */
-import { parseArgs } from "cli";
+import { checkedArgs, numberOption, parseArgs, UsageError } from "./cli_options.ts";
 import { freeTcpPort, freeUdpPort, startEdgeTime } from "../tests/helpers/edge_time.ts";
 import { chronyAvailable, startChronyd } from "../tests/helpers/chrony.ts";
 import { makeTestPki } from "../tests/helpers/certs.ts";
@@ -38,16 +38,6 @@ interface LoadResult {
   ok: number;
   failed: number;
   seconds: number;
-}
-
-function positive(name: string, text: string | undefined, fallback: number): number {
-  if (text === undefined) return fallback;
-  const n = Number(text);
-  if (!Number.isFinite(n) || n <= 0) {
-    console.error(`bench:nts: --${name} must be a positive number, got "${text}"`);
-    Deno.exit(2);
-  }
-  return n;
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -91,21 +81,30 @@ async function rssKb(pid: number): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      seconds: { type: "string" },
-      runs: { type: "string" },
-      threads: { type: "string" },
-      json: { type: "boolean" },
-      help: { type: "boolean" },
-    },
-    strict: true,
-  });
+  const { values } = checkedArgs(() =>
+    parseArgs({
+      args: Deno.args,
+      options: {
+        seconds: { type: "string" },
+        runs: { type: "string" },
+        threads: { type: "string" },
+        json: { type: "boolean" },
+        help: { type: "boolean" },
+      },
+      strict: true,
+      allowPositionals: false,
+    })
+  );
   if (values.help) return console.log(HELP);
-  const seconds = positive("seconds", values.seconds, 5);
-  const runs = Math.round(positive("runs", values.runs, 3));
-  const threads = Math.round(positive("threads", values.threads, 4));
+  const seconds = values.seconds === undefined
+    ? 5
+    : numberOption("seconds", values.seconds, 0.5, 3600);
+  const runs = values.runs === undefined
+    ? 3
+    : Math.round(numberOption("runs", values.runs, 1, 100));
+  const threads = values.threads === undefined
+    ? 4
+    : Math.round(numberOption("threads", values.threads, 1, 256));
   const noChrony = chronyAvailable();
   if (noChrony) throw new Error(`bench:nts needs chronyd: ${noChrony}`);
 
@@ -139,6 +138,7 @@ private_key = "${key}"
     `port ${chronyNtp}`,
     "bindaddress 127.0.0.1",
     "allow 127.0.0.1", // chronyd applies its NTP access rules to NTS-KE too
+    "user root", // its command socket (the helper waits for it) needs the dir owned by its user
     "local stratum 8",
   ]);
   try {
@@ -208,6 +208,6 @@ if (import.meta.main) {
     await main();
   } catch (e) {
     console.error(`bench:nts: ${e instanceof Error ? e.message : e}`);
-    Deno.exit(1);
+    Deno.exit(e instanceof UsageError ? 2 : 1);
   }
 }
