@@ -424,8 +424,13 @@ Deno.test("reload: a removed broadcast source forgets the servers it heard; [[br
   const e = driven(new Engine(engineOptions([src]), new VirtualClock(), T));
   e.handleBroadcast(sourceKey(src), "192.0.2.1", 123, mode5(T + 1), T + 1);
   assert.equal(e.associations.size, 1);
-  const o = engineOptions([]);
-  e.reconfigure(o, T + 2);
+  e.handleBroadcast(sourceKey(src), "192.0.2.2", 123, mode5(T + 1.5), T + 1.5);
+  assert.equal(e.associations.size, 2);
+  // max_sources lowered: the extra server heard goes (nothing is looked up).
+  const acts = e.reconfigure(engineOptions([{ ...src, maxSources: 1 }]), T + 1.7);
+  assert.equal(e.associations.size, 1);
+  assert.equal(acts.filter((a) => a.kind === "resolve").length, 0);
+  e.reconfigure(engineOptions([]), T + 2);
   assert.equal(e.associations.size, 0);
   const base = loadConfig('[[broadcast]]\naddress = "224.0.1.1"\ninsecure = true\n', "a");
   const next = loadConfig('[[broadcast]]\naddress = "224.0.1.1"\ninsecure = true\nttl = 4\n', "b");
