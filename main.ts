@@ -8,6 +8,8 @@ import { type Config, defaultConfig, loadConfig } from "./lib/config/mod.ts";
 import { splitHostPort } from "./lib/config/socket_address.ts";
 import { formatServer, queryServer, ReplyRejected } from "./lib/io/query_client.ts";
 import { runApp } from "./lib/app.ts";
+import { readKeys } from "./lib/io/key_file.ts";
+import type { AuthKeys } from "./lib/auth/keys.ts";
 import { realAnycastIo } from "./lib/anycast/mod.ts";
 import { formatAction } from "./lib/anycast/plan.ts";
 import { applyActions, planOneShot, selfQueryPort } from "./lib/anycast/runtime.ts";
@@ -75,7 +77,8 @@ For [anycast] mode "node" or "router" in FILE (default: the embedded config):
 Prints the edge-time version, the Deno version and the build target.`,
 };
 
-function readConfig(path: string): { config: Config } | { errors: string[] } {
+/** The config file at `path` and the keys it names, or every error (config, key file, source keys). */
+function readConfig(path: string): { config: Config; keys: AuthKeys } | { errors: string[] } {
   let text: string;
   try {
     text = Deno.readTextFileSync(path);
@@ -88,7 +91,9 @@ function readConfig(path: string): { config: Config } | { errors: string[] } {
     return { errors: [`${path}: cannot read: ${reason}`] };
   }
   const r = loadConfig(text, path);
-  return r.ok ? { config: r.config } : { errors: r.errors };
+  if (!r.ok) return { errors: r.errors };
+  const k = readKeys(r.config, text, path);
+  return k.errors.length > 0 || !k.keys ? { errors: k.errors } : { config: r.config, keys: k.keys };
 }
 
 function parse(
@@ -125,7 +130,7 @@ async function main(argv: string[]): Promise<number> {
         for (const e of r.errors) console.error(e);
         return 2;
       }
-      return runApp(r.config, values.config);
+      return runApp(r.config, values.config, r.keys);
     }
     case "check-config": {
       const { values, positionals } = parse(rest, {});

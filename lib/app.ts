@@ -2,12 +2,15 @@
  * Wires the configuration to the drivers and the core: server workers,
  * system state, status server, signals. Returns the process exit code.
  */
-import { type Config, loadConfig } from "./config/mod.ts";
+import { type Config, loadConfig, missingSourceKeys } from "./config/mod.ts";
 import { ServerPool } from "./io/server_pool.ts";
 import { serverOptionsFrom } from "./io/server_options.ts";
+import { loadNtsKeys, localSecret, type NtsKeys, ntsServing } from "./io/nts_keys.ts";
+import { installOpensslSiv } from "./io/openssl_siv.ts";
+import { CookieKeyring } from "./nts/cookie.ts";
 import { measurePrecision, realtimeSeconds } from "./io/realtime.ts";
 import { logger, setupLogging } from "./log.ts";
-import { formatRefid } from "./ntp/packet.ts";
+import { formatRefid, HEADER_LEN } from "./ntp/packet.ts";
 import { fallbackVars, REFID_LOCL } from "./engine/fallback.ts";
 import {
   isSynchronised,
@@ -17,6 +20,11 @@ import {
 } from "./ntp/system_state.ts";
 import type { EngineReport } from "./engine/report.ts";
 import { EngineDriver } from "./io/engine_driver.ts";
+import {
+  type BroadcastReport,
+  BroadcastServer,
+  type BroadcastSigner,
+} from "./io/broadcast_server.ts";
 import { dropExecutablePages } from "./io/memory.ts";
 import { probeLibc } from "./io/libc.ts";
 import {
@@ -27,7 +35,14 @@ import {
 } from "./status/mod.ts";
 import { VERSION } from "./version.ts";
 import { type AnycastRuntime, startAnycast } from "./anycast/mod.ts";
+import { type NtsKeHandle, startNtsKe } from "./io/nts_ke_listener.ts";
+import { keAccess, type MakeCookies } from "./nts/ke_server.ts";
+import { SUPPORTED_AEADS } from "./nts/aead.ts";
+import type { NtsKeReport } from "./status/snapshot.ts";
 import { describePlan, isNoop, planReload, type ReloadPlan } from "./reload.ts";
+import type { AuthKeys } from "./auth/keys.ts";
+import { macLength, writeMac } from "./auth/mac.ts";
+import { describeKeys, readKeys, sameKeys, workerKeys } from "./io/key_file.ts";
 
 /** How often the reference time of a `local_stratum` server is refreshed. */
 const LOCAL_REFRESH_MS = 16_000;
@@ -85,6 +100,12 @@ export interface AppPart {
    * (the server, when nothing could be bound).
    */
   reload(next: Config, plan: ReloadPlan): void | boolean | Promise<void | boolean>;
+  /**
+   * SIGHUP, every time, after `reload` (or alone when the config did not
+   * change): files the part reads are read again (the NTS-KE certificate,
+   * renewed in place by certbot and the like).
+   */
+  reread?(current: Config): void | Promise<void>;
   /** SIGTERM/SIGINT: withdraw anycast, save the drift file, close sockets. */
   stop(): void | Promise<void>;
   /** It closes sockets: stopped after the other parts, so NTP is answered while anycast withdraws. */
@@ -106,6 +127,17 @@ interface AppContext {
   serveLocal(stratum: number): void;
   engine: EngineDriver | null;
   pool: ServerPool | null;
+  /** The symmetric keys in force (auth.keyfile, auth.trusted_keys). */
+  keys(): AuthKeys;
+  /** The broadcast server's destinations and counters ([] when none). */
+  broadcast: () => BroadcastReport[];
+  /**
+   * The cookie keyring of this node while it answers NTS (the server
+   * workers hold copies): the NTS-KE server makes its cookies with it.
+   */
+  ntsKeyring: CookieKeyring | null;
+  /** The NTS-KE server while it runs (status page). */
+  ntsKe: NtsKeHandle | null;
 }
 
 /** Parts get this long to stop; sockets and status close after. Exit stays under 2 s. */
@@ -153,12 +185,40 @@ function startLocalPart(ctx: AppContext, stratum: number): AppPart {
 /** The server workers; null when no listen address could be bound. */
 async function startServerPart(ctx: AppContext, config: Config): Promise<AppPart | null> {
   const log = logger("server");
+  // NTS cookie secrets: the master key file's, else one random secret for this process.
+  const local = localSecret();
+  let ntsKeys: NtsKeys | null = null;
+  /** The keys `c` asks for; a file that cannot be used keeps the keys in force. */
+  const readNtsKeys = async (c: Config): Promise<NtsKeys | null> => {
+    if (!ntsServing(c)) return null;
+    const r = await loadNtsKeys(c, local);
+    if ("error" in r) {
+      log.error(`${r.error}; ${ntsKeys ? "keeping the cookie keys in force" : "NTS is off"}`);
+      return ntsKeys;
+    }
+    if (r.warning) log.warning(r.warning);
+    if (r.keys.origin !== ntsKeys?.origin || r.keys.secrets.length !== ntsKeys.secrets.length) {
+      log.info(
+        `NTS cookie keys from ${r.keys.origin} (${r.keys.secrets.length} secret(s)), AES-SIV from ${installOpensslSiv()}`,
+      );
+    }
+    return r.keys;
+  };
+  const setKeyring = (k: NtsKeys | null) => {
+    ntsKeys = k;
+    if (!k) ctx.ntsKeyring = null;
+    else if (ctx.ntsKeyring) ctx.ntsKeyring.update(k.secrets, k.acceptDays);
+    else ctx.ntsKeyring = new CookieKeyring(k.secrets, k.acceptDays);
+  };
+  setKeyring(await readNtsKeys(config));
   const poolOptions = (c: Config) => ({
     listen: c.server.listen,
     workers: c.server.workers,
     driver: c.server.driver,
     options: serverOptionsFrom(c),
     state: ctx.shared,
+    keys: workerKeys(ctx.keys()),
+    nts: ntsKeys,
   });
   // A second edge-time on our addresses would share them through SO_REUSEPORT: probe first.
   let pool = await ServerPool.start({ ...poolOptions(config), probe: true });
@@ -222,6 +282,9 @@ async function startServerPart(ctx: AppContext, config: Config): Promise<AppPart
       }
       // A relistened pool keeps its workers and so its old options (a new pool has them already).
       if (plan.reconfigureServer) pool.reconfigure(serverOptionsFrom(next));
+      // The master key file is reread at every reload, changed or not (a rotation).
+      setKeyring(await readNtsKeys(next));
+      pool.setNts(ntsKeys);
       return true;
     },
     stop: () => pool.stop(),
@@ -253,6 +316,7 @@ async function startEnginePart(ctx: AppContext, config: Config): Promise<AppPart
       config: c,
       precision: ctx.precision,
       publish: ctx.publish,
+      keys: ctx.keys(),
     });
   };
   if (config.source.length > 0) await start(config);
@@ -273,6 +337,130 @@ async function startEnginePart(ctx: AppContext, config: Config): Promise<AppPart
       if (next.server.localStratum === 0) ctx.publish(unsyncedState(ctx.precision));
     },
     stop: () => ctx.engine?.stop(),
+  };
+}
+
+/**
+ * The broadcast server (`[[broadcast]]`): sends the published system
+ * state, so it serves whatever the server workers serve (the engine's
+ * state, or `local_stratum` without sources). A reload that changes the
+ * destinations or the server's listen addresses reopens them.
+ */
+function startBroadcastPart(ctx: AppContext, config: Config): AppPart {
+  let server: BroadcastServer | null = null;
+  const open = (c: Config) => {
+    try {
+      server = new BroadcastServer(c, ctx.system, broadcastSigner(ctx));
+    } catch (e) {
+      logger("broadcast").error(`Broadcast needs the FFI socket driver: ${message(e)}`);
+    }
+  };
+  if (config.broadcast.length > 0) open(config);
+  ctx.broadcast = () => server?.report() ?? [];
+  return {
+    name: "broadcast",
+    reload(next, plan) {
+      if (!plan.broadcast && !plan.rebindServer) return;
+      if (server) server.reconfigure(next, broadcastSigner(ctx));
+      else if (next.broadcast.length > 0) open(next);
+    },
+    stop: () => server?.stop(),
+  };
+}
+
+/**
+ * The MAC maker for broadcast destinations with a key: the key is looked
+ * up in the keys in force at each packet (a reread key file takes effect
+ * at the next broadcast; a key of another type waits for a reload that
+ * reopens the destination, since its MAC length is fixed then).
+ */
+function broadcastSigner(ctx: AppContext): BroadcastSigner {
+  return (keyId) => {
+    const key = ctx.keys().keys.get(keyId);
+    if (!key) return "not in the key file";
+    const digest = macLength(key.type);
+    return {
+      length: 4 + digest,
+      write(buf: Uint8Array) {
+        const now = ctx.keys().keys.get(keyId);
+        writeMac(now && macLength(now.type) === digest ? now : key, buf, 0, HEADER_LEN);
+      },
+    };
+  };
+}
+
+/**
+ * The NTS-KE server (RFC 8915 §4) while `nts.ke_listen` is set: TLS on TCP,
+ * cookies from the node's cookie keyring. A certificate that cannot be used
+ * is one error line and NTS-KE stays off (at start) or keeps the old one
+ * (reload); every SIGHUP rereads the certificate and key files.
+ */
+async function startNtsKePart(ctx: AppContext, config: Config): Promise<AppPart> {
+  const log = logger("nts-ke");
+  let ke: NtsKeHandle | null = null;
+  const makeCookies: MakeCookies = (aeadId, c2s, s2c, count) => {
+    if (!ctx.ntsKeyring) throw new Error("no NTS cookie keys on this node");
+    return ctx.ntsKeyring.makeCookies(aeadId, c2s, s2c, count);
+  };
+  const negotiation = (c: Config) => ({
+    ntpServer: c.nts.ntpServer === "" ? undefined : c.nts.ntpServer,
+    ntpPort: c.nts.ntpPort === 0 ? undefined : c.nts.ntpPort,
+    // Whom the NTP server answers may make a key exchange (chronyd does the same).
+    allowed: keAccess(c.server.allow, c.server.deny),
+  });
+  const start = async (c: Config): Promise<void> => {
+    if (c.nts.keListen.length === 0) return;
+    try {
+      const h = await startNtsKe({
+        listen: c.nts.keListen,
+        certificate: c.nts.certificate,
+        privateKey: c.nts.privateKey,
+        ...negotiation(c),
+        makeCookies,
+        supportedAeads: [...SUPPORTED_AEADS], // what the NTS NTP path can open (lib/nts/aead.ts)
+        log,
+      });
+      for (const e of h.errors) log.error(e);
+      if (h.bound.length === 0) {
+        await h.stop();
+        return;
+      }
+      ke = h;
+      ctx.ntsKe = h;
+      log.info(`NTS-KE on ${h.bound.join(", ")} (certificate ${c.nts.certificate})`);
+    } catch (e) {
+      log.error(`${message(e)}; NTS-KE is off`);
+    }
+  };
+  const stop = async () => {
+    const h = ke;
+    ke = null;
+    ctx.ntsKe = null;
+    await h?.stop();
+  };
+  await start(config);
+  let restarted = false;
+  return {
+    name: "nts-ke",
+    closesSockets: true,
+    async reload(next) {
+      const b = ctx.config().nts, a = next.nts;
+      restarted = false;
+      if (JSON.stringify(a.keListen) !== JSON.stringify(b.keListen)) {
+        await stop();
+        await start(next);
+        restarted = true;
+      } else ke?.configure(negotiation(next));
+    },
+    async reread(current) {
+      if (restarted) return void (restarted = false); // just loaded
+      if (ke) {
+        if (ke.reload(current.nts.certificate, current.nts.privateKey)) {
+          log.info(`NTS-KE certificate reloaded from ${current.nts.certificate}`);
+        }
+      } else await start(current); // a certificate that failed at start may be fixed now
+    },
+    stop,
   };
 }
 
@@ -322,6 +510,13 @@ function startStatusPart(
     engine: () => reportOf(ctx),
     anycast: () => o.anycast?.report() ?? null,
     residentMemoryBytes: () => Deno.memoryUsage().rss,
+    ntsKe: (): NtsKeReport | null =>
+      ctx.ntsKe && {
+        listen: ctx.ntsKe.bound,
+        certificateNotAfter: ctx.ntsKe.certificate().notAfter,
+        counters: ctx.ntsKe.counters(),
+      },
+    broadcast: () => ctx.broadcast(),
   });
   model.sample();
   const sampler = setInterval(() => model.sample(), SAMPLE_INTERVAL_S * 1000);
@@ -373,7 +568,16 @@ function statusBindReason(e: unknown): string {
   return message(e);
 }
 
-export async function runApp(config: Config, configPath: string | null): Promise<number> {
+/**
+ * Runs the appliance until SIGTERM/SIGINT. `keys`: the symmetric keys
+ * `config` names, already read and checked (main.ts `readConfig`); none
+ * when absent (the embedded default config has no key file).
+ */
+export async function runApp(
+  config: Config,
+  configPath: string | null,
+  keys: AuthKeys = { keys: new Map(), trusted: new Set() },
+): Promise<number> {
   // Until the reload handler is ready a SIGHUP is remembered, not fatal (its default action).
   let hupEarly = false;
   const hupEarlyListener = () => hupEarly = true;
@@ -390,8 +594,10 @@ export async function runApp(config: Config, configPath: string | null): Promise
   await setupLogging(config.log.level);
   const log = logger("app");
   let current = config;
+  let authKeys = keys;
   const started = performance.now();
   log.info(`edge-time ${VERSION} starting with ${configPath ?? "the embedded default config"}`);
+  if (config.auth.keyfile !== "") log.info(describeKeys(config.auth.keyfile, keys));
 
   const precision = measurePrecision();
   const shared = new SharedSystemState();
@@ -418,6 +624,10 @@ export async function runApp(config: Config, configPath: string | null): Promise
     },
     engine: null,
     pool: null,
+    keys: () => authKeys,
+    broadcast: () => [],
+    ntsKeyring: null,
+    ntsKe: null,
   };
 
   // The local state is published before the workers answer. Reloads reach
@@ -430,6 +640,8 @@ export async function runApp(config: Config, configPath: string | null): Promise
     return 1;
   }
   const parts: AppPart[] = [server, local, startLogPart(), await startEnginePart(ctx, config)];
+  parts.push(await startNtsKePart(ctx, config));
+  parts.push(startBroadcastPart(ctx, config));
   const anycast = await startAnycastPart(ctx, config);
   if (anycast) parts.push(anycast.part);
   parts.push(startStatusPart(ctx, config, { started, anycast: anycast?.runtime ?? null }));
@@ -454,8 +666,38 @@ export async function runApp(config: Config, configPath: string | null): Promise
       return;
     }
     const next = r.config;
+    // The key file is reread at every SIGHUP. A bad one is one line and
+    // the keys in force stay; a source key the keys lack rejects the reload.
+    const k = readKeys(next, text, configPath);
+    const fileErrors = k.errors.filter((e) => !e.startsWith(`${configPath}:`));
+    let nextKeys: AuthKeys = { keys: authKeys.keys, trusted: new Set(next.auth.trustedKeys) };
+    if (k.keys && fileErrors.length === 0) nextKeys = k.keys;
+    else if (fileErrors.length > 0) {
+      const more = fileErrors.length > 1 ? ` (and ${fileErrors.length - 1} more)` : "";
+      log.error(`${fileErrors[0]}${more}; keeping the keys in force`);
+    }
+    const missing = missingSourceKeys(next, new Set(nextKeys.keys.keys()), text, configPath);
+    if (missing.length > 0) {
+      for (const e of missing) log.error(e);
+      log.error(`Reload rejected (${missing.length} error(s)); keeping the running config`);
+      return;
+    }
+    const keysChanged = !sameKeys(authKeys, nextKeys);
     const plan = planReload(current, next);
-    if (isNoop(plan)) return log.info(`Reloaded ${configPath}: no change`);
+    if (keysChanged) {
+      authKeys = nextKeys;
+      ctx.pool?.setKeys(workerKeys(nextKeys));
+      ctx.engine?.setKeys(nextKeys);
+      log.info(describeKeys(next.auth.keyfile || "(no key file)", nextKeys));
+    }
+    if (isNoop(plan)) {
+      // The NTS master key file is reread on every SIGHUP (a secret rotation changes no config).
+      if (next.nts.masterKeyFile !== "") {
+        await parts.find((p) => p.name === "server")?.reload(next, plan);
+      }
+      await rereadFiles(current);
+      return log.info(`Reloaded ${configPath}: no change`);
+    }
     for (const p of parts) {
       try {
         if ((await p.reload(next, plan)) === false) return;
@@ -464,7 +706,18 @@ export async function runApp(config: Config, configPath: string | null): Promise
       }
     }
     current = next;
+    await rereadFiles(current);
     log.info(`Reloaded ${configPath}: ${describePlan(plan)}`);
+  };
+  /** Every SIGHUP: the parts read their files again (certificates), config changed or not. */
+  const rereadFiles = async (c: Config): Promise<void> => {
+    for (const p of parts) {
+      try {
+        await p.reread?.(c);
+      } catch (e) {
+        log.error(`Rereading the files of ${p.name} failed: ${message(e)}`);
+      }
+    }
   };
 
   // Reloads run one at a time, in the order the signals came.

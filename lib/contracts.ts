@@ -22,6 +22,14 @@ export interface ServerCounters {
   send_errors: number;
   /** Replies sent in interleaved mode (RFC 9769). */
   interleaved: number;
+  /** Requests with a valid MAC of a trusted key, answered with a MAC by that key. */
+  authenticated: number;
+  /** Requests answered with a crypto-NAK (unknown or untrusted key, bad MAC). */
+  crypto_nak: number;
+  /** Requests whose MAC did not match (counted in `crypto_nak` too). */
+  bad_mac: number;
+  /** NTS (RFC 8915): requests with NTS fields, NAKs sent, NAKs for a bad authenticator. */
+  nts: { requests: number; naks: number; bad_authenticator: number };
 }
 
 /** What the status layer reads of the running server (lib/io/server_pool.ts fulfils it). */
@@ -62,4 +70,8 @@ export interface NtsKeCounters {
   tlsFailures: number;
   /** Cookies handed out. */
   cookies: number;
+  /** Connections closed at once because `maxConnections` sessions were open. */
+  busy: number;
+  /** Connections closed at once: the client is not allowed (`server.allow`/`deny`). */
+  denied: number;
 }

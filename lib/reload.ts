@@ -36,6 +36,8 @@ export interface ReloadPlan {
   clock: boolean;
   stats: boolean;
   anycast: boolean;
+  /** `[[broadcast]]` changed: reopen the broadcast server's destinations. */
+  broadcast: boolean;
   sources: SourceChanges;
   /** Dotted key paths whose value changed, for the log line. */
   changed: string[];
@@ -95,6 +97,7 @@ export function planReload(before: Config, after: Config): ReloadPlan {
     clock: !same(before.clock, after.clock),
     stats: !same(before.stats, after.stats),
     anycast: !same(before.anycast, after.anycast),
+    broadcast: !same(before.broadcast, after.broadcast),
     sources,
     changed: changed.map(snake),
   };

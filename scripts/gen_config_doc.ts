@@ -113,6 +113,7 @@ const TYPE_NAMES: Record<Spec["type"], string> = {
   string: "string",
   enum: "string",
   strings: "list",
+  ints: "list of integers",
   table: "table",
   tables: "tables",
 };
@@ -134,6 +135,8 @@ function range(spec: Spec): string {
       return spec.required ? "required" : "";
     case "strings":
       return spec.nonEmpty ? "not empty" : "";
+    case "ints":
+      return `each ${spec.min}..${spec.max}`;
     default:
       return "";
   }

@@ -35,6 +35,12 @@ export interface SymmetricKey {
 /** Keys by ID. */
 export type KeyTable = ReadonlyMap<number, SymmetricKey>;
 
+/** The keys in force: the key file's table and the IDs trusted (`auth.trusted_keys`). */
+export interface AuthKeys {
+  keys: KeyTable;
+  trusted: ReadonlySet<number>;
+}
+
 /** Type names accepted in a key file (upper-cased) and the type each means. */
 const TYPE_NAMES: Record<string, KeyType> = {
   M: "MD5",

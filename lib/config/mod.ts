@@ -5,13 +5,19 @@
  */
 import { parse as parseToml } from "toml";
 import { lineOf, locateKeys } from "./locate.ts";
-import { camel, type Config, SCHEMA, type Spec } from "./schema.ts";
+import { camel, type Config, SCHEMA, type SourceConfig, type Spec } from "./schema.ts";
 import { DEFAULT_CONFIG_TOML } from "./default_config.ts";
-import { parseSocketAddress, sourceIdentity } from "./socket_address.ts";
+import {
+  parseSocketAddress,
+  parseSourceAddress,
+  sourceIdentity,
+  splitHostPort,
+} from "./socket_address.ts";
+import { parseBroadcastAddress } from "../ntp/broadcast.ts";
 import { parseCidr } from "../ntp/access.ts";
 import { formatIp, parseIp } from "../ntp/address.ts";
 
-export type { Config, SourceConfig } from "./schema.ts";
+export type { BroadcastConfig, Config, SourceConfig } from "./schema.ts";
 export { DEFAULT_CONFIG_TOML };
 
 export type LoadResult = { ok: true; config: Config } | { ok: false; errors: string[] };
@@ -92,6 +98,24 @@ function validate(spec: Spec, value: unknown, path: string, problems: Problem[])
       });
       return out;
     }
+    case "ints": {
+      if (value === undefined) return [...spec.default];
+      if (!Array.isArray(value)) {
+        return fail(`expected an array of numbers, got ${describe(value)}`);
+      }
+      const out: number[] = [];
+      value.forEach((item, i) => {
+        const n = typeof item === "bigint" ? Number(item) : item;
+        if (typeof n !== "number" || !Number.isInteger(n) || n < spec.min || n > spec.max) {
+          problems.push({
+            path: `${path}[${i}]`,
+            message: `expected a whole number in ${spec.min}..${spec.max}, got ${describe(item)}`,
+          });
+        } else if (out.includes(n)) problems.push({ path, message: `${n} is listed twice` });
+        else out.push(n);
+      });
+      return out;
+    }
     case "table": {
       if (value === undefined) value = {};
       if (value === null || typeof value !== "object" || Array.isArray(value)) {
@@ -154,6 +178,66 @@ function ipIdentity(s: string): string | null {
 }
 
 /**
+ * Broadcast: a `[[source]] kind = "broadcast"` listens on a broadcast or
+ * multicast address (no name, no unicast IPv6); without a key both it and
+ * a `[[broadcast]]` entry need `insecure = true` (BCP 223 / RFC 8633:
+ * unauthenticated broadcast lets anyone on the LAN set the clock).
+ */
+function broadcastChecks(c: Config, problems: Problem[]): void {
+  const sources = Array.isArray(c.source) ? c.source : [];
+  sources.forEach((s, i) => {
+    if (s === undefined) return;
+    if (s.kind !== "broadcast") {
+      // The other kinds talk to one server: a unicast address.
+      const r = typeof s.address === "string" ? parseSourceAddress(s.address) : null;
+      if (typeof r === "string") problems.push({ path: `source[${i}].address`, message: r });
+      return;
+    }
+    if (typeof s.address === "string") {
+      const { host } = splitHostPort(s.address, 123);
+      const b = parseBroadcastAddress(host);
+      if (typeof b === "string") {
+        problems.push({ path: `source[${i}].address`, message: `kind "broadcast": ${b}` });
+      }
+    }
+    if (!s.insecure && s.key === 0) {
+      problems.push({
+        path: `source[${i}].insecure`,
+        message: 'kind "broadcast" needs a key (or insecure = true, not advised: BCP 223)',
+        at: `source[${i}].kind`,
+      });
+    }
+  });
+  const entries = Array.isArray(c.broadcast) ? c.broadcast : [];
+  entries.forEach((b, i) => {
+    if (b === undefined) return;
+    if (b.key === 0 && b.insecure === false) {
+      problems.push({
+        path: `broadcast[${i}].key`,
+        message: "a key is required (or insecure = true, not advised: BCP 223)",
+        at: `broadcast[${i}].address`,
+      });
+    } else if (typeof b.key === "number" && b.key !== 0 && c.auth?.keyfile === "") {
+      problems.push({ path: `broadcast[${i}].key`, message: `key ${b.key} needs auth.keyfile` });
+    }
+  });
+  const seen = new Map<string, number>();
+  entries.forEach((b, i) => {
+    const ip = typeof b?.address === "string" ? parseIp(b.address) : null;
+    if (!ip) return;
+    const first = seen.get(formatIp(ip));
+    if (first === undefined) seen.set(formatIp(ip), i);
+    else {
+      problems.push({
+        path: `broadcast[${i}].address`,
+        message: `same address as broadcast[${first}]`,
+        lineOf: `broadcast[${first}].address`,
+      });
+    }
+  });
+}
+
+/**
  * Checks that involve more than one key. Runs on a partly validated config
  * too (a key that failed validation is undefined), so that every problem
  * of a file is reported in one pass.
@@ -167,6 +251,13 @@ function crossChecks(c: Config, problems: Problem[]): void {
       problems.push({
         path: `source[${i}].max_poll`,
         message: `${s.maxPoll} is below min_poll ${s.minPoll}`,
+      });
+    }
+    authChecks(c, s, i, problems);
+    if (s.nts === true && s.kind !== undefined && s.kind !== "server") {
+      problems.push({
+        path: `source[${i}].nts`,
+        message: `NTS needs kind "server" (a ${s.kind} has no NTS-KE of its own)`,
       });
     }
     // One association per address, whatever the kinds: a second entry for
@@ -183,7 +274,24 @@ function crossChecks(c: Config, problems: Problem[]): void {
       });
     }
   });
+  broadcastChecks(c, problems);
   listedTwice(c.server?.listen, "server.listen", (l) => {
+    const a = parseSocketAddress(l);
+    return typeof a === "string" ? null : `${formatIp(parseIp(a.hostname)!)} ${a.port}`;
+  }, problems);
+  const n = c.nts;
+  if (n !== undefined && Array.isArray(n.keListen) && n.keListen.length > 0) {
+    for (const key of ["certificate", "private_key"] as const) {
+      if ((key === "certificate" ? n.certificate : n.privateKey) === "") {
+        problems.push({
+          path: `nts.${key}`,
+          message: "the NTS-KE server (ke_listen) needs it",
+          at: "nts.ke_listen",
+        });
+      }
+    }
+  }
+  listedTwice(n?.keListen, "nts.ke_listen", (l) => {
     const a = parseSocketAddress(l);
     return typeof a === "string" ? null : `${formatIp(parseIp(a.hostname)!)} ${a.port}`;
   }, problems);
@@ -216,6 +324,27 @@ function crossChecks(c: Config, problems: Problem[]): void {
   }
 }
 
+/**
+ * A source's `key` must be trusted (`auth.trusted_keys`) and needs a key
+ * file; `require_auth` needs a `key`. Whether the file holds the key is
+ * checked when it is read (lib/auth/load.ts `checkSourceKeys`).
+ */
+function authChecks(c: Config, s: SourceConfig, i: number, problems: Problem[]): void {
+  const trusted = Array.isArray(c.auth?.trustedKeys) ? c.auth.trustedKeys : null;
+  if (s.requireAuth === true && s.key === 0) {
+    problems.push({ path: `source[${i}].require_auth`, message: "needs a key (source key = N)" });
+  }
+  if (typeof s.key !== "number" || s.key === 0) return;
+  if (c.auth?.keyfile === "") {
+    problems.push({ path: `source[${i}].key`, message: `key ${s.key} needs auth.keyfile` });
+  } else if (trusted && !trusted.includes(s.key)) {
+    problems.push({
+      path: `source[${i}].key`,
+      message: `key ${s.key} is not in auth.trusted_keys`,
+    });
+  }
+}
+
 /** Parses and validates config text; `file` names it in error lines. */
 export function loadConfig(text: string, file: string): LoadResult {
   let doc: Record<string, unknown>;
@@ -244,6 +373,29 @@ export function loadConfig(text: string, file: string): LoadResult {
     };
   }
   return { ok: true, config };
+}
+
+/**
+ * The sources and `[[broadcast]]` entries whose `key` the key file does
+ * not hold, one line each,
+ * `FILE:LINE: source[i].key: key N is not in KEYFILE` (`text`/`file`: the
+ * config). `keyIds`: the IDs the key file holds.
+ */
+export function missingSourceKeys(
+  config: Config,
+  keyIds: ReadonlySet<number>,
+  text: string,
+  file: string,
+): string[] {
+  const lines = locateKeys(text);
+  const missing = (path: string, key: number) =>
+    key === 0 || keyIds.has(key)
+      ? []
+      : [`${file}:${lineOf(lines, path)}: ${path}: key ${key} is not in ${config.auth.keyfile}`];
+  return [
+    ...config.source.flatMap((s, i) => missing(`source[${i}].key`, s.key)),
+    ...config.broadcast.flatMap((b, i) => missing(`broadcast[${i}].key`, b.key)),
+  ];
 }
 
 /** The embedded default configuration, validated. */

@@ -6,9 +6,11 @@
  * error is found in a single pass and named by its key path.
  */
 import { parseCidr } from "../ntp/access.ts";
-import { parseSocketAddress, parseSourceAddress } from "./socket_address.ts";
+import { isHostName, parseSocketAddress, parseSourceAddress } from "./socket_address.ts";
+import { parseIp } from "../ntp/address.ts";
+import { parseBroadcastAddress } from "../ntp/broadcast.ts";
 
-export type SourceKind = "server" | "pool" | "peer";
+export type SourceKind = "server" | "pool" | "peer" | "broadcast";
 export type AnycastMode = "off" | "node" | "router";
 
 export interface SourceConfig {
@@ -20,6 +22,30 @@ export interface SourceConfig {
   maxPoll: number;
   maxSources: number;
   xleave: boolean;
+  /** Symmetric key ID (auth.keyfile) for requests and replies; 0 = none. */
+  key: number;
+  /** Only packets with a valid MAC of `key` count (needs `key`). */
+  requireAuth: boolean;
+  /** `broadcast` only: listen without authentication (BCP 223 advises against it). */
+  insecure: boolean;
+  /** `broadcast` only: interface to join the group on, "" = the route's. */
+  interface: string;
+  /** NTS (RFC 8915): key exchange with the source's name, authenticated packets. */
+  nts: boolean;
+  /** The source's NTS-KE port. */
+  ntsPort: number;
+  /** PEM file of CA certificates trusted for the source's NTS-KE; "" = the system's. */
+  caFile: string;
+}
+
+/** One `[[broadcast]]` entry: where our server sends mode 5 packets, how often, with which key. */
+export interface BroadcastConfig {
+  address: string;
+  intervalS: number;
+  key: number;
+  ttl: number;
+  interface: string;
+  insecure: boolean;
 }
 
 export interface Config {
@@ -45,6 +71,17 @@ export interface Config {
     minSources: number;
   };
   source: SourceConfig[];
+  auth: { keyfile: string; trustedKeys: number[] };
+  broadcast: BroadcastConfig[];
+  nts: {
+    masterKeyFile: string;
+    cookieKeyDays: number;
+    keListen: string[];
+    certificate: string;
+    privateKey: string;
+    ntpServer: string;
+    ntpPort: number;
+  };
   status: { listen: string };
   stats: { dir: string };
   log: { level: "debug" | "info" | "warning" | "error" };
@@ -74,6 +111,7 @@ export type Spec =
     | { type: "string"; default: string; check?: Check; required?: boolean }
     | { type: "enum"; default: string; values: readonly string[] }
     | { type: "strings"; default: string[]; check?: Check; nonEmpty?: boolean }
+    | { type: "ints"; default: number[]; min: number; max: number }
     | { type: "table"; fields: Record<string, Spec> }
     | { type: "tables"; fields: Record<string, Spec> }
   )
@@ -122,7 +160,8 @@ const hostAddress: Check = ((s: string) => {
     : null;
 }) as Check;
 const sourceAddress: Check = ((s: string) => {
-  const r = parseSourceAddress(s);
+  // Groups pass here: only a `broadcast` source may listen on one (mod.ts cross checks).
+  const r = parseSourceAddress(s, true);
   return typeof r === "string" ? r : null;
 }) as Check;
 /** A Linux interface name (`dev_valid_name`): 1..15 bytes, no "/", ":" or white space. */
@@ -132,7 +171,19 @@ const interfaceName: Check = ((s: string) => {
   if (new TextEncoder().encode(s).length > 15) return `"${s}" is longer than 15 bytes`;
   return null;
 }) as Check;
+const broadcastAddress: Check = ((s: string) => {
+  const r = parseBroadcastAddress(s);
+  return typeof r === "string" ? r : null;
+}) as Check;
+const optionalInterface: Check =
+  ((s: string) => s === "" ? null : interfaceName(s as never)) as Check;
 const optionalCidr: Check = ((s: string) => s === "" ? null : cidr(s as never)) as Check;
+/** An NTPv4 Server Negotiation name (RFC 8915 §4.1.7): a DNS name or an IP literal, or "". */
+const ntpServerName: Check =
+  ((s: string) =>
+    s === "" || isHostName(s) || parseIp(s) !== null
+      ? null
+      : `"${s}" is not a host name or IP address`) as Check;
 const nonEmpty: Check = ((s: string) => s.trim() === "" ? "must not be empty" : null) as Check;
 
 export const SCHEMA: Record<string, Spec> = {
@@ -259,15 +310,139 @@ export const SCHEMA: Record<string, Spec> = {
       },
       kind: oneOf(
         "server",
-        ["server", "pool", "peer"],
-        "`server` (client mode), `pool` (a name whose addresses are followed), `peer` (symmetric; a peer at or above `clock.orphan_stratum` takes part in the orphan election only, never followed)",
+        ["server", "pool", "peer", "broadcast"],
+        "`server` (client mode), `pool` (a name whose addresses are followed), `peer` (symmetric; a peer at or above `clock.orphan_stratum` takes part in the orphan election only, never followed), `broadcast` (listen on the group or broadcast `address` for mode 5 packets; each server heard is calibrated with a client exchange, then followed like a peer, orphan election included; needs `key` or `insecure`)",
       ),
       iburst: bool(true, "Four requests 2 s apart at start, so the first sync takes seconds"),
       prefer: bool(false, "System peer whenever it is a truechimer"),
       min_poll: int(6, 0, 17, "Shortest poll interval, log2 seconds (6 = 64 s)"),
       max_poll: int(10, 0, 17, "Longest poll interval, log2 seconds (10 = 1024 s); ≥ `min_poll`"),
-      max_sources: int(4, 1, 16, "`pool` only: addresses followed at once"),
+      max_sources: int(
+        4,
+        1,
+        16,
+        "`pool`: addresses followed at once; `broadcast`: servers heard that are followed at once",
+      ),
       xleave: bool(false, "Interleaved mode (RFC 9769, chrony `xleave`); `server` and `pool`"),
+      key: int(
+        0,
+        0,
+        0xffffffff,
+        "Symmetric key ID from `auth.keyfile` (one of `auth.trusted_keys`): requests carry its MAC and replies without a valid one are rejected; 0 = none",
+      ),
+      require_auth: bool(
+        false,
+        "Only packets with a valid MAC of `key` count (needs `key`); what a `peer` in an authenticated cluster sets",
+      ),
+      insecure: bool(
+        false,
+        "`broadcast` only: accept broadcasts without a MAC (anyone on the LAN can then steer the clock; BCP 223); logged as a warning",
+      ),
+      interface: str(
+        "",
+        '`broadcast` only: interface the multicast group is joined on; `""` = the route\'s',
+        optionalInterface,
+      ),
+      nts: bool(
+        false,
+        "Network Time Security (RFC 8915): NTS-KE with the source's name over TLS, then only authenticated replies count; `server` only (see [nts.md](nts.md))",
+      ),
+      nts_port: int(4460, 1, 65535, "`nts` only: the source's NTS-KE port (TCP)"),
+      ca_file: str(
+        "",
+        "`nts` only: PEM file of CA certificates trusted for the source's NTS-KE certificate; `\"\"` = the system's trust store",
+      ),
+    },
+  },
+  broadcast: {
+    type: "tables",
+    doc:
+      "A broadcast or multicast destination our server sends mode 5 packets to while synchronised (an orphan parent is); repeat the table for each.",
+    fields: {
+      address: {
+        type: "string",
+        default: "",
+        check: broadcastAddress,
+        required: true,
+        doc:
+          "IPv4 multicast group (`224.0.1.1`), subnet broadcast address (`10.0.0.255`) or IPv6 group (`ff05::101`); sent to port 123 from the server's port",
+      },
+      interval_s: int(64, 1, 65536, "Seconds between broadcasts (ntpd's 2^6)"),
+      key: int(
+        0,
+        0,
+        65535,
+        "Key ID from `auth.keyfile` the packets are signed with; required unless `insecure`",
+      ),
+      ttl: int(1, 1, 255, "Multicast TTL (IPv4) or hop limit (IPv6); 1 = this link only"),
+      interface: str(
+        "",
+        'Interface the packets leave on (multicast: `IP_MULTICAST_IF`); `""` = the route\'s',
+        optionalInterface,
+      ),
+      insecure: bool(
+        false,
+        "Send without a MAC (clients must then run `insecure` too; BCP 223 advises against it); logged as a warning",
+      ),
+    },
+  },
+  auth: {
+    type: "table",
+    doc:
+      "Symmetric-key authentication (ntpd `keys`/`trustedkey`): see [authentication.md](authentication.md).",
+    fields: {
+      keyfile: str(
+        "",
+        'Key file in the ntpd `ntp.keys` format (`ID TYPE KEY`), reread on SIGHUP; `""` = no keys',
+      ),
+      trusted_keys: {
+        type: "ints",
+        default: [],
+        min: 1,
+        max: 0xffffffff,
+        doc:
+          "Key IDs trusted for requests, replies and peers (ntpd `trustedkey`); a key not listed here answers clients with a crypto-NAK",
+      },
+    },
+  },
+  nts: {
+    type: "table",
+    doc: "Network Time Security (RFC 8915): see [nts.md](nts.md).",
+    fields: {
+      master_key_file: str(
+        "",
+        'Fleet master key file (hex secrets, first one current): every node with the same file accepts every node\'s cookies; reread on reload; `""` = a random key of this process (cookies die with it)',
+      ),
+      cookie_key_days: int(
+        2,
+        1,
+        30,
+        "Days (today included) a cookie's key is accepted; clients that stay away longer make a new key exchange",
+      ),
+      ke_listen: strs(
+        [],
+        "Addresses of the NTS-KE server (TLS 1.3 on TCP, port 4460 by convention): `IPV4:PORT` or `[IPV6]:PORT`, e.g. `[::]:4460` (both families); `[]` = off",
+        socketAddress,
+      ),
+      certificate: str(
+        "",
+        "NTS-KE: PEM certificate chain, leaf first (e.g. Let's Encrypt `fullchain.pem`); reread on reload; required with `ke_listen`",
+      ),
+      private_key: str(
+        "",
+        "NTS-KE: PEM private key of the certificate; reread on reload; required with `ke_listen`",
+      ),
+      ntp_server: str(
+        "",
+        'NTS-KE: NTPv4 Server Negotiation record, the host clients send NTS-protected NTP to; `""` = none (clients use the NTS-KE host)',
+        ntpServerName,
+      ),
+      ntp_port: int(
+        0,
+        0,
+        65535,
+        "NTS-KE: NTPv4 Port Negotiation record, the port clients send NTP to; 0 = none (clients use 123)",
+      ),
     },
   },
   status: {

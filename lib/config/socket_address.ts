@@ -115,9 +115,12 @@ function notUnicast(ip: Uint8Array): string | null {
  * or a bare IPv6 address; the port defaults to 123 and must be 1..65535;
  * a host is a unicast IPv4/IPv6 literal (no zone index) or a DNS name
  * (`isHostName`).
+ * With `group`, multicast and broadcast addresses pass too (a `broadcast`
+ * source listens on one; the config's cross checks hold the other kinds
+ * to unicast).
  * Returns the parts or a one-line message such as `port 99999 is out of range`.
  */
-export function parseSourceAddress(text: string): SourceAddress | string {
+export function parseSourceAddress(text: string, group = false): SourceAddress | string {
   if (text.trim() === "") return "must not be empty";
   if (/\s/.test(text)) return `"${text}" contains white space`;
   let host: string;
@@ -154,7 +157,7 @@ export function parseSourceAddress(text: string): SourceAddress | string {
     }
   }
   const bytes = parseIp(host);
-  if (bytes !== null) {
+  if (bytes !== null && !group) {
     const why = notUnicast(bytes);
     if (why !== null) return `"${host}" is ${why}, not a server's address`;
   }

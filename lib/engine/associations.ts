@@ -86,6 +86,8 @@ export class AssociationSet {
    * (poll exponent `sysPoll`), or queues its name to be resolved.
    */
   mobilize(cfg: EngineSource, now: number, sysPoll: number, rand: () => number): void {
+    // A broadcast source's associations are mobilised by the servers heard (`add`).
+    if (cfg.kind === "broadcast") return;
     const { host, port } = splitHostPort(cfg.address, this.defaultPort);
     if (cfg.kind !== "pool" && parseIp(host) !== null) {
       this.add(cfg, canonicalIp(host), port, "", now, sysPoll, rand);
@@ -115,7 +117,9 @@ export class AssociationSet {
         minPoll: cfg.minPoll,
         maxPoll: Math.max(cfg.minPoll, cfg.maxPoll),
         pool,
-        xleave: cfg.xleave && cfg.kind !== "peer",
+        xleave: cfg.xleave && (cfg.kind === "server" || cfg.kind === "pool"),
+        key: cfg.key ?? 0,
+        requireAuth: cfg.requireAuth ?? false,
       },
       now,
       rand,
@@ -197,7 +201,11 @@ export class AssociationSet {
         const key = this.origin.get(act.source);
         const a = this.map.get(act.source);
         const cfg = sources.find((s) => sourceKey(s) === key);
-        if (a && key && cfg && a.opts.pool !== "") {
+        if (a && key && cfg && a.opts.kind === "broadcast") {
+          // A heard broadcast server no longer heard is forgotten; it comes back when heard again.
+          this.drop(act.source);
+          out.push({ kind: "log", level: "info", message: `${act.source}: ${act.reason}` });
+        } else if (a && key && cfg && a.opts.pool !== "") {
           // A denied or unreachable server stays listed (state shows why); a pool member goes.
           this.drop(act.source);
           // Replace a lost pool member with a fresh address from a new lookup.
@@ -262,14 +270,17 @@ export class AssociationSet {
             prefer: cfg.prefer,
             minPoll: cfg.minPoll,
             maxPoll: cfg.maxPoll,
-            xleave: cfg.xleave && cfg.kind !== "peer",
+            xleave: cfg.xleave && (cfg.kind === "server" || cfg.kind === "pool"),
+            key: cfg.key ?? 0,
+            requireAuth: cfg.requireAuth ?? false,
           },
           now,
         );
         a.setPoll(sys.poll);
       }
-      if (cfg.kind === "pool") {
-        // Fewer members wanted: drop the least useful (not the system peer, lowest reach).
+      if (cfg.kind === "pool" || cfg.kind === "broadcast") {
+        // Fewer members wanted: drop the least useful (not the system peer, lowest reach);
+        // a broadcast source's servers are heard again, never looked up.
         const extra = list.length - cfg.maxSources;
         const worst = [...list].sort((x, y) =>
           Number(x === sys.peer) - Number(y === sys.peer) ||
@@ -279,7 +290,10 @@ export class AssociationSet {
           this.drop(a.id);
           out.push({ kind: "demobilize", source: a.id, reason: "max_sources lowered" });
         }
-        if (list.length < cfg.maxSources && !this.pending.some((p) => p.key === key)) {
+        if (
+          cfg.kind === "pool" && list.length < cfg.maxSources &&
+          !this.pending.some((p) => p.key === key)
+        ) {
           const { host, port } = splitHostPort(cfg.address, this.defaultPort);
           this.pending.push({ key, name: host, port, at: now });
         }

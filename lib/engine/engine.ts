@@ -16,6 +16,9 @@
 import { formatRefid, Leap, Mode, type NtpPacket, parsePacket } from "../ntp/packet.ts";
 import { isSynchronised, MAXSTRAT, type SystemState, unsyncedState } from "../ntp/system_state.ts";
 import { majorityLeapOf } from "../ntp/leap.ts";
+import type { MacCheck } from "../contracts.ts";
+import type { AuthKeys } from "../auth/keys.ts";
+import { checkMac } from "../auth/mac.ts";
 import type { Action } from "./actions.ts";
 import {
   AssociationSet,
@@ -31,11 +34,18 @@ import type { Sample } from "./filter.ts";
 import { LeapKeeper } from "./leap_smear.ts";
 import { applyReconfig, type EngineOptions, type EngineReconfig } from "./options.ts";
 import { fallbackConfig, followable } from "./orphan.ts";
+import { admitBroadcast } from "./broadcast.ts";
 import { PEER_PULL, PULL_BOUND } from "./peer_pull.ts";
-import { canonicalIp } from "./refid.ts";
+import { canonicalIp, refidOfAddress } from "./refid.ts";
 import type { EngineCounters, EngineReport, SourceReport } from "./report.ts";
 import { type Candidate, type Selection, selectSources } from "./select.ts";
-import { Association, type EngineSource, sourceId, type Transmit } from "./source.ts";
+import {
+  Association,
+  type EngineSource,
+  type SourceAction,
+  sourceId,
+  type Transmit,
+} from "./source.ts";
 import { loopstatsLine, peerstatsLine, peerStatusWord, SELECT_CODE, statsTime } from "./stats.ts";
 import {
   candidateOf,
@@ -59,6 +69,8 @@ export const GATHER_S = 4;
 /** Seconds within which the peers hear of our orphan parent claim (see `Association.announce`). */
 export const ANNOUNCE_SPREAD_S = 1;
 
+const NO_MAC: MacCheck = { kind: "none" };
+
 /** The engine. */
 export class Engine {
   readonly opts: EngineOptions;
@@ -78,6 +90,11 @@ export class Engine {
     steps: 0,
     spikes: 0,
     clock_updates: 0,
+    broadcast_received: 0,
+    broadcast_unauthenticated: 0,
+    broadcast_bad_mac: 0,
+    broadcast_bad_mode: 0,
+    broadcast_full: 0,
   };
   #started: number;
   #selection: Selection | null = null;
@@ -112,6 +129,7 @@ export class Engine {
   #sysPoll: number;
   #goodUpdates = 0;
   #logged = new Set<string>();
+  #keys: AuthKeys = { keys: new Map(), trusted: new Set() };
   #out: Action[] = [];
   #rand: () => number = Math.random;
   #lastNow = 0;
@@ -244,13 +262,125 @@ export class Engine {
       this.counters.unknown_source++;
       return this.#flush();
     }
-    this.#incoming(a, p, t4, sent);
+    // The MAC is checked against the keys in force (the association decides whether it needs one).
+    const mac: MacCheck = p.macLength > 0
+      ? checkMac(this.#keys.keys, this.#keys.trusted, bytes, bytes.length, p.version)
+      : NO_MAC;
+    this.#incoming(a, p, t4, sent, mac);
     return this.#flush();
   }
 
-  #incoming(a: Association, p: NtpPacket, recv: number, sent: Transmit | null): void {
+  /** The symmetric keys packets are checked with (key file reread, trusted keys changed). */
+  setKeys(keys: AuthKeys): void {
+    this.#keys = keys;
+    // Broadcast listeners check with the same keys (broadcast.ts `admitBroadcast`).
+    this.opts.checkMac = (bytes, length, version) =>
+      checkMac(keys.keys, keys.trusted, bytes, length, version);
+  }
+
+  /**
+   * A packet heard at raw time `t4` on the listener of broadcast source
+   * `source` (its `sourceKey`), from `host:port`. It must be mode 5 and
+   * authenticated with the source's key (unless the source is `insecure`;
+   * broadcast.ts `admitBroadcast`); anything else is counted and dropped,
+   * and never mobilises. The first admitted broadcast of a server
+   * mobilises an association for it (at most `max_sources` per source),
+   * which calibrates the delay with client/server exchanges and then
+   * takes a sample from each broadcast (source.ts `handleBroadcast`).
+   * Packets from our own address (`localRefid`: a looped-back broadcast)
+   * are ignored.
+   */
+  handleBroadcast(
+    source: string,
+    host: string,
+    port: number,
+    bytes: Uint8Array,
+    t4: number,
+    rand: () => number = Math.random,
+  ): Action[] {
+    this.#rand = rand;
+    this.#lastNow = Math.max(this.#lastNow, t4);
+    const cfg = this.opts.sources.find((s) => s.kind === "broadcast" && sourceKey(s) === source);
+    if (!cfg) return this.#flush();
+    const p = parsePacket(bytes);
+    if (typeof p === "string") {
+      this.counters.malformed++;
+      return this.#flush();
+    }
+    const mac = this.opts.checkMac?.(bytes, bytes.length, p.version) ?? { kind: "none" };
+    const verdict = admitBroadcast(p, mac, {
+      key: (cfg as { key?: number }).key ?? 0,
+      insecure: cfg.insecure ?? false,
+    });
+    if (verdict !== "ok") {
+      const counter = verdict === "mode"
+        ? "broadcast_bad_mode"
+        : verdict === "unauthenticated"
+        ? "broadcast_unauthenticated"
+        : "broadcast_bad_mac";
+      this.counters[counter]++;
+      this.#log(
+        `broadcast-${verdict} ${source}`,
+        "warning",
+        `Broadcast listener ${cfg.address}: ${
+          verdict === "mode"
+            ? `mode ${p.mode} packet`
+            : verdict === "unauthenticated"
+            ? "packet without a MAC"
+            : "packet with a failing MAC"
+        } from ${host} dropped (counted; logged once)`,
+      );
+      return this.#flush();
+    }
+    const ip = canonicalIp(host);
+    if (refidOfAddress(ip) === this.opts.localRefid) return this.#flush(); // our own, looped back
+    this.counters.broadcast_received++;
+    const id = sourceId(ip, port);
+    let a = this.associations.get(id);
+    if (!a) {
+      if (this.#set.members(source).length >= cfg.maxSources) {
+        this.counters.broadcast_full++;
+        this.#log(
+          `broadcast-full ${source}`,
+          "warning",
+          `Broadcast listener ${cfg.address}: ${cfg.maxSources} servers heard already (max_sources); ${id} not followed`,
+        );
+        return this.#flush();
+      }
+      this.#set.add(cfg, ip, port, "", t4, this.#sysPoll, this.#rand);
+      a = this.associations.get(id)!;
+      this.#out.push({
+        kind: "log",
+        level: "info",
+        message: `${id}: broadcast server heard on ${cfg.address}: calibrating the delay`,
+      });
+    } else if (a.opts.kind !== "broadcast") {
+      // A configured server or peer at that address: its own exchanges decide.
+      return this.#flush();
+    }
+    const authenticated = mac.kind === "ok" && mac.keyId === (a.opts.key ?? 0);
+    this.#received(a, () => a.handleBroadcast(p, t4, this.#context(), authenticated), t4);
+    return this.#flush();
+  }
+
+  #incoming(
+    a: Association,
+    p: NtpPacket,
+    recv: number,
+    sent: Transmit | null,
+    mac: MacCheck,
+  ): void {
+    this.#received(a, () => a.handleIncoming(p, recv, sent, this.#context(), mac), recv);
+  }
+
+  /** Runs an association's handling of a packet received at raw time `recv`, then selection. */
+  #received(
+    a: Association,
+    handle: () => { actions: SourceAction[]; fresh: boolean },
+    recv: number,
+  ): void {
     const before = { ...a.counters };
-    const r = a.handleIncoming(p, recv, sent, this.#context());
+    const r = handle();
     this.counters.bogus += a.counters.bogus - before.bogus;
     this.counters.replay += a.counters.replay - before.replay;
     this.counters.kod_rate += a.counters.kodRate - before.kodRate;
@@ -678,6 +808,11 @@ export class Engine {
     if (this.#logged.has(key)) return;
     this.#logged.add(key);
     this.#out.push({ kind: "log", level, message });
+  }
+
+  /** The `sourceKey` of the configured source association `id` came from, if any. */
+  sourceOf(id: string): string | undefined {
+    return this.#set.origin.get(id);
   }
 
   /** Status for `/status` and `edge-time peers`, at raw time `now`. */

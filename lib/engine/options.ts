@@ -4,6 +4,7 @@
  */
 import type { LeapTable } from "../ntp/leap.ts";
 import type { EngineSource } from "./source.ts";
+import type { BroadcastMac } from "./broadcast.ts";
 
 /** Engine options (from `[clock]` and `[[source]]`). */
 export interface EngineOptions {
@@ -46,6 +47,12 @@ export interface EngineOptions {
    * absent = no smear: the leap is announced and served as 23:59:60.
    */
   leapSmear?: number;
+  /**
+   * Checks the MAC of a packet heard on a broadcast listener (`bytes[0..length)`,
+   * NTP `version`) against the keys in force (lib/auth/mac.ts `checkMac`);
+   * absent = no keys: every packet counts as carrying no MAC.
+   */
+  checkMac?: (bytes: Uint8Array, length: number, version: number) => BroadcastMac;
 }
 
 /** What `reconfigure` can change on a running engine (the live part of `[clock]`, and sources). */
@@ -55,7 +62,10 @@ export type EngineReconfig =
     "sources" | "stepThreshold" | "panicThreshold" | "orphanStratum" | "orphanWait" | "minSources"
   >
   & Partial<
-    Pick<EngineOptions, "stats" | "localRefid" | "localStratum" | "leapTable" | "leapSmear">
+    Pick<
+      EngineOptions,
+      "stats" | "localRefid" | "localStratum" | "leapTable" | "leapSmear" | "checkMac"
+    >
   >;
 
 /**
@@ -75,4 +85,5 @@ export function applyReconfig(o: EngineOptions, next: EngineReconfig): void {
   if (next.localStratum !== undefined) o.localStratum = next.localStratum;
   if (next.leapSmear !== undefined) o.leapSmear = next.leapSmear;
   if (next.leapTable !== undefined) o.leapTable = next.leapTable;
+  if (next.checkMac !== undefined) o.checkMac = next.checkMac;
 }

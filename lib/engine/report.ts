@@ -33,7 +33,7 @@ export type Tally = "*" | "+" | "-" | "x" | "#" | " ";
 export interface SourceReport {
   tally: Tally;
   address: string;
-  kind: "server" | "pool" | "peer";
+  kind: "server" | "pool" | "peer" | "broadcast";
   refid: string;
   stratum: number;
   /** Seconds since the last valid sample, -1 when none. */
@@ -49,8 +49,36 @@ export interface SourceReport {
   state?: "active" | "denied";
   /** Whether the last sample came from an interleaved reply (RFC 9769, `xleave`). */
   interleaved?: boolean;
+  /** Symmetric key ID of the source (absent: none). */
+  key?: number;
+  /** Whether the last packet accepted from the source had a valid MAC of `key`. */
+  authenticated?: boolean;
+  /** Broadcast server heard: the calibrated round-trip delay (absent until calibrated). */
+  broadcast_delay_s?: number;
   /** Per-source event counters (bogus, replay, KoD …). */
   counters?: Record<string, number>;
+  /** NTS (RFC 8915) sources: filled in by the driver, which holds the keys and cookies. */
+  nts?: NtsSourceReport;
+}
+
+/** The NTS state of a source (lib/io/engine_driver.ts). */
+export interface NtsSourceReport {
+  /** "key-exchange" (in progress), "ready" (keys and cookies held), "failed" (last KE failed). */
+  state: "idle" | "key-exchange" | "ready" | "failed";
+  /** Cookies held (8 when every reply refills the jar). */
+  cookies: number;
+  /** Successful key exchanges so far. */
+  key_exchanges: number;
+  /** Replies that verified (authenticated). */
+  authenticated: number;
+  /** NTS NAKs received (each leads to a new key exchange). */
+  naks: number;
+  /** Replies dropped: no or wrong authenticator, unknown identifier. */
+  rejected: number;
+  /** Where NTP goes, as the KE named it ("" before the first KE). */
+  ntp_server: string;
+  /** The last failure, "" when none. */
+  error: string;
 }
 
 export interface EngineReport {
@@ -77,4 +105,14 @@ export interface EngineCounters {
   /** Step-sized offsets waiting to persist. */
   spikes: number;
   clock_updates: number;
+  /** Broadcast listeners: mode 5 packets admitted (authenticated, or `insecure`). */
+  broadcast_received: number;
+  /** Broadcast listeners: packets without a MAC where one is required (never used). */
+  broadcast_unauthenticated: number;
+  /** Broadcast listeners: packets with a failing MAC (unknown, untrusted or other key, bad digest). */
+  broadcast_bad_mac: number;
+  /** Broadcast listeners: packets that are not mode 5 (a mode 1 sent to the group, say). */
+  broadcast_bad_mode: number;
+  /** Broadcast servers not followed because `max_sources` were heard already. */
+  broadcast_full: number;
 }

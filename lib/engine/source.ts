@@ -23,8 +23,10 @@ import { MAXDIST } from "./select.ts";
 import { replyProblem } from "../ntp/reply_check.ts";
 import { SourceStats } from "./discipline.ts";
 import type { SystemVars } from "./system.ts";
+import type { MacCheck } from "../contracts.ts";
+import { BROADCAST_UNREACH_LIMIT, broadcastOffset, calibratedDelay } from "./broadcast.ts";
 
-export type SourceKind = "server" | "pool" | "peer";
+export type SourceKind = "server" | "pool" | "peer" | "broadcast";
 
 /** Seconds between iburst packets, and their count (ntpd BCOUNT). */
 export const BURST_INTERVAL = 2;
@@ -47,6 +49,8 @@ export type SourceAction =
      * it as its T3). Otherwise the packet leaves as built.
      */
     stampXmt: boolean;
+    /** Symmetric key ID whose MAC the driver appends after the stamp; 0 = none. */
+    key: number;
   }
   | { kind: "log"; level: "info" | "warning"; message: string }
   | { kind: "demobilize"; source: string; reason: string };
@@ -77,6 +81,12 @@ export interface SourceCounters {
   unsync: number;
   /** Reply whose root distance exceeds MAXDIST. */
   distance: number;
+  /** Packet rejected for its MAC (missing, crypto-NAK, other key, wrong digest). */
+  auth: number;
+  /** Broadcast client: mode 5 packets heard. */
+  broadcasts: number;
+  /** Broadcast client: mode 5 packets heard before the delay was calibrated (not used). */
+  uncalibrated: number;
 }
 
 /**
@@ -98,10 +108,25 @@ export interface EngineSource {
   maxSources: number;
   /** Interleaved mode (RFC 9769, chrony `xleave`); server and pool sources (client mode only). */
   xleave: boolean;
+  /**
+   * Symmetric key ID (0 = none): our packets carry its MAC, and a packet
+   * from the source counts only with a valid MAC of this key.
+   */
+  key?: number;
+  /** Only authenticated packets count (requires `key`; config checks it). */
+  requireAuth?: boolean;
+  /**
+   * `broadcast` only: use broadcasts without a MAC (BCP 223 advises
+   * against it); absent = false.
+   */
+  insecure?: boolean;
 }
 
 /** Options of one association: its configured source's, with the address resolved. */
-export type SourceOptions = Omit<EngineSource, "address" | "maxSources"> & {
+export type SourceOptions = Omit<EngineSource, "address" | "maxSources" | "key" | "requireAuth"> & {
+  /** Symmetric key ID, 0 = none. */
+  key: number;
+  requireAuth: boolean;
   host: string;
   port: number;
   /** Name of the pool this member came from, "" otherwise. */
@@ -153,6 +178,8 @@ export class Association {
   refTime = 0;
   /** Whether the last sample came from an interleaved reply. */
   interleaved = false;
+  /** Whether the last packet accepted from the source had a valid MAC of our key. */
+  authenticated = false;
   /** Raw time of the last valid sample, -1 when none. */
   lastSample = -1;
   readonly filter = new ClockFilter();
@@ -167,7 +194,18 @@ export class Association {
     kodDeny: 0,
     unsync: 0,
     distance: 0,
+    auth: 0,
+    broadcasts: 0,
+    uncalibrated: 0,
   };
+  /**
+   * Broadcast client (kind "broadcast", RFC 5905 §8, ntpd's `bdelay`): the
+   * round-trip delay the client/server exchanges after the first broadcast
+   * measured, seconds; null until CALIBRATION_SAMPLES replies came in.
+   * Each later broadcast gives offset T3 − T4 + delay/2.
+   */
+  bdelay: number | null = null;
+  #calibration: number[] = [];
   // Protocol state (RFC 5905 names). Basic mode: the xmt of the request a
   // reply answered (a request is answered once). Symmetric mode: what the
   // peer sent last, echoed in our next packet (`org`, `rec`).
@@ -190,7 +228,8 @@ export class Association {
     this.id = sourceId(opts.host, opts.port);
     this.mode = opts.kind === "peer" ? Mode.symmetricActive : Mode.client;
     this.hpoll = opts.minPoll;
-    this.burst = opts.iburst ? BURST_COUNT : 0;
+    // A broadcast association starts with the calibration volley, iburst or not.
+    this.burst = opts.iburst || opts.kind === "broadcast" ? BURST_COUNT : 0;
     // Spread the first polls a little so many sources do not fire together.
     this.nextPoll = now + rand();
   }
@@ -251,7 +290,10 @@ export class Association {
    * has not answered yet starts a burst, as at mobilisation.
    */
   update(
-    o: Pick<SourceOptions, "iburst" | "prefer" | "minPoll" | "maxPoll" | "xleave">,
+    o: Pick<
+      SourceOptions,
+      "iburst" | "prefer" | "minPoll" | "maxPoll" | "xleave" | "key" | "requireAuth"
+    >,
     now: number,
   ): void {
     if (o.iburst && !this.opts.iburst && this.reach === 0 && this.state === "active") {
@@ -261,6 +303,8 @@ export class Association {
     this.opts.iburst = o.iburst;
     this.opts.prefer = o.prefer;
     this.opts.xleave = o.xleave;
+    this.opts.key = o.key;
+    this.opts.requireAuth = o.requireAuth;
     this.opts.minPoll = o.minPoll;
     this.opts.maxPoll = Math.max(o.minPoll, o.maxPoll);
     this.setPoll(this.hpoll);
@@ -275,6 +319,7 @@ export class Association {
     }
     this.reach = (this.reach << 1) & 0xff;
     this.unreach++;
+    if (this.opts.kind === "broadcast" && this.bdelay !== null) return this.#listenTimer(now, ctx);
     if (this.reach === 0 && this.unreach > 1 && this.burst === 0) {
       const msg = `${this.id}: no reply (reach 0)`;
       if (this.unreach >= POOL_UNREACH_LIMIT && this.opts.kind === "pool") {
@@ -296,6 +341,23 @@ export class Association {
     }
     this.nextPoll = now + interval * (1 - 0.02 * ctx.rand());
     return out;
+  }
+
+  /**
+   * A calibrated broadcast association sends nothing: its timer only ages
+   * the reach register, once per broadcast interval (the packets' poll, or
+   * ours when longer), and forgets a server not heard for
+   * BROADCAST_UNREACH_LIMIT intervals (ntpd demobilises such an
+   * ephemeral association too).
+   */
+  #listenTimer(now: number, ctx: SourceContext): SourceAction[] {
+    if (this.unreach > BROADCAST_UNREACH_LIMIT) {
+      this.nextPoll = Infinity;
+      return [{ kind: "demobilize", source: this.id, reason: "no broadcast heard" }];
+    }
+    const interval = Math.max(this.pollInterval, 2 ** Math.max(0, Math.min(17, this.ppoll)));
+    this.nextPoll = now + interval * (1 + 0.02 * ctx.rand());
+    return [];
   }
 
   #transmit(now: number, ctx: SourceContext): SourceAction {
@@ -361,6 +423,7 @@ export class Association {
       mode,
       bytes: serializePacket(p),
       stampXmt,
+      key: this.opts.key,
     };
   }
 
@@ -377,6 +440,7 @@ export class Association {
     t4: number,
     sent: Transmit | null,
     ctx: SourceContext,
+    mac: MacCheck = NO_MAC,
   ): { actions: SourceAction[]; output: FilterOutput | null; fresh: boolean } {
     const actions: SourceAction[] = [];
     const none = { actions, output: null, fresh: false };
@@ -390,6 +454,25 @@ export class Association {
     ) {
       return none;
     }
+    // Test 5 (RFC 5905 §8 access/authentication), before any state is
+    // touched: a forged packet must not even count as seen (replay test).
+    // Logged once per episode: until a packet authenticates again.
+    if (this.opts.key !== 0) {
+      const why = macProblem(mac, this.opts.key);
+      if (why !== null) {
+        this.counters.auth++;
+        this.authenticated = false;
+        const l = this.#once(
+          "auth",
+          "warning",
+          `${this.id}: ${symmetric ? "packet" : "reply"} dropped: ${why}`,
+        );
+        if (l) actions.push(l);
+        return none;
+      }
+      this.#logged.delete("auth");
+    }
+    this.authenticated = mac.kind === "ok" && mac.keyId === this.opts.key;
     if (p.xmt === this.#lastRxXmt || p.xmt === 0n) {
       this.counters.replay++;
       const l = this.#once("replay", "warning", `${this.id}: duplicate or replayed packet dropped`);
@@ -504,6 +587,97 @@ export class Association {
     this.#logged.delete("rate"); // a later RATE kiss is a new episode
     const sample: Sample = { t: at, y: offset + ctx.correction(at), delay, disp };
     this.stats.add(sample.t, sample.y, delay);
+    if (this.opts.kind === "broadcast" && this.bdelay === null) this.#calibrate(delay, t4, actions);
+    return { actions, output: this.filter.add(sample, ctx.residual, ctx.precision), fresh: true };
+  }
+
+  /**
+   * One calibration reply's round-trip delay: once CALIBRATION_SAMPLES are
+   * in, the smallest is the delay every later broadcast is corrected
+   * with, and the association stops sending (it listens).
+   */
+  #calibrate(delay: number, now: number, actions: SourceAction[]): void {
+    this.#calibration.push(delay);
+    const d = calibratedDelay(this.#calibration);
+    if (d === null) return;
+    this.bdelay = d;
+    this.burst = 0;
+    this.nextPoll = now + Math.max(this.pollInterval, 2 ** Math.max(0, Math.min(17, this.ppoll)));
+    actions.push({
+      kind: "log",
+      level: "info",
+      message: `${this.id}: broadcast delay calibrated: ${(d * 1e3).toFixed(3)} ms round trip`,
+    });
+  }
+
+  /**
+   * A broadcast (mode 5) from this association's server, already admitted
+   * by the engine (broadcast.ts `admitBroadcast`; `authenticated`: with a
+   * valid MAC of our key), heard at raw time `t4`.
+   * Duplicates and replays are dropped, the header tests applied as for a
+   * reply; once the delay is calibrated the packet is a sample with offset
+   * T3 − T4 + delay/2 and the calibrated delay.
+   */
+  handleBroadcast(
+    p: NtpPacket,
+    t4: number,
+    ctx: SourceContext,
+    authenticated = false,
+  ): { actions: SourceAction[]; output: FilterOutput | null; fresh: boolean } {
+    const actions: SourceAction[] = [];
+    const none = { actions, output: null, fresh: false };
+    if (this.state !== "active" || p.mode !== Mode.broadcast) return none;
+    this.counters.broadcasts++;
+    if (p.xmt === this.#lastRxXmt || p.xmt === 0n) {
+      this.counters.replay++;
+      const l = this.#once("replay", "warning", `${this.id}: duplicate or replayed packet dropped`);
+      if (l) actions.push(l);
+      return none;
+    }
+    this.#lastRxXmt = p.xmt;
+    this.authenticated = authenticated;
+    this.ppoll = p.poll;
+    this.reach |= 1;
+    this.unreach = 0;
+    if (p.leap === Leap.unsync || p.stratum >= MAXSTRAT || p.stratum === 0) {
+      this.counters.unsync++;
+      this.leap = Leap.unsync;
+      this.stratum = MAXSTRAT;
+      return none;
+    }
+    if (p.rootDelay / 2 + p.rootDisp >= MAXDIST) {
+      this.counters.distance++;
+      const l = this.#once("distance", "warning", `${this.id}: root distance above ${MAXDIST} s`);
+      if (l) actions.push(l);
+      return none;
+    }
+    this.leap = p.leap;
+    this.stratum = p.stratum;
+    this.refid = p.refid;
+    this.rootDelay = p.rootDelay;
+    this.rootDisp = p.rootDisp;
+    this.precision = p.precision;
+    this.refTime = p.ref === 0n ? 0 : toUnixSeconds(p.ref, ctx.served(t4));
+    if (this.bdelay === null) {
+      // The calibration exchanges run on the poll timer; until they end a
+      // broadcast alone cannot tell the one-way delay.
+      this.counters.uncalibrated++;
+      if (this.counters.sent >= BURST_COUNT && this.#calibration.length === 0) {
+        const l = this.#once(
+          "uncalibrated",
+          "warning",
+          `${this.id}: broadcasts heard, but no valid reply to the calibration requests (does the server allow us, and share the key?); its broadcasts are not used`,
+        );
+        if (l) actions.push(l);
+      }
+      return none;
+    }
+    const delay = this.bdelay;
+    const offset = broadcastOffset(p.xmt, fromUnixSeconds(ctx.served(t4)), delay);
+    const disp = 2 ** ctx.precision + 2 ** p.precision + PHI * delay;
+    this.lastSample = t4;
+    const sample: Sample = { t: t4, y: offset + ctx.correction(t4), delay, disp };
+    this.stats.add(sample.t, sample.y, delay);
     return { actions, output: this.filter.add(sample, ctx.residual, ctx.precision), fresh: true };
   }
 
@@ -540,6 +714,26 @@ export class Association {
     if (this.#logged.has(key)) return null;
     this.#logged.add(key);
     return { kind: "log", level, message };
+  }
+}
+
+const NO_MAC: MacCheck = { kind: "none" };
+
+/** Why a packet's MAC verdict does not authenticate it with key `key`, or null when it does. */
+export function macProblem(mac: MacCheck, key: number): string | null {
+  switch (mac.kind) {
+    case "ok":
+      return mac.keyId === key ? null : `MAC of key ${mac.keyId}, not ${key}`;
+    case "none":
+      return `no MAC (key ${key} required)`;
+    case "crypto-nak":
+      return `crypto-NAK (the other side does not know or trust key ${key})`;
+    case "unknown-key":
+      return `MAC of unknown key ${mac.keyId}`;
+    case "untrusted":
+      return `MAC of untrusted key ${mac.keyId}`;
+    case "bad-mac":
+      return `bad MAC (key ${mac.keyId}): wrong key or tampered`;
   }
 }
 

@@ -128,11 +128,13 @@ export function classifyCandidates(
   for (const a of associations) {
     const c = candidate(a);
     if (!c) continue;
-    if (a.opts.kind === "peer" && !rules.followable(a)) pullOnly.add(a.id);
+    // Heard broadcast servers are siblings in a discovery cluster: the peer rules apply to them.
+    const sibling = a.opts.kind === "peer" || a.opts.kind === "broadcast";
+    if (sibling && !rules.followable(a)) pullOnly.add(a.id);
     // Symmetric peers at or above the orphan stratum take part in the orphan
     // election only (that also ends the stratum count-up of peers that lost
     // their upstream together); servers at any stratum are ordinary sources.
-    if (rules.orphanOn && a.opts.kind === "peer" && a.stratum >= rules.orphanStratum) {
+    if (rules.orphanOn && sibling && a.stratum >= rules.orphanStratum) {
       if (isOrphanParent(a, rules.orphanStratum)) orphans.push({ a, c });
       else electionOnly.push(a);
       continue;
@@ -307,6 +309,8 @@ export function sourceReportOf(
     jitter_s: f?.jitter ?? 0,
     state: a.state,
     interleaved: a.interleaved,
+    ...(a.opts.key === 0 ? {} : { key: a.opts.key, authenticated: a.authenticated }),
+    ...(a.opts.kind === "broadcast" && a.bdelay !== null ? { broadcast_delay_s: a.bdelay } : {}),
     counters: { ...a.counters },
   };
 }

@@ -9,9 +9,15 @@
 import { lookup } from "node:dns/promises";
 import type { Config } from "../config/mod.ts";
 import { type Clock, VirtualClock } from "../engine/clock.ts";
-import { type Action, Engine, type EngineReconfig } from "../engine/engine.ts";
+import {
+  type Action,
+  Engine,
+  type EngineReconfig,
+  sourceKey,
+  splitHostPort,
+} from "../engine/engine.ts";
 import type { EngineReport } from "../engine/report.ts";
-import { refidOfAddress } from "../engine/refid.ts";
+import { canonicalIp, refidOfAddress } from "../engine/refid.ts";
 import { parseSocketAddress } from "../config/socket_address.ts";
 import { stampTransmit } from "../ntp/server.ts";
 import { Mode } from "../ntp/packet.ts";
@@ -20,7 +26,13 @@ import { logger } from "../log.ts";
 import { realtimeSeconds } from "./realtime.ts";
 import { appendStats, readDrift, writeDrift } from "./stats_files.ts";
 import { describeLeapTable, loadLeapFile } from "./leap_file.ts";
-import { type SourceEndpoint, SourceSockets } from "./source_socket.ts";
+import { type SourceEndpoint, SourceSockets, type XmtWriter } from "./source_socket.ts";
+import type { AuthKeys } from "../auth/keys.ts";
+import { macLength, writeMac } from "../auth/mac.ts";
+import { HEADER_LEN } from "../ntp/packet.ts";
+import { interfaceIndex } from "./libc.ts";
+import { type KeyExchange, type NtsSourceConfig, NtsSources } from "./nts_sources.ts";
+import { ntsKeyExchange } from "./nts_ke_client.ts";
 
 /** How often the driftfile is rewritten (ntpd and chrony: hourly; also at stop). */
 export const DRIFT_SAVE_MS = 3600_000;
@@ -34,6 +46,10 @@ export interface EngineDriverOptions {
   clock?: Clock;
   /** Driftfile save interval, ms (default DRIFT_SAVE_MS; tests shorten it). */
   driftSaveMs?: number;
+  /** Symmetric keys for sources with `key` (default: none). */
+  keys?: AuthKeys;
+  /** NTS-KE of `nts = true` sources (default: lib/io/nts_ke_client.ts over OpenSSL). */
+  keyExchange?: KeyExchange;
 }
 
 /** The engine's view of a config: sources, the live part of `[clock]`, `local_stratum`. */
@@ -55,6 +71,9 @@ export function engineReconfig(
       maxPoll: s.maxPoll,
       maxSources: s.maxSources,
       xleave: s.xleave,
+      key: s.key,
+      requireAuth: s.requireAuth,
+      insecure: s.insecure,
     })),
     stepThreshold: c.clock.stepThresholdMs / 1000,
     panicThreshold: c.clock.panicThresholdS,
@@ -100,14 +119,34 @@ export class EngineDriver {
   #driftTimer: ReturnType<typeof setInterval> | null = null;
   #stopped = false;
   readonly #unresolved = new Set<string>();
+  #keys: AuthKeys;
+  /** Sources whose key is missing from the key file, logged once each until it is back. */
+  readonly #keyMissing = new Set<string>();
+  /** Listener socket id (the broadcast source's `sourceKey`) → where it listens ("host port interface"). */
+  readonly #listeners = new Map<string, string>();
+  /** This host's addresses: our own broadcasts, looped back to a listener, are not a server heard. */
+  #ownAddresses = new Set<string>();
+  /** NTS state of `nts = true` sources' associations (keys, cookies, KE). */
+  readonly #nts: NtsSources;
+  /** The endpoint each NTS association's socket is connected to ("host port"). */
+  readonly #ntsOpen = new Map<string, string>();
 
   private constructor(o: EngineDriverOptions, engine: Engine) {
     this.#o = o;
     this.#config = o.config;
     this.engine = engine;
+    this.#keys = o.keys ?? { keys: new Map(), trusted: new Set() };
+    engine.setKeys(this.#keys);
+    this.#nts = new NtsSources(
+      o.keyExchange ?? ntsKeyExchange,
+      (level, line) => level === "warning" ? this.#log.warn(line) : this.#log.info(line),
+      realtimeSeconds,
+    );
     let sockets: SourceSockets | null = null;
     try {
-      sockets = new SourceSockets((id, bytes, t4) => this.#incoming(id, bytes, t4));
+      sockets = new SourceSockets((id, bytes, t4, from) =>
+        from ? this.#heard(id, bytes, t4, from) : this.#incoming(id, bytes, t4)
+      );
     } catch (e) {
       this.#log.error(
         `Sources need the FFI socket driver (--allow-ffi on Linux): ${
@@ -148,13 +187,19 @@ export class EngineDriver {
     if (typeof leap === "string") d.#log.error(`${leap}; leap seconds come from the sources`);
     else if (leap) d.#log.info(describeLeapTable(leap));
     d.#driftTimer = setInterval(() => void d.saveDrift(), o.driftSaveMs ?? DRIFT_SAVE_MS);
+    d.#listen(c);
     d.#run(engine.handleTimer(realtimeSeconds()));
     return d;
   }
 
-  /** Status for the status page. */
+  /** Status for the status page: the engine's, with the NTS state of NTS sources. */
   report(): EngineReport {
-    return this.engine.report(realtimeSeconds());
+    const r = this.engine.report(realtimeSeconds());
+    for (const s of r.sources) {
+      const nts = this.#nts.report(s.address);
+      if (nts) s.nts = nts;
+    }
+    return r;
   }
 
   /**
@@ -181,6 +226,72 @@ export class EngineDriver {
         realtimeSeconds(),
       ),
     );
+    this.#listen(next);
+  }
+
+  /**
+   * Opens a listener for each broadcast source of `c` that has none yet
+   * (bound to its group or broadcast address, joined on its interface) and
+   * closes those of sources that are gone. A listener that cannot open is
+   * one error line; the reload after the cause is fixed tries again.
+   */
+  #listen(c: Config): void {
+    const sockets = this.#sockets;
+    if (!sockets) return;
+    try {
+      this.#ownAddresses = new Set(Deno.networkInterfaces().map((i) => canonicalIp(i.address)));
+    } catch { /* no --allow-sys: the engine still ignores its refid address */ }
+    const want = new Map<string, Config["source"][number]>();
+    for (const s of c.source) {
+      if (s.kind === "broadcast") want.set(sourceKey(s), s);
+    }
+    const where = (s: Config["source"][number]) => `${s.address} ${s.interface}`;
+    for (const [id, at] of [...this.#listeners]) {
+      const s = want.get(id);
+      if (s && where(s) === at) continue;
+      // Gone, or its interface changed: closed here, reopened below.
+      sockets.close(id);
+      this.#listeners.delete(id);
+    }
+    for (const [id, s] of want) {
+      if (this.#listeners.has(id)) continue;
+      const { host, port } = splitHostPort(s.address, 123);
+      const ifindex = s.interface === "" ? 0 : interfaceIndex(s.interface);
+      if (s.interface !== "" && ifindex === 0) {
+        this.#log.error(`Broadcast source ${s.address}: no interface ${s.interface}`);
+        continue;
+      }
+      const err = sockets.listen(id, { host, port, ifindex });
+      if (err) {
+        this.#log.error(`Cannot listen for broadcasts: ${err}`);
+        continue;
+      }
+      this.#listeners.set(id, where(s));
+      if (s.insecure) {
+        this.#log.warn(
+          `Broadcast source ${s.address}: insecure = true: unauthenticated broadcasts are used (anyone on the LAN can steer this clock; BCP 223)`,
+        );
+      }
+      this.#log.info(`Listening for broadcasts on ${s.address}`);
+    }
+  }
+
+  /** A datagram on a broadcast listener, from `from`, with its kernel receive time. */
+  #heard(id: string, bytes: Uint8Array, t4: number, from: { host: string; port: number }): void {
+    if (this.#stopped) return;
+    if (!this.#listeners.has(id) || this.#ownAddresses.has(canonicalIp(from.host))) return;
+    const source = id; // a listener's id is its source's `sourceKey`
+    this.#safely(
+      `broadcast from ${from.host}`,
+      () => this.engine.handleBroadcast(source, from.host, from.port, bytes, t4),
+    );
+  }
+
+  /** New symmetric keys (key file reread on SIGHUP, `auth.trusted_keys` changed). */
+  setKeys(keys: AuthKeys): void {
+    this.#keys = keys;
+    this.engine.setKeys(keys);
+    this.#keyMissing.clear();
   }
 
   /** Writes the current frequency to the driftfile (once the clock was updated at least once). */
@@ -220,6 +331,8 @@ export class EngineDriver {
           break;
         case "demobilize":
           this.#sockets?.close(a.source);
+          this.#nts.forget(a.source);
+          this.#ntsOpen.delete(a.source);
           break;
         case "resolve":
           void this.#resolve(a.name, a.source);
@@ -260,6 +373,12 @@ export class EngineDriver {
     if (this.#stopped) return;
     const a = this.engine.associations.get(id);
     if (!a) return;
+    if (this.#nts.has(id)) {
+      // Only authentic replies reach the engine (their header; the fields were checked).
+      const header = this.#nts.accept(id, bytes);
+      if (!header) return;
+      bytes = header;
+    }
     const sent = this.#sockets?.lastSent(id) ?? null;
     this.#safely(
       `packet from ${id}`,
@@ -287,9 +406,56 @@ export class EngineDriver {
     }
   }
 
+  /** The NTS settings of association `id`'s source, or null when it is not `nts = true`. */
+  #ntsConfig(id: string): NtsSourceConfig | null {
+    const key = this.engine.sourceOf(id);
+    const src = key === undefined
+      ? undefined
+      : this.#config.source.find((s) => sourceKey(s) === key);
+    if (!src?.nts) return null;
+    return { host: splitHostPort(src.address, 123).host, port: src.ntsPort, caFile: src.caFile };
+  }
+
+  /**
+   * An NTS association's poll: the request with its NTS fields, sent to
+   * the server the KE named, its authenticator computed right after the
+   * xmt write. Without cookies nothing is sent; a KE starts instead.
+   */
+  #sendNts(a: Extract<Action, { kind: "send" }>, sockets: SourceSockets): void {
+    const req = this.#nts.request(a.source, a.bytes, a.host);
+    const ep = this.#nts.endpoint(a.source);
+    if (!req || !ep) return;
+    const where = `${ep.host} ${ep.port}`;
+    if (!sockets.has(a.source) || this.#ntsOpen.get(a.source) !== where) {
+      const err = sockets.open(a.source, ep);
+      if (err) {
+        if (!this.#failed.has(a.source)) this.#log.error(`Cannot open a socket for ${err}`);
+        this.#failed.add(a.source);
+        return;
+      }
+      this.#failed.delete(a.source);
+      this.#ntsOpen.set(a.source, where);
+    }
+    sockets.send(a.source, req.bytes, (bytes, sec, nsec) => {
+      if (a.stampXmt) stampTransmit(bytes, 0, this.engine.clockState(), sec, nsec);
+      req.seal(bytes);
+    });
+  }
+
   #send(a: Extract<Action, { kind: "send" }>): void {
     const sockets = this.#sockets;
     if (!sockets) return;
+    const nts = this.#ntsConfig(a.source);
+    if (nts) {
+      this.#nts.track(a.source, nts);
+      return this.#sendNts(a, sockets);
+    }
+    if (this.#nts.has(a.source)) {
+      // No longer NTS (a reload): plain packets go to the configured address.
+      this.#nts.forget(a.source);
+      this.#ntsOpen.delete(a.source);
+      sockets.close(a.source);
+    }
     if (!sockets.has(a.source)) {
       const err = sockets.open(a.source, this.#endpoint(a));
       if (err) {
@@ -302,13 +468,29 @@ export class EngineDriver {
     }
     // Symmetric packets carry the served time of the clock reading taken
     // right before the send, as the server's replies do (on UTC: never smeared).
-    sockets.send(
-      a.source,
-      a.bytes,
-      a.stampXmt
-        ? (bytes, sec, nsec) => stampTransmit(bytes, 0, this.engine.clockState(), sec, nsec)
-        : undefined,
-    );
+    const stamp: XmtWriter | undefined = a.stampXmt
+      ? (bytes, sec, nsec) => stampTransmit(bytes, 0, this.engine.clockState(), sec, nsec)
+      : undefined;
+    if (a.key === 0) {
+      sockets.send(a.source, a.bytes, stamp);
+      return;
+    }
+    // The MAC covers xmt: it is made after the stamp, right before the send.
+    const key = this.#keys.keys.get(a.key);
+    if (!key) {
+      // Config checks keep this from happening at start; a key file edited since can.
+      if (!this.#keyMissing.has(a.source)) {
+        this.#log.error(`${a.source}: key ${a.key} is not in the key file; not sending`);
+      }
+      this.#keyMissing.add(a.source);
+      return;
+    }
+    const bytes = new Uint8Array(HEADER_LEN + 4 + macLength(key.type));
+    bytes.set(a.bytes.subarray(0, HEADER_LEN));
+    sockets.send(a.source, bytes, (b, sec, nsec) => {
+      stamp?.(b, sec, nsec);
+      writeMac(key, b, 0, HEADER_LEN);
+    });
   }
 
   /** Where an association's socket sends from: symmetric peers from the server's address and port. */

@@ -2,7 +2,9 @@
  * Reads `auth.keyfile` (ntpd `ntp.keys` format) for the app; parsing is
  * pure (lib/auth/keys.ts). Errors never contain a key.
  */
-import { type KeyTable, parseKeyFile } from "../auth/keys.ts";
+import { type AuthKeys, type KeyTable, parseKeyFile } from "../auth/keys.ts";
+import { type Config, missingSourceKeys } from "../config/mod.ts";
+import type { WorkerKeys } from "./server_worker.ts";
 
 /** What a key file gave: its keys and one line per problem. */
 export interface LoadedKeys {
@@ -28,4 +30,51 @@ export function loadKeyFile(path: string): LoadedKeys {
     return { keys: new Map(), errors: [`${path}: cannot read: ${why}`], read: false };
   }
   return { ...parseKeyFile(text, path), read: true };
+}
+
+/**
+ * The keys `config` asks for (`auth.keyfile`, `auth.trusted_keys`) and
+ * every problem, one line each: the key file's own (`FILE:LINE: …`), then
+ * sources whose `key` the file lacks (`CONFIG:LINE: source[i].key: …`,
+ * `configText`/`configFile` being the config's). `keys` is null when the
+ * file could not be read.
+ */
+export function readKeys(
+  config: Config,
+  configText: string,
+  configFile: string,
+): { keys: AuthKeys | null; errors: string[] } {
+  const loaded = loadKeyFile(config.auth.keyfile);
+  if (!loaded.read) return { keys: null, errors: loaded.errors };
+  const keys = { keys: loaded.keys, trusted: new Set(config.auth.trustedKeys) };
+  const ids = new Set(loaded.keys.keys());
+  return {
+    keys,
+    errors: [...loaded.errors, ...missingSourceKeys(config, ids, configText, configFile)],
+  };
+}
+
+/** One log line about the keys in force: how many, their IDs and types, which are trusted. */
+export function describeKeys(file: string, k: AuthKeys): string {
+  const list = [...k.keys.values()].map((key) =>
+    `${key.id} ${key.type}${k.trusted.has(key.id) ? "" : " (untrusted)"}`
+  );
+  return `Keys from ${file}: ${list.length === 0 ? "none" : list.join(", ")}`;
+}
+
+/** The keys as plain data for the server workers (postMessage). */
+export function workerKeys(k: AuthKeys): WorkerKeys {
+  return { keys: [...k.keys.values()], trusted: [...k.trusted] };
+}
+
+/** Whether two key sets hold the same keys and trust the same IDs. */
+export function sameKeys(a: AuthKeys, b: AuthKeys): boolean {
+  if (a.keys.size !== b.keys.size || a.trusted.size !== b.trusted.size) return false;
+  for (const id of a.trusted) if (!b.trusted.has(id)) return false;
+  for (const [id, k] of a.keys) {
+    const o = b.keys.get(id);
+    if (!o || o.type !== k.type || o.secret.length !== k.secret.length) return false;
+    for (let i = 0; i < k.secret.length; i++) if (o.secret[i] !== k.secret[i]) return false;
+  }
+  return true;
 }

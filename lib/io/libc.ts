@@ -15,6 +15,7 @@ export const SO_REUSEADDR = 2;
 export const SO_SNDBUF = 7;
 export const SO_RCVBUF = 8;
 export const SO_REUSEPORT = 15;
+export const SO_BROADCAST = 6;
 export const SO_RCVBUFFORCE = 33;
 /** SO_TIMESTAMPNS_OLD: struct timespec in the cmsg; same layout as the new one on LP64. */
 export const SO_TIMESTAMPNS = 35;
@@ -30,6 +31,14 @@ export const IPPROTO_IP = 0;
 export const IPPROTO_IPV6 = 41;
 export const IP_PKTINFO = 8;
 export const IP_MTU_DISCOVER = 10;
+/** struct ip_mreqn (group, local address, ifindex): 12 bytes. */
+export const IP_MULTICAST_IF = 32;
+export const IP_MULTICAST_TTL = 33;
+export const IP_ADD_MEMBERSHIP = 35;
+export const IPV6_MULTICAST_IF = 17;
+export const IPV6_MULTICAST_HOPS = 18;
+/** struct ipv6_mreq (group, ifindex): 20 bytes. */
+export const IPV6_ADD_MEMBERSHIP = 20;
 export const IP_PMTUDISC_PROBE = 3;
 export const IPV6_V6ONLY = 26;
 export const IPV6_RECVPKTINFO = 49;
@@ -52,6 +61,7 @@ const ERRNO_NAMES: Record<number, string> = {
   2: "ENOENT",
   9: "EBADF",
   13: "EACCES",
+  19: "ENODEV",
   22: "EINVAL",
   97: "EAFNOSUPPORT",
   98: "EADDRINUSE",
@@ -106,6 +116,7 @@ const SYMBOLS = {
     result: "isize",
   },
   close: { parameters: ["i32"], result: "i32" },
+  if_nametoindex: { parameters: ["buffer"], result: "u32" },
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
@@ -199,6 +210,11 @@ export function probeLibc(): string | null {
 /** Address of a buffer, as a bigint, for storing into C structs. */
 export function addressOf(buf: Uint8Array): bigint {
   return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf as Uint8Array<ArrayBuffer>)));
+}
+
+/** The index of network interface `name`, or 0 when there is none. */
+export function interfaceIndex(name: string): number {
+  return libc().if_nametoindex(new TextEncoder().encode(name + "\0"));
 }
 
 /** Fills a sockaddr_in / sockaddr_in6 for `ip` (4 or 16 bytes); returns its length. */

@@ -55,16 +55,23 @@ export interface NtsKeResult {
 export const DEFAULT_AEADS = [AEAD_AES_SIV_CMAC_256];
 export { AEAD_AES_128_GCM_SIV, AEAD_AES_SIV_CMAC_256 };
 
-/** Client TLS contexts by CA file (loading a CA bundle costs more than a handshake). */
-const contexts = new Map<string, TlsContext>();
+/**
+ * Client TLS contexts by CA file and its modification time (loading a CA
+ * bundle costs more than a handshake; a replaced file is loaded again).
+ */
+const contexts = new Map<string, { mtime: number; ctx: TlsContext }>();
 
 function clientContext(caFile: string | undefined): TlsContext {
   const key = caFile ?? "";
-  let ctx = contexts.get(key);
-  if (!ctx) {
-    ctx = TlsContext.client(NTS_KE_ALPN, caFile);
-    contexts.set(key, ctx);
-  }
+  let mtime = 0;
+  try {
+    if (caFile !== undefined) mtime = Deno.statSync(caFile).mtime?.getTime() ?? 0;
+  } catch { /* missing: TlsContext.client says so in its words */ }
+  const had = contexts.get(key);
+  if (had && had.mtime === mtime) return had.ctx;
+  const ctx = TlsContext.client(NTS_KE_ALPN, caFile);
+  had?.ctx.free(); // sessions in progress hold their own reference
+  contexts.set(key, { mtime, ctx });
   return ctx;
 }
 

@@ -68,6 +68,7 @@ const CRYPTO_SYMBOLS = {
   X509_get0_notAfter: { parameters: ["pointer"], result: "pointer" },
   X509_get0_notBefore: { parameters: ["pointer"], result: "pointer" },
   X509_cmp_current_time: { parameters: ["pointer"], result: "i32" },
+  ASN1_TIME_diff: { parameters: ["buffer", "buffer", "pointer", "pointer"], result: "i32" },
   X509_VERIFY_PARAM_set1_ip_asc: { parameters: ["pointer", "buffer"], result: "i32" },
   X509_verify_cert_error_string: { parameters: ["i64"], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
@@ -141,8 +142,11 @@ function errorQueue(): string {
     crypto.ERR_error_string_n(code, buf, 256n);
     const text = new TextDecoder().decode(buf.subarray(0, buf.indexOf(0)));
     // "error:0A000086:SSL routines::certificate verify failed" → the reason.
-    parts.push(text.split(":").slice(4).join(":") || text);
+    const reason = text.split(":").slice(4).join(":") || text;
+    if (!parts.includes(reason)) parts.push(reason);
   }
+  // "system lib" only says errno came from the system: the errno text is already there.
+  if (parts.length > 1) return parts.filter((p) => p !== "system lib").join("; ");
   return parts.join("; ");
 }
 
@@ -166,6 +170,8 @@ export class TlsContext {
   #alpnCallback: Deno.UnsafeCallback<typeof ALPN_SELECT> | null = null;
   readonly role: "server" | "client";
   readonly alpn: string;
+  /** Server: when the leaf certificate stops being valid, Unix seconds (null for a client). */
+  notAfter: number | null = null;
 
   private constructor(ctx: Deno.PointerValue, role: "server" | "client", alpn: string) {
     this.#ctx = ctx;
@@ -197,7 +203,12 @@ export class TlsContext {
         throw new TlsError(`${files.certificate}: cannot load certificate: ${errorQueue()}`);
       }
       if (ssl.SSL_CTX_use_PrivateKey_file(ctx, cString(files.privateKey), SSL_FILETYPE_PEM) !== 1) {
-        throw new TlsError(`${files.privateKey}: cannot load private key: ${errorQueue()}`);
+        const why = errorQueue();
+        throw new TlsError(
+          /key values mismatch/.test(why)
+            ? `${files.privateKey}: private key does not match ${files.certificate}`
+            : `${files.privateKey}: cannot load private key: ${why}`,
+        );
       }
       if (ssl.SSL_CTX_check_private_key(ctx) !== 1) {
         throw new TlsError(
@@ -211,6 +222,11 @@ export class TlsContext {
         }
         if (crypto.X509_cmp_current_time(crypto.X509_get0_notBefore(x509)) > 0) {
           throw new TlsError(`${files.certificate}: certificate is not valid yet`);
+        }
+        // Days and seconds from now (NULL) to notAfter.
+        const days = new Int32Array(1), secs = new Int32Array(1);
+        if (crypto.ASN1_TIME_diff(days, secs, null, crypto.X509_get0_notAfter(x509)) === 1) {
+          t.notAfter = Math.floor(Date.now() / 1000) + days[0]! * 86400 + secs[0]!;
         }
       }
       ssl.SSL_CTX_set_num_tickets(ctx, 0n); // one KE per connection: tickets are never used

@@ -11,7 +11,8 @@ import { SharedSystemState } from "../ntp/system_state.ts";
 import { TX_STORE_BYTES } from "../ntp/tx_store.ts";
 import { rateLimitTableBytes } from "../ntp/rate_limit.ts";
 import type { ServerOptions } from "./server_options.ts";
-import type { FromWorker, ToWorker } from "./server_worker.ts";
+import type { NtsKeys } from "./nts_keys.ts";
+import type { FromWorker, ToWorker, WorkerKeys } from "./server_worker.ts";
 import { ffiAvailability, probeAddress } from "./udp.ts";
 import { parseSocketAddress } from "../config/socket_address.ts";
 
@@ -28,6 +29,10 @@ export interface ServerPoolOptions {
   driver: "auto" | "ffi" | "portable";
   options: ServerOptions;
   state: SharedSystemState;
+  /** The keys requests are authenticated with (none: every MAC gets a crypto-NAK). */
+  keys?: WorkerKeys;
+  /** Cookie secrets when the server answers NTS requests (lib/io/nts_keys.ts); null = NTS off. */
+  nts?: NtsKeys | null;
 }
 
 const MAX_WORKERS = 64;
@@ -113,6 +118,8 @@ export class ServerPool implements ServerView {
         txStore,
         rateTable,
         slot,
+        keys: o.keys ?? { keys: [], trusted: [] },
+        nts: o.nts ?? null,
       };
       w.postMessage(init);
     }
@@ -154,7 +161,20 @@ export class ServerPool implements ServerView {
       },
       send_errors: c("sendErrors"),
       interleaved: c("interleaved"),
+      authenticated: c("authenticated"),
+      crypto_nak: c("cryptoNak"),
+      bad_mac: c("badMac"),
+      nts: {
+        requests: c("ntsRequests"),
+        naks: c("ntsNak"),
+        bad_authenticator: c("ntsBadAuth"),
+      },
     };
+  }
+
+  /** Gives every worker new cookie secrets (a reload), or turns NTS off (null). */
+  setNts(nts: NtsKeys | null): void {
+    this.#broadcast({ kind: "nts", nts });
   }
 
   /**
@@ -167,6 +187,11 @@ export class ServerPool implements ServerView {
     const bytes = rateLimitTableBytes(options.rateLimit.tableSize);
     if (bytes !== this.#rateTable.byteLength) this.#rateTable = new SharedArrayBuffer(bytes);
     this.#broadcast({ kind: "options", options, rateTable: this.#rateTable });
+  }
+
+  /** Hands every worker a new key table (key file reread, trusted keys changed). */
+  setKeys(keys: WorkerKeys): void {
+    this.#broadcast({ kind: "keys", keys });
   }
 
   /**

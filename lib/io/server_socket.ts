@@ -19,6 +19,13 @@ export interface Responder {
   /** Writes the transmit timestamp into a built reply, just before it is sent. */
   stamp(out: Uint8Array, outOffset: number, txSec: number, txNsec: number): void;
   /**
+   * The post-stamp step: completes what covers `xmt` (an NTS
+   * authenticator, a MAC) in the `length`-byte reply at `outOffset`. The
+   * driver calls it after `stamp` and before the send, for replies
+   * `respond` flagged `REPLY_SEAL`.
+   */
+  seal(out: Uint8Array, outOffset: number, length: number): void;
+  /**
    * The reply at `out[outOffset..+48)` left at raw time `txSec`/`txNsec`
    * (the reading before the send, later the kernel's stamp): keep it for
    * the client's next, interleaved, request.

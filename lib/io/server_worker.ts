@@ -23,6 +23,19 @@ import { cidrs, type ServerOptions } from "./server_options.ts";
 import type { Responder, ServerSocket } from "./server_socket.ts";
 import { openServerSocket } from "./udp.ts";
 import { TxStore } from "../ntp/tx_store.ts";
+import { checkMac, MAX_MAC_LENGTH, writeMac } from "../auth/mac.ts";
+import { HEADER_LEN } from "../ntp/packet.ts";
+import type { KeyTable, SymmetricKey } from "../auth/keys.ts";
+
+/** The keys a worker answers with (cloneable: key file contents and `auth.trusted_keys`). */
+export interface WorkerKeys {
+  keys: SymmetricKey[];
+  trusted: number[];
+}
+import { CookieKeyring } from "../nts/cookie.ts";
+import { NtsServer } from "../nts/server.ts";
+import type { NtsKeys } from "./nts_keys.ts";
+import { installOpensslSiv } from "./openssl_siv.ts";
 
 export type ToWorker =
   | {
@@ -38,7 +51,15 @@ export type ToWorker =
     /** The rate-limit client table shared by all workers (lib/ntp/rate_limit.ts). */
     rateTable: SharedArrayBuffer;
     slot: number;
+    /** Symmetric keys requests are authenticated with (lib/auth). */
+    keys: WorkerKeys;
+    /** Cookie secrets when this node answers NTS requests; null = NTS off. */
+    nts: NtsKeys | null;
   }
+  /** Reload: a new key table (key file reread, `auth.trusted_keys` changed). */
+  | { kind: "keys"; keys: WorkerKeys }
+  /** Reload: new cookie secrets (the master key file is reread), or NTS off. */
+  | { kind: "nts"; nts: NtsKeys | null }
   /** Reload: new access and rate-limit options, over this (possibly the same) client table. */
   | { kind: "options"; options: ServerOptions; rateTable: SharedArrayBuffer }
   /** Reload: close sockets no longer listed, open the new ones, keep the rest. */
@@ -106,6 +127,14 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
     counters,
     txStore: new TxStore(init.txStore),
   };
+  let keys: KeyTable = new Map();
+  let trusted: ReadonlySet<number> = new Set();
+  const setKeys = (k: WorkerKeys) => {
+    keys = new Map(k.keys.map((key) => [key.id, key]));
+    trusted = new Set(k.trusted);
+  };
+  setKeys(init.keys);
+  ctx.auth = { check: (req, length, version) => checkMac(keys, trusted, req, length, version) };
   const configure = (o: ServerOptions, rateTable: SharedArrayBuffer) => {
     ctx.access = new AccessList(cidrs(o.allow), cidrs(o.deny));
     ctx.limiter = new RateLimiter(o.rateLimit, rateTable);
@@ -114,6 +143,13 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
     ctx.minPoll = minPollFor(o.rateLimit.intervalS);
   };
   configure(init.options, init.rateTable);
+  const setNts = (k: NtsKeys | null) => {
+    if (k) installOpensslSiv(); // AES-SIV with AES-NI: most of an NTS reply's cost
+    if (!k) delete ctx.nts;
+    else if (ctx.nts instanceof NtsServer) ctx.nts.keyring.update(k.secrets, k.acceptDays);
+    else ctx.nts = new NtsServer(new CookieKeyring(k.secrets, k.acceptDays));
+  };
+  setNts(init.nts);
   warmUp(ctx);
 
   const refresh = () => {
@@ -130,6 +166,21 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
     },
     stamp(out, outOffset, txSec, txNsec) {
       stampTransmit(out, outOffset, system, txSec, txNsec);
+    },
+    seal(out, outOffset, length) {
+      // A MAC reply is at most 48 + 36 octets (key ID, whole SHA256 digest);
+      // an NTS reply is longer (unique identifier and authenticator fields).
+      if (length <= HEADER_LEN + MAX_MAC_LENGTH) {
+        // respond wrote the request's key ID at 48 and left the digest's room.
+        const at = outOffset + HEADER_LEN;
+        const id =
+          ((out[at]! << 24) | (out[at + 1]! << 16) | (out[at + 2]! << 8) | out[at + 3]!) >>>
+          0;
+        const key = keys.get(id);
+        if (key) writeMac(key, out, outOffset, HEADER_LEN, length - HEADER_LEN - 4);
+      } else {
+        ctx.nts?.seal(out, outOffset, length);
+      }
     },
     saveTx(out, outOffset, txSec, txNsec) {
       const v = new DataView(out.buffer, out.byteOffset + outOffset + 32, 8);
@@ -166,6 +217,8 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
   self.onmessage = (e: MessageEvent<ToWorker>) => {
     const m = e.data;
     if (m.kind === "options") configure(m.options, m.rateTable);
+    else if (m.kind === "keys") setKeys(m.keys);
+    else if (m.kind === "nts") setNts(m.nts);
     else if (m.kind === "listen") {
       // Open the new addresses before closing the old ones; unchanged ones are untouched.
       const have = new Set(socketListen.values());

@@ -31,7 +31,7 @@
  * still replaces t1 of the last send (chrony's `update_tx_timestamp`); the
  * reply already handled keeps the clock reading.
  */
-import { parseIp } from "../ntp/address.ts";
+import { formatIp, parseIp } from "../ntp/address.ts";
 import {
   addressOf,
   AF_INET,
@@ -43,6 +43,14 @@ import {
   EFD_NONBLOCK,
   EINTR,
   errnoName,
+  IP_ADD_MEMBERSHIP,
+  IP_MULTICAST_IF,
+  IP_MULTICAST_TTL,
+  IPPROTO_IP,
+  IPPROTO_IPV6,
+  IPV6_ADD_MEMBERSHIP,
+  IPV6_MULTICAST_HOPS,
+  IPV6_MULTICAST_IF,
   libc,
   MSG_DONTWAIT,
   MSG_ERRQUEUE,
@@ -51,6 +59,7 @@ import {
   POLLIN,
   SCM_TIMESTAMPING,
   SCM_TIMESTAMPNS,
+  SO_BROADCAST,
   SO_REUSEADDR,
   SO_REUSEPORT,
   SO_TIMESTAMPING,
@@ -80,13 +89,34 @@ export interface SourceEndpoint {
   port: number;
   /** Bind here first (symmetric peers: the server's listen address and port). */
   local?: { host: string; port: number };
+  /**
+   * A broadcast server's socket (`host` a group or broadcast address):
+   * SO_BROADCAST, and for a group the TTL (IPv6: hop limit) and the
+   * outgoing interface (`ifindex`, 0 = the route's).
+   */
+  broadcast?: { ttl: number; ifindex: number };
+}
+
+/** A broadcast listener: bound to a group or broadcast address and port, joined on `ifindex` (0 = the route's). */
+export interface ListenerEndpoint {
+  host: string;
+  port: number;
+  ifindex: number;
 }
 
 /** Writes the transmit timestamp into `bytes` from a raw clock reading, right before the send. */
 export type XmtWriter = (bytes: Uint8Array, sec: number, nsec: number) => void;
 
-/** Called for each datagram from a socket's peer: `t4` is the kernel receive time, raw Unix seconds. */
-export type PacketHandler = (id: string, bytes: Uint8Array, t4: number) => void;
+/**
+ * Called for each datagram from a socket's peer: `t4` is the kernel
+ * receive time, raw Unix seconds; `from` is the sender (listeners only).
+ */
+export type PacketHandler = (
+  id: string,
+  bytes: Uint8Array,
+  t4: number,
+  from?: { host: string; port: number },
+) => void;
 
 /** Counts of the transport, for status and tests. */
 export interface SourceSocketCounters {
@@ -115,11 +145,23 @@ interface Sock {
   ip: Uint8Array;
   port: number;
   last: SentPacket | null;
+  /** A listener: datagrams from anyone, handed on with their sender. */
+  listen: boolean;
+  /** Length of the last packet sent (NTS packets carry fields after the header). */
+  lastLength: number;
 }
 
 function setInt(fd: number, level: number, opt: number, value: number): boolean {
   const v = new Int32Array([value]);
   return libc().setsockopt(fd, level, opt, new Uint8Array(v.buffer), 4) === 0;
+}
+
+/** Sets an IPv4 option that takes a struct ip_mreqn: group (or none), any local address, ifindex. */
+function setMreqn(fd: number, opt: number, group: Uint8Array | null, ifindex: number): boolean {
+  const m = new Uint8Array(12);
+  if (group) m.set(group, 0);
+  new DataView(m.buffer).setInt32(8, ifindex, true);
+  return libc().setsockopt(fd, IPPROTO_IP, opt, m, 12) === 0;
 }
 
 /** The engine's sockets, watched by one poll loop. */
@@ -203,9 +245,66 @@ export class SourceSockets {
       const n = writeSockaddr(this.#sa, lip, to.local.port);
       if (c.bind(fd, this.#sa, n) !== 0) return fail(`bind to port ${to.local.port}`);
     }
+    if (to.broadcast) {
+      // SO_BROADCAST before connect: connecting to a broadcast address needs it.
+      if (!v6 && !setInt(fd, SOL_SOCKET, SO_BROADCAST, 1)) return fail("SO_BROADCAST");
+      const { ttl, ifindex } = to.broadcast;
+      if (v6) {
+        if (!setInt(fd, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, ttl)) return fail("IPV6_MULTICAST_HOPS");
+        if (ifindex && !setInt(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, ifindex)) {
+          return fail("IPV6_MULTICAST_IF");
+        }
+      } else if ((ip[0]! & 0xf0) === 0xe0) {
+        if (!setInt(fd, IPPROTO_IP, IP_MULTICAST_TTL, ttl)) return fail("IP_MULTICAST_TTL");
+        if (ifindex && !setMreqn(fd, IP_MULTICAST_IF, null, ifindex)) {
+          return fail("IP_MULTICAST_IF");
+        }
+      }
+    }
     const n = writeSockaddr(this.#sa, ip, to.port);
     if (c.connect(fd, this.#sa, n) !== 0) return fail("connect");
-    this.#socks.set(id, { id, fd, ip, port: to.port, last: null });
+    this.#socks.set(id, { id, fd, ip, port: to.port, last: null, listen: false, lastLength: 0 });
+    this.#wake();
+    return null;
+  }
+
+  /**
+   * Opens broadcast listener `id`: a socket bound to the group or
+   * broadcast address and port (SO_REUSEADDR and SO_REUSEPORT, beside the
+   * server's wildcard sockets: a datagram to a group or broadcast address
+   * reaches every socket bound to it or to the wildcard, and unicast never
+   * reaches this one), with kernel receive timestamps, joined to the group
+   * for a multicast address. Returns null, or one line saying why not.
+   */
+  listen(id: string, at: ListenerEndpoint): string | null {
+    this.close(id);
+    const c = libc();
+    const ip = parseIp(at.host);
+    if (!ip) return `${id}: not an IP address`;
+    const v6 = ip.length === 16;
+    const fd = c.socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return `${id}: socket() failed: ${errnoName(c.errno())}`;
+    const fail = (what: string): string => {
+      const e = errnoName(c.errno());
+      c.close(fd);
+      return `${id}: ${what} failed: ${e}`;
+    };
+    if (!setInt(fd, SOL_SOCKET, SO_TIMESTAMPNS, 1)) return fail("SO_TIMESTAMPNS");
+    setInt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    setInt(fd, SOL_SOCKET, SO_REUSEPORT, 1);
+    const n = writeSockaddr(this.#sa, ip, at.port);
+    if (c.bind(fd, this.#sa, n) !== 0) return fail(`bind to ${at.host} port ${at.port}`);
+    if (v6) {
+      const mreq = new Uint8Array(20);
+      mreq.set(ip, 0);
+      new DataView(mreq.buffer).setUint32(16, at.ifindex, true);
+      if (c.setsockopt(fd, IPPROTO_IPV6, IPV6_ADD_MEMBERSHIP, mreq, 20) !== 0) {
+        return fail("IPV6_ADD_MEMBERSHIP");
+      }
+    } else if ((ip[0]! & 0xf0) === 0xe0 && !setMreqn(fd, IP_ADD_MEMBERSHIP, ip, at.ifindex)) {
+      return fail("IP_ADD_MEMBERSHIP");
+    }
+    this.#socks.set(id, { id, fd, ip, port: at.port, last: null, listen: true, lastLength: 0 });
     this.#wake();
     return null;
   }
@@ -270,6 +369,7 @@ export class SourceSockets {
       this.counters.sent++;
       const xmt = new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(40);
       s.last = { xmt, t1: sec + nsec * 1e-9, kernel: false };
+      s.lastLength = bytes.length;
       sent.add(s);
     }
     for (const s of sent) this.#readErrors(s);
@@ -380,14 +480,17 @@ export class SourceSockets {
     return -1;
   }
 
-  /** Transmit stamps: the looped-back packet ends with our NTP packet, matched by its xmt. */
+  /**
+   * Transmit stamps: the looped-back packet ends with our NTP packet
+   * (`lastLength` bytes, fields included), matched by its xmt.
+   */
   #readErrors(s: Sock): void {
     for (;;) {
       const len = this.#recv(s.fd, MSG_ERRQUEUE);
       if (len < 0) return;
       const t = this.#stamp(SCM_TIMESTAMPING);
-      if (t < 0 || len < NTP_HEADER || !s.last) continue;
-      const xmt = new DataView(this.#buf.buffer).getBigUint64(len - 8);
+      if (t < 0 || len < s.lastLength || s.lastLength < NTP_HEADER || !s.last) continue;
+      const xmt = new DataView(this.#buf.buffer).getBigUint64(len - s.lastLength + 40);
       if (xmt !== s.last.xmt) continue; // an older send's stamp
       s.last.t1 = t;
       if (!s.last.kernel) this.counters.kernelTx++;
@@ -400,7 +503,7 @@ export class SourceSockets {
     for (;;) {
       const len = this.#recv(s.fd, 0);
       if (len < 0) return;
-      if (!this.#fromPeer(s)) continue;
+      if (!s.listen && !this.#fromPeer(s)) continue;
       let t4 = this.#stamp(SCM_TIMESTAMPNS);
       if (t4 < 0) {
         c.clock_gettime(CLOCK_REALTIME, this.#tsBytes);
@@ -408,13 +511,24 @@ export class SourceSockets {
       } else this.counters.kernelRx++;
       this.counters.received++;
       try {
-        this.#onPacket(s.id, this.#buf.slice(0, Math.min(len, SLOT)), t4);
+        const bytes = this.#buf.slice(0, Math.min(len, SLOT));
+        if (s.listen) this.#onPacket(s.id, bytes, t4, this.#sender());
+        else this.#onPacket(s.id, bytes, t4);
       } catch {
         // The handler's own failure must not end the loop every source depends on.
         this.counters.handlerErrors++;
       }
       if (this.#socks.get(s.id) !== s) return; // closed by the handler
     }
+  }
+
+  /** The sender of the last datagram read (its sockaddr). */
+  #sender(): { host: string; port: number } {
+    const nm = this.#name;
+    const port = (nm[2]! << 8) | nm[3]!;
+    const family = nm[0]! | (nm[1]! << 8);
+    const host = family === AF_INET6 ? formatIp(nm.slice(8, 24)) : formatIp(nm.slice(4, 8));
+    return { host, port };
   }
 
   /** Whether the last datagram came from the socket's peer (a packet queued before connect may not). */

@@ -36,7 +36,7 @@
  */
 import type { SocketAddress } from "../config/socket_address.ts";
 import { newClientAddress, parseIp, setClientAddress } from "../ntp/address.ts";
-import { NO_REPLY, REPLY_LENGTH, REPLY_SAVE_TX, REPLY_STAMPED } from "../ntp/server.ts";
+import { NO_REPLY, REPLY_LENGTH, REPLY_SAVE_TX, REPLY_SEAL, REPLY_STAMPED } from "../ntp/server.ts";
 import {
   addressOf,
   AF_INET,
@@ -99,7 +99,10 @@ const SEND_COST_MAX_NS = 20_000;
 const SEND_COST_GAIN = 1 / 8;
 /** Receive buffer per datagram; longer ones are truncated and dropped as malformed. */
 const SLOT = 2048;
+/** A plain reply (the tail of a looped-back frame on the error queue). */
 const REPLY = 48;
+/** Room for one reply: NTS replies are as long as their request (at most SLOT). */
+const TX_SLOT = SLOT;
 /** Room for the timestamp and pktinfo cmsgs (and an SCM_TIMESTAMPING one on older kernels). */
 const RX_CTRL = 192;
 /** A looped-back reply with its headers, from the error queue. */
@@ -347,14 +350,14 @@ class FfiSocket implements ServerSocket {
       reqs.push(rxBuf.subarray(i * SLOT, (i + 1) * SLOT));
     }
 
-    // Send side: one 48-byte reply slot per header, and a pktinfo cmsg when bound to a wildcard.
+    // Send side: one reply slot per header, and a pktinfo cmsg when bound to a wildcard.
     const txHdr = new Uint8Array(BATCH * MSGHDR.size);
     const txHdr32 = new Uint32Array(txHdr.buffer);
     const txHdr64 = new BigUint64Array(txHdr.buffer);
     const txIov = new Uint8Array(BATCH * IOVEC_SIZE);
     const txIov32 = new Uint32Array(txIov.buffer);
     const txIov64 = new BigUint64Array(txIov.buffer);
-    const txBuf = new Uint8Array(BATCH * REPLY);
+    const txBuf = new Uint8Array(BATCH * TX_SLOT);
     const infoLen = v6 ? 20 : 12;
     const txCtrlSize = cmsgSpace(infoLen);
     const txCtrl = new Uint8Array(BATCH * txCtrlSize);
@@ -363,7 +366,7 @@ class FfiSocket implements ServerSocket {
     const txCtrlAddr = addressOf(txCtrl);
     const txHdrChunks: Uint8Array[] = [];
     for (let j = 0; j < BATCH; j++) {
-      txIov64[j * 2] = txBufAddr + BigInt(j * REPLY);
+      txIov64[j * 2] = txBufAddr + BigInt(j * TX_SLOT);
       txIov64[j * 2 + 1] = BigInt(REPLY);
       const h = j * MSGHDR.size / 8;
       txHdr64[h + MSGHDR.iov / 8] = txIovAddr + BigInt(j * IOVEC_SIZE);
@@ -565,7 +568,7 @@ class FfiSocket implements ServerSocket {
         if (v6) setClientAddress(client, rxName, nb + 8, 16, port);
         else setClientAddress(client, rxName, nb + 4, 4, port);
         const req = reqs[i]!;
-        const r = responder.respond(req, len, client, sec, nsec, txBuf, m * REPLY);
+        const r = responder.respond(req, len, client, sec, nsec, txBuf, m * TX_SLOT);
         if (r === NO_REPLY) continue;
         const t = m * hdrWords;
         txHdr32[t + MSGHDR.name / 4] = nameLo[i]!;
@@ -599,13 +602,21 @@ class FfiSocket implements ServerSocket {
           c.clock_gettime(CLOCK_REALTIME, tsBytes);
           const sec = (ts[0]! >>> 0) + ts[1]! * 4294967296, nsec = ts[2]!;
           const f = replyFlags[j]!;
-          if ((f & REPLY_STAMPED) === 0) responder.stamp(txBuf, j * REPLY, sec, nsec);
+          if ((f & REPLY_STAMPED) === 0) responder.stamp(txBuf, j * TX_SLOT, sec, nsec);
+          if ((f & REPLY_SEAL) !== 0) responder.seal(txBuf, j * TX_SLOT, f & REPLY_LENGTH);
+          if ((f & REPLY_SAVE_TX) !== 0 && (f & REPLY_LENGTH) !== REPLY) {
+            // The error queue's frame is matched by a bare 48-byte reply at
+            // its end: a longer one (a MAC) keeps the reading, as when behind.
+            responder.saveTx(txBuf, j * TX_SLOT, sec, nsec);
+            this.#send(txHdrChunks, j, j + 1, responder);
+            continue;
+          }
           if ((f & REPLY_SAVE_TX) === 0) {
             this.#send(txHdrChunks, j, j + 1, responder);
             continue;
           }
           // Saved now; the kernel's stamp replaces it when drainTx reads it.
-          responder.saveTx(txBuf, j * REPLY, sec, nsec);
+          responder.saveTx(txBuf, j * TX_SLOT, sec, nsec);
           const h = j * MSGHDR.size / 8;
           if (pktinfo) {
             const from = j * txCtrlSize / 4, to = j * tsCtrlSize / 4;
@@ -629,9 +640,10 @@ class FfiSocket implements ServerSocket {
             ns -= 1e9;
           }
           const f = replyFlags[j]!;
-          if ((f & REPLY_STAMPED) === 0) responder.stamp(txBuf, j * REPLY, sec, ns);
+          if ((f & REPLY_STAMPED) === 0) responder.stamp(txBuf, j * TX_SLOT, sec, ns);
+          if ((f & REPLY_SEAL) !== 0) responder.seal(txBuf, j * TX_SLOT, f & REPLY_LENGTH);
           // Behind: no kernel stamps (one more system call each); the spaced reading is saved.
-          if ((f & REPLY_SAVE_TX) !== 0) responder.saveTx(txBuf, j * REPLY, sec, ns);
+          if ((f & REPLY_SAVE_TX) !== 0) responder.saveTx(txBuf, j * TX_SLOT, sec, ns);
         }
         this.#send(txHdrChunks, 0, m, responder);
         c.clock_gettime(CLOCK_REALTIME, tsBytes);

@@ -6,7 +6,7 @@
  */
 import dgram from "node:dgram";
 import { newClientAddress, parseIp, setClientAddress } from "../ntp/address.ts";
-import { NO_REPLY, REPLY_LENGTH, REPLY_SAVE_TX, REPLY_STAMPED } from "../ntp/server.ts";
+import { NO_REPLY, REPLY_LENGTH, REPLY_SAVE_TX, REPLY_SEAL, REPLY_STAMPED } from "../ntp/server.ts";
 import type { SocketAddress } from "../config/socket_address.ts";
 import { realtimeReader } from "./realtime.ts";
 import { BindError, bindReason, type Responder, type ServerSocket } from "./server_socket.ts";
@@ -42,11 +42,13 @@ export async function openPortableSocket(addr: SocketAddress): Promise<ServerSoc
         const ip = parseIp(rinfo.address);
         if (!ip) return;
         setClientAddress(client, ip, 0, ip.length as 4 | 16, rinfo.port);
-        const out = new Uint8Array(48); // dgram.send is async; a reply buffer each
+        // dgram.send is async: a reply buffer each (NTS replies are as long as the request).
+        const out = new Uint8Array(Math.max(48, msg.length));
         const n = responder.respond(msg, msg.length, client, rx.sec, rx.nsec, out, 0);
         if (n === NO_REPLY) return;
         read(tx);
         if ((n & REPLY_STAMPED) === 0) responder.stamp(out, 0, tx.sec, tx.nsec);
+        if ((n & REPLY_SEAL) !== 0) responder.seal(out, 0, n & REPLY_LENGTH);
         // No kernel transmit stamps here: interleaved clients get this reading.
         if ((n & REPLY_SAVE_TX) !== 0) responder.saveTx(out, 0, tx.sec, tx.nsec);
         sock.send(out, 0, n & REPLY_LENGTH, rinfo.port, rinfo.address, (err) => {

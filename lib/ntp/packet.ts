@@ -5,7 +5,8 @@
  * after the 48-byte header: NTPv4 extension fields must be well formed,
  * and a trailing MAC (4-byte crypto-NAK, key ID and digest) is recognised
  * and skipped (lib/auth/mac.ts checks it). `serializePacket` is its
- * inverse for the header; MACs are appended by lib/auth/mac.ts.
+ * inverse for the header; MACs are appended by lib/auth/mac.ts, the NTS
+ * extension fields built by lib/nts/ef.ts.
  */
 import {
   type NtpTimestamp,
@@ -49,9 +50,20 @@ export interface NtpPacket {
   rec: NtpTimestamp;
   xmt: NtpTimestamp;
   /** Extension fields found (NTPv4 only). */
-  extensions: { type: number; length: number }[];
+  extensions: ExtensionField[];
   /** Length of a trailing legacy MAC, 0 when none. */
   macLength: number;
+}
+
+/**
+ * An extension field's place in a packet (RFC 7822 §3): `offset` is where
+ * its 4-byte header starts, `length` its whole length (header, body and
+ * padding), a multiple of 4 and at least 16.
+ */
+export interface ExtensionField {
+  type: number;
+  length: number;
+  offset: number;
 }
 
 /** Why a packet could not be parsed. */
@@ -81,7 +93,7 @@ export function walkTrailer(
   view: DataView,
   length: number,
   version: number,
-  fields?: { type: number; length: number }[],
+  fields?: ExtensionField[],
 ): number | "bad-extension" {
   let pos = HEADER_LEN;
   let left = length - pos;
@@ -97,7 +109,7 @@ export function walkTrailer(
     if (left < 16) return "bad-extension";
     const fieldLen = view.getUint16(pos + 2);
     if (fieldLen < 16 || fieldLen % 4 !== 0 || fieldLen > left) return "bad-extension";
-    fields?.push({ type: view.getUint16(pos), length: fieldLen });
+    fields?.push({ type: view.getUint16(pos), length: fieldLen, offset: pos });
     pos += fieldLen;
     left -= fieldLen;
   }
@@ -112,7 +124,7 @@ export function parsePacket(bytes: Uint8Array, length = bytes.length): NtpPacket
   const b0 = view.getUint8(0);
   const version = (b0 >> 3) & 7;
   if (version < 1 || version > 4) return "bad-version";
-  const extensions: { type: number; length: number }[] = [];
+  const extensions: ExtensionField[] = [];
   const mac = walkTrailer(view, length, version, extensions);
   if (mac === "bad-extension") return mac;
   return {

@@ -9,7 +9,14 @@
  * - `org` is the request's `xmt`, `rec` the kernel receive time, and
  *   `xmt` is left for the driver to stamp just before sending
  *   (`stampTransmit`);
- * - the reply is always the 48-byte header, never larger than the request.
+ * - the reply is the 48-byte header, never larger than the request; with
+ *   NTS (`ctx.nts`) the NTS fields follow it (as long as the request);
+ * - a request with a MAC (symmetric keys, RFC 5905 §9.2 and A.5.1.1
+ *   `fast_xmit`): a valid MAC of a trusted key gets a reply with a MAC by
+ *   that key and the request's digest length (the driver seals it after
+ *   stamping `xmt`, `REPLY_SEAL`); an unknown or untrusted key or a wrong
+ *   digest gets a crypto-NAK, a 4-octet MAC of key ID 0, as ntpd does
+ *   (chronyd stays silent; docs/design/authentication.md says why).
  * - with a leap smear published in the system state (`server.leap_smear_s`),
  *   `rec` and `xmt` are smeared time (lib/ntp/leap.ts `smearRamp`).
  *
@@ -18,6 +25,7 @@
  */
 import type { ClientAddress } from "./address.ts";
 import type { AccessList } from "./access.ts";
+import type { MacCheck } from "../contracts.ts";
 import { asciiRefid, HEADER_LEN, Leap, Mode, walkTrailer } from "./packet.ts";
 import { leapOnDay } from "./leap.ts";
 import type { RateLimiter } from "./rate_limit.ts";
@@ -38,18 +46,55 @@ export const Counter = {
   dropDenied: 8,
   sendErrors: 9,
   interleaved: 10,
+  /** Requests with NTS fields (RFC 8915), whatever became of them. */
+  ntsRequests: 11,
+  /** NTS NAKs sent: a cookie that did not open, or an authenticator that did not verify. */
+  ntsNak: 12,
+  /** NTS requests whose cookie opened but whose authenticator did not verify (NAKed too). */
+  ntsBadAuth: 13,
+  /** Requests with a valid MAC of a trusted key, answered with a MAC. */
+  authenticated: 14,
+  /** Requests answered with a crypto-NAK: unknown or untrusted key, or a bad MAC. */
+  cryptoNak: 15,
+  /** Requests whose MAC did not match (or had the wrong length for its key): also in cryptoNak. */
+  badMac: 16,
 } as const;
-export const COUNTER_COUNT = 11;
+export const COUNTER_COUNT = 17;
 
 /**
- * Flags `respond` ORs into a reply's length (48): the reply is an
- * interleaved one whose xmt is already written (do not stamp it), and the
- * reply's transmit time should be saved for the client's next request.
+ * Flags `respond` ORs into a reply's length: the reply is an interleaved
+ * one whose xmt is already written (do not stamp it); the reply's
+ * transmit time should be saved for the client's next request; the reply
+ * must be sealed (`Responder.seal`: an NTS authenticator or a MAC over
+ * the stamped `xmt`) after the stamp and before the send.
  */
-export const REPLY_STAMPED = 0x100;
-export const REPLY_SAVE_TX = 0x200;
-/** The length part of what `respond` returns. */
-export const REPLY_LENGTH = 0xff;
+export const REPLY_STAMPED = 0x1000;
+export const REPLY_SAVE_TX = 0x2000;
+export const REPLY_SEAL = 0x4000;
+/** The length part of what `respond` returns (replies up to 4095 bytes). */
+export const REPLY_LENGTH = 0xfff;
+
+/** Results of `NtsResponder.check`. */
+export const NTS_NONE = 0;
+export const NTS_OK = 1;
+export const NTS_NAK = 2;
+export const NTS_DROP = 3;
+
+/**
+ * The NTS part of the server (lib/nts/server.ts), present when NTS is on.
+ * `check` looks at a client request's NTS fields (NTS_NONE: it has none,
+ * answer it plainly; NTS_OK; NTS_NAK: answer with kiss code NTSN; NTS_DROP:
+ * malformed). `finish` appends the reply's NTS fields after its header
+ * and returns the reply's whole length (0: no reply). `seal` completes
+ * the authenticator once `xmt` is stamped.
+ */
+export interface NtsResponder {
+  check(req: Uint8Array, length: number): number;
+  /** Whether the last `check` NAKed for the authenticator (the cookie opened). */
+  readonly badAuthenticator: boolean;
+  finish(req: Uint8Array, length: number, out: Uint8Array, outOffset: number, nak: boolean): number;
+  seal(out: Uint8Array, outOffset: number, length: number): void;
+}
 
 /** Returned by `respond` for a packet the server does not answer itself. */
 export const NO_REPLY = 0;
@@ -57,6 +102,7 @@ export const NO_REPLY = 0;
 const NTP_PORT = 123;
 const REFID_RATE = asciiRefid("RATE");
 const REFID_DENY = asciiRefid("DENY");
+const REFID_NTSN = asciiRefid("NTSN");
 const MAX_POLL = 17;
 
 export interface ServerContext {
@@ -72,9 +118,18 @@ export interface ServerContext {
   counters: Float64Array;
   /** Transmit times of earlier replies, for interleaved mode; absent = basic mode only. */
   txStore?: TxStore;
+  /** NTS (RFC 8915); absent = requests with NTS fields are answered as plain ones. */
+  nts?: NtsResponder;
+  /**
+   * Checks a request's MAC (lib/auth/mac.ts `checkMac` over the worker's
+   * keys); absent = no keys at all: a request with a MAC gets a crypto-NAK.
+   */
+  auth?: { check(req: Uint8Array, length: number, version: number): MacCheck };
 }
 
 const saved: SavedTx = { sec: 0, nsec: 0 };
+/** Without keys every MAC is of an unknown key. */
+const NO_AUTH: MacCheck = { kind: "unknown-key", keyId: 0, dataLength: 0 };
 
 /** Log2 of the rate-limit interval, rounded up: the poll we ask clients to keep. */
 export function minPollFor(intervalS: number): number {
@@ -82,8 +137,9 @@ export function minPollFor(intervalS: number): number {
 }
 
 /**
- * Builds the reply to `req[0..length)` into `out[outOffset..+48)`.
- * Returns `NO_REPLY`, or 48 ORed with `REPLY_STAMPED` / `REPLY_SAVE_TX`;
+ * Builds the reply to `req[0..length)` into `out[outOffset..)` (48 bytes,
+ * up to `length` with NTS or a MAC). Returns `NO_REPLY`, or the reply's length
+ * ORed with `REPLY_STAMPED` / `REPLY_SAVE_TX` / `REPLY_SEAL`;
  * counts the outcome. `rxSec`/`rxNsec` is the raw (uncorrected) receive
  * time.
  *
@@ -121,11 +177,11 @@ export function respond(
     c[Counter.dropMalformed]!++;
     return NO_REPLY;
   }
-  if (
-    length > HEADER_LEN &&
-    walkTrailer(new DataView(req.buffer, req.byteOffset, length), length, version) ===
-      "bad-extension"
-  ) {
+  // The MAC's length (0: none); extension fields are walked over.
+  const macLength = length > HEADER_LEN
+    ? walkTrailer(new DataView(req.buffer, req.byteOffset, length), length, version)
+    : 0;
+  if (macLength === "bad-extension") {
     c[Counter.dropMalformed]!++;
     return NO_REPLY;
   }
@@ -168,6 +224,40 @@ export function respond(
       kodRefid = REFID_RATE;
     }
   }
+  // NTS (RFC 8915 §5.7), only for requests with fields, after the limiter (crypto costs).
+  let nts = NTS_NONE;
+  if (ctx.nts && length > HEADER_LEN && kodRefid === 0 && replyMode === Mode.server) {
+    nts = ctx.nts.check(req, length);
+    if (nts !== NTS_NONE) c[Counter.ntsRequests]!++;
+    if (nts === NTS_DROP) {
+      c[Counter.dropMalformed]!++;
+      return NO_REPLY;
+    }
+    if (nts === NTS_NAK) {
+      c[Counter.ntsNak]!++;
+      if (ctx.nts.badAuthenticator) c[Counter.ntsBadAuth]!++;
+      kodRefid = REFID_NTSN;
+    }
+  }
+
+  // A MAC (not with NTS: its fields carry their own authenticator). After
+  // access and rate limit, as chrony: a flood costs no digests. `tail` is
+  // what follows the header: nothing, a crypto-NAK (4) or key ID + digest.
+  let tail = 0;
+  if (macLength > 0 && nts === NTS_NONE) {
+    const mac = ctx.auth?.check(req, length, version) ?? NO_AUTH;
+    if (mac.kind === "ok") {
+      c[Counter.authenticated]!++;
+      tail = length - mac.dataLength;
+      for (let i = 0; i < 4; i++) out[outOffset + HEADER_LEN + i] = req[mac.dataLength + i]!;
+    } else if (mac.kind !== "none") {
+      c[Counter.cryptoNak]!++;
+      if (mac.kind === "bad-mac") c[Counter.badMac]!++;
+      tail = 4;
+      view.setUint32(o + HEADER_LEN, 0);
+    }
+  }
+  const plain = tail > 4 ? (HEADER_LEN + tail) | REPLY_SEAL : HEADER_LEN + tail;
 
   const s = ctx.system;
   const reqPoll = (req[2]! << 24) >> 24; // int8
@@ -207,6 +297,15 @@ export function respond(
     c[Counter.answered]!++;
   }
   writeUnixTime(view, o + 32, rxSec, rxNsec, corr);
+  if (nts !== NTS_NONE) {
+    // NTS replies: basic mode, the fields after the header, sealed after the stamp.
+    for (let i = 0; i < 8; i++) out[outOffset + 24 + i] = req[40 + i]!;
+    view.setUint32(o + 40, 0);
+    view.setUint32(o + 44, 0);
+    const n = ctx.nts!.finish(req, length, out, outOffset, nts === NTS_NAK);
+    if (n === 0) return NO_REPLY;
+    return nts === NTS_OK ? n | REPLY_SEAL : n;
+  }
   const store = ctx.txStore;
   if (store && kodRefid === 0 && replyMode === Mode.server) {
     const orgHi = u32(req, 24), orgLo = u32(req, 28);
@@ -217,20 +316,20 @@ export function respond(
       const t = saved.sec + saved.nsec * 1e-9;
       writeUnixTime(view, o + 40, saved.sec, saved.nsec, servedCorrectionAt(s, t));
       c[Counter.interleaved]!++;
-      return HEADER_LEN | REPLY_STAMPED | REPLY_SAVE_TX;
+      return plain | REPLY_STAMPED | REPLY_SAVE_TX;
     }
     if ((orgHi | orgLo | recHi | recLo) !== 0) {
       for (let i = 0; i < 8; i++) out[outOffset + 24 + i] = req[40 + i]!;
       view.setUint32(o + 40, 0);
       view.setUint32(o + 44, 0);
-      return HEADER_LEN | REPLY_SAVE_TX;
+      return plain | REPLY_SAVE_TX;
     }
   }
   // org = request xmt, copied byte for byte.
   for (let i = 0; i < 8; i++) out[outOffset + 24 + i] = req[40 + i]!;
   view.setUint32(o + 40, 0);
   view.setUint32(o + 44, 0);
-  return HEADER_LEN;
+  return plain;
 }
 
 /**

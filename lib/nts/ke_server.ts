@@ -4,6 +4,8 @@
  * of the caller. Pure; the driver (lib/io/nts_ke_listener.ts) runs TLS.
  */
 import type { NtsKeCounters } from "../contracts.ts";
+import { AccessList, type Cidr, parseCidr } from "../ntp/access.ts";
+import { newClientAddress, parseIp, setClientAddress } from "../ntp/address.ts";
 import { COOKIES_PER_KE, negotiateServer, serverResponse } from "./ke_negotiate.ts";
 import {
   aeadKeyLength,
@@ -97,7 +99,16 @@ export type { NtsKeCounters };
 
 /** Zeroed counters. */
 export function newKeCounters(): NtsKeCounters {
-  return { connections: 0, handshakes: 0, recordErrors: 0, refused: 0, tlsFailures: 0, cookies: 0 };
+  return {
+    connections: 0,
+    handshakes: 0,
+    recordErrors: 0,
+    refused: 0,
+    tlsFailures: 0,
+    cookies: 0,
+    busy: 0,
+    denied: 0,
+  };
 }
 
 /** Adds one session's outcome to `c`. */
@@ -107,4 +118,67 @@ export function countOutcome(c: NtsKeCounters, o: KeOutcome): void {
     c.cookies += o.cookies;
   } else if (o.kind === "error") c.recordErrors++;
   else c.refused++;
+}
+
+/** Days before its end that the certificate in use is warned about. */
+export const CERT_WARN_DAYS = 14;
+
+/** What has been said about one loaded certificate, so each notice is said once. */
+export type CertNoticeState = "none" | "warning" | "error";
+
+/**
+ * The notice due for the certificate `file` in use, valid until `notAfter`,
+ * at `now` (both Unix seconds), given what was already said: an error once
+ * it has expired (clients refuse it), a warning once it is within
+ * CERT_WARN_DAYS of its end; null when nothing new is due.
+ */
+export function certificateNotice(
+  file: string,
+  notAfter: number,
+  now: number,
+  said: CertNoticeState,
+): { level: "warning" | "error"; message: string } | null {
+  const when = new Date(notAfter * 1000).toISOString().replace(/\.\d+Z$/, "Z");
+  if (now >= notAfter) {
+    if (said === "error") return null;
+    return {
+      level: "error",
+      message:
+        `${file}: certificate expired at ${when}; clients refuse it: renew it and send SIGHUP`,
+    };
+  }
+  const days = (notAfter - now) / 86400;
+  if (days < CERT_WARN_DAYS && said === "none") {
+    const n = Math.max(1, Math.floor(days));
+    return {
+      level: "warning",
+      message: `${file}: certificate expires in ${n} day${
+        n === 1 ? "" : "s"
+      } (${when}): renew it and send SIGHUP`,
+    };
+  }
+  return null;
+}
+
+/**
+ * Whether a client at `ip` (text, as the socket reports it; IPv4-mapped
+ * IPv6 counts as IPv4) may make a key exchange: the NTP server's own
+ * `allow`/`deny` rule (lib/ntp/access.ts), as chronyd applies its NTP
+ * access rules to NTS-KE. Prefixes that do not parse are skipped (the
+ * config validator has refused them already).
+ */
+export function keAccess(
+  allow: readonly string[],
+  deny: readonly string[],
+): (ip: string) => boolean {
+  const cidrs = (list: readonly string[]) =>
+    list.map(parseCidr).filter((c): c is Cidr => typeof c !== "string");
+  const list = new AccessList(cidrs(allow), cidrs(deny));
+  const addr = newClientAddress();
+  return (ip) => {
+    const bytes = parseIp(ip.replace(/^\[(.*)\]$/, "$1").replace(/%.*$/, ""));
+    if (bytes === null) return false;
+    setClientAddress(addr, bytes, 0, bytes.length === 4 ? 4 : 16, 0);
+    return list.allows(addr);
+  };
 }

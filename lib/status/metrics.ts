@@ -111,6 +111,36 @@ export function renderMetrics(s: StatusSnapshot): string {
     "Answered requests replied to in interleaved mode (RFC 9769).",
     c.interleaved,
   );
+  e.family(
+    "ntp_server_auth_requests_total",
+    "counter",
+    "Requests with a symmetric-key MAC, by outcome: authenticated (answered with a MAC) or crypto_nak (unknown or untrusted key, or bad MAC).",
+    [
+      [{ outcome: "authenticated" }, c.authenticated],
+      [{ outcome: "crypto_nak" }, c.crypto_nak],
+    ],
+  );
+  e.family(
+    "ntp_server_auth_bad_mac_total",
+    "counter",
+    "Requests whose MAC did not match its key (answered with a crypto-NAK, so also in crypto_nak).",
+    c.bad_mac,
+  );
+  e.family(
+    "ntp_server_nts_requests_total",
+    "counter",
+    "Requests with NTS extension fields (RFC 8915), by outcome: a NAK (cookie or authenticator failed) or not.",
+    [
+      [{ outcome: "nak" }, c.nts.naks],
+      [{ outcome: "other" }, c.nts.requests - c.nts.naks],
+    ],
+  );
+  e.family(
+    "ntp_server_nts_bad_authenticator_total",
+    "counter",
+    "NTS requests whose cookie opened but whose authenticator did not verify.",
+    c.nts.bad_authenticator,
+  );
 
   const y = s.system;
   e.family(
@@ -222,6 +252,66 @@ export function renderMetrics(s: StatusSnapshot): string {
   );
   if (perSource.length > 0) {
     e.family("ntp_source_events_total", "counter", "Per-source engine events by kind.", perSource);
+  }
+
+  const bc = s.broadcast ?? [];
+  if (bc.length > 0) {
+    e.family(
+      "ntp_broadcast_sent_total",
+      "counter",
+      "Mode 5 packets sent, per [[broadcast]] destination.",
+      bc.map((d): Sample => [{ address: d.address }, d.sent]),
+    );
+    e.family(
+      "ntp_broadcast_unsynchronised_total",
+      "counter",
+      "Broadcast intervals skipped because the node was not synchronised.",
+      bc.map((d): Sample => [{ address: d.address }, d.unsynchronised]),
+    );
+    e.family(
+      "ntp_broadcast_up",
+      "gauge",
+      "1 when the destination can be served (its socket and key are in order).",
+      bc.map((d): Sample => [{ address: d.address }, d.error === "" ? 1 : 0]),
+    );
+  }
+
+  const k = s.nts_ke;
+  if (k) {
+    const ke = (name: string, help: string, v: number) =>
+      e.family(`nts_ke_${name}_total`, "counter", help, v);
+    ke("connections", "NTS-KE TCP connections accepted.", k.connections);
+    ke("handshakes", "NTS-KE key exchanges completed with keys and cookies.", k.handshakes);
+    ke(
+      "record_errors",
+      "NTS-KE requests answered with an Error record (bad request, unknown critical record, internal).",
+      k.record_errors,
+    );
+    ke(
+      "refused",
+      "NTS-KE requests answered without keys (no NTPv4, no AEAD in common).",
+      k.refused,
+    );
+    ke(
+      "tls_failures",
+      "NTS-KE TLS handshakes that failed (version, ALPN, certificate) or timed out.",
+      k.tls_failures,
+    );
+    ke("cookies", "NTS cookies handed out by the NTS-KE server.", k.cookies);
+    ke("busy", "NTS-KE connections closed at once: too many sessions open.", k.busy);
+    ke(
+      "denied",
+      "NTS-KE connections closed at once: client not allowed (server.allow/deny).",
+      k.denied,
+    );
+    if (k.certificate_not_after !== null) {
+      e.family(
+        "nts_ke_certificate_expiry_timestamp_seconds",
+        "gauge",
+        "When the NTS-KE certificate in use stops being valid (Unix seconds).",
+        k.certificate_not_after,
+      );
+    }
   }
 
   const a = s.anycast;

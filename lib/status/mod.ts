@@ -8,7 +8,12 @@ import type { EngineReport } from "../engine/report.ts";
 import type { ServerView } from "../contracts.ts";
 import type { StatusProvider } from "./handler.ts";
 import { type ChartSeries, History } from "./history.ts";
-import { buildSnapshot, type StatusSnapshot } from "./snapshot.ts";
+import {
+  type BroadcastStatus,
+  buildSnapshot,
+  type NtsKeReport,
+  type StatusSnapshot,
+} from "./snapshot.ts";
 
 export { SAMPLE_INTERVAL_S } from "./history.ts";
 export { startStatusServer } from "./server.ts";
@@ -26,6 +31,10 @@ export interface StatusInputs {
   /** Null when anycast is off. */
   anycast: () => AnycastReport | null;
   residentMemoryBytes: () => number;
+  /** The NTS-KE server; null (or no getter) while none runs. */
+  ntsKe?: () => NtsKeReport | null;
+  /** The broadcast server's destinations (none: empty or no getter). */
+  broadcast?: () => BroadcastStatus[];
 }
 
 /** Status provider backed by live getters and a history ring. */
@@ -58,6 +67,8 @@ export class StatusModel implements StatusProvider {
       listen: pool.bound,
       engine: i.engine(),
       anycast: i.anycast(),
+      ntsKe: i.ntsKe?.() ?? null,
+      broadcast: i.broadcast?.() ?? [],
       counters,
       rates: this.history.rates(now, counters),
       systemJitterS: this.history.systemJitter,

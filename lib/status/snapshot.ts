@@ -7,7 +7,7 @@
  */
 import type { AnycastReport } from "../anycast/report.ts";
 import type { EngineCounters, EngineReport, SourceReport, SystemReport } from "../engine/report.ts";
-import type { ServerCounters } from "../contracts.ts";
+import type { NtsKeCounters, ServerCounters } from "../contracts.ts";
 import type { ServerRates } from "./history.ts";
 import { Leap } from "../ntp/packet.ts";
 import { isSynchronised, MAXSTRAT } from "../ntp/system_state.ts";
@@ -40,7 +40,47 @@ export interface StatusSnapshot {
   server_rates: ServerRates | null;
   /** Null when anycast is off. */
   anycast: AnycastReport | null;
+  /** The NTS-KE server; absent when `nts.ke_listen` is empty. */
+  nts_ke?: NtsKeStatus;
+  /** The broadcast server's destinations; absent without `[[broadcast]]`. */
+  broadcast?: BroadcastStatus[];
   process: { resident_memory_bytes: number; history_bytes: number };
+}
+
+/** `/status` `broadcast[]`: one `[[broadcast]]` destination and its counters since it opened. */
+export interface BroadcastStatus {
+  address: string;
+  interval_s: number;
+  /** Key ID the packets are signed with, 0 = none (`insecure`). */
+  key: number;
+  /** Packets handed to the kernel. */
+  sent: number;
+  /** Intervals skipped because the node was not synchronised. */
+  unsynchronised: number;
+  /** Why the destination cannot be served, "" when it can. */
+  error: string;
+}
+
+/** `/status` `nts_ke`: where the NTS-KE server listens and its counters since start. */
+export interface NtsKeStatus {
+  listen: string[];
+  /** When the certificate in use stops being valid, Unix seconds; null if unknown. */
+  certificate_not_after: number | null;
+  connections: number;
+  handshakes: number;
+  record_errors: number;
+  refused: number;
+  tls_failures: number;
+  cookies: number;
+  busy: number;
+  denied: number;
+}
+
+/** What the app reports of a running NTS-KE server. */
+export interface NtsKeReport {
+  listen: string[];
+  certificateNotAfter: number | null;
+  counters: NtsKeCounters;
 }
 
 /** Everything `buildSnapshot` needs, read by the caller at one instant. */
@@ -54,6 +94,10 @@ export interface SnapshotInputs {
   listen: string[];
   engine: EngineReport;
   anycast: AnycastReport | null;
+  /** Null or absent when no NTS-KE server runs. */
+  ntsKe?: NtsKeReport | null;
+  /** Absent or empty without `[[broadcast]]`. */
+  broadcast?: BroadcastStatus[];
   counters: ServerCounters;
   rates: ServerRates | null;
   systemJitterS: number;
@@ -150,7 +194,10 @@ export function buildSnapshot(i: SnapshotInputs): StatusSnapshot {
       jitter_s: r.jitter_s,
       ...(r.state === undefined ? {} : { state: r.state }),
       ...(r.interleaved === undefined ? {} : { interleaved: r.interleaved }),
+      ...(r.key === undefined ? {} : { key: r.key, authenticated: r.authenticated === true }),
+      ...(r.broadcast_delay_s === undefined ? {} : { broadcast_delay_s: r.broadcast_delay_s }),
       ...(r.counters === undefined ? {} : { counters: { ...r.counters } }),
+      ...(r.nts === undefined ? {} : { nts: { ...r.nts } }),
     })),
     ...(i.engine.counters === undefined ? {} : { engine_counters: { ...i.engine.counters } }),
     server: i.counters,
@@ -178,9 +225,29 @@ export function buildSnapshot(i: SnapshotInputs): StatusSnapshot {
         })),
       }),
     },
+    ...(i.ntsKe ? { nts_ke: ntsKeStatus(i.ntsKe) } : {}),
+    ...(i.broadcast && i.broadcast.length > 0
+      ? { broadcast: i.broadcast.map((b) => ({ ...b })) }
+      : {}),
     process: {
       resident_memory_bytes: i.residentMemoryBytes,
       history_bytes: i.historyBytes,
     },
+  };
+}
+
+function ntsKeStatus(r: NtsKeReport): NtsKeStatus {
+  const c = r.counters;
+  return {
+    listen: [...r.listen],
+    certificate_not_after: r.certificateNotAfter,
+    connections: c.connections,
+    handshakes: c.handshakes,
+    record_errors: c.recordErrors,
+    refused: c.refused,
+    tls_failures: c.tlsFailures,
+    cookies: c.cookies,
+    busy: c.busy,
+    denied: c.denied,
   };
 }

@@ -13,8 +13,13 @@ export function leapName(leap: number): string {
   return LEAP_NAMES[leap] ?? `Unknown (${leap})`;
 }
 
-/** ntpq's type column: u unicast server, p pool, s symmetric peer. */
-const KIND_CODE: Record<SourceReport["kind"], string> = { server: "u", pool: "p", peer: "s" };
+/** ntpq's type column: u unicast server, p pool, s symmetric peer, b broadcast server heard. */
+const KIND_CODE: Record<SourceReport["kind"], string> = {
+  server: "u",
+  pool: "p",
+  peer: "s",
+  broadcast: "b",
+};
 
 /** ntpq's compact age: seconds, then m, h, d once it no longer fits. */
 export function compactSeconds(s: number): string {
@@ -47,11 +52,18 @@ const signed = (v: number, digits: number) => (v >= 0 ? "+" : "") + v.toFixed(di
 export function formatPeers(sources: SourceReport[], system?: SystemReport): string {
   if (system !== undefined) sources = servedSources(sources, system);
   const width = Math.max(15, ...sources.map((s) => s.address.length));
+  // With symmetric keys, a last column: the key ID and whether the last packet authenticated.
+  const keyed = sources.some((s) => s.key !== undefined);
   const head = ` ${"remote".padEnd(width)} ${
     "refid".padEnd(15)
-  } st t when poll reach   delay   offset  jitter`;
+  } st t when poll reach   delay   offset  jitter${keyed ? " auth" : ""}`;
   const lines = [head, "=".repeat(head.length)];
   for (const s of sources) {
+    const auth = !keyed
+      ? ""
+      : s.key === undefined
+      ? "    -"
+      : ` ${s.key}${s.authenticated ? " ok" : " no"}`;
     lines.push(
       `${s.tally}${s.address.padEnd(width)} ${s.refid.padEnd(15)} ${
         String(s.stratum).padStart(2)
@@ -59,7 +71,7 @@ export function formatPeers(sources: SourceReport[], system?: SystemReport): str
         compactSeconds(2 ** s.poll).padStart(4)
       } ${s.reach.toString(8).padStart(5)} ${ms(s.delay_s).padStart(7)} ${
         ms(s.offset_s).padStart(8)
-      } ${ms(s.jitter_s).padStart(7)}`,
+      } ${ms(s.jitter_s).padStart(7)}${auth}`,
     );
   }
   if (sources.length === 0) lines.push(" (no sources)");
@@ -160,6 +172,14 @@ export function formatStatusText(s: StatusSnapshot): string {
     ],
     ["send errors", c.send_errors],
     ["interleaved", c.interleaved],
+    [
+      "authenticated",
+      `${c.authenticated}, crypto-NAK ${c.crypto_nak} (bad MAC ${c.bad_mac})`,
+    ],
+    [
+      "nts",
+      `${c.nts.requests} requests, ${c.nts.naks} NAK (bad authenticator ${c.nts.bad_authenticator})`,
+    ],
     ["rate window", r ? `${r.window_s.toFixed(0)} s` : "(not yet)"],
   ]));
   out.push("Anycast");

@@ -21,8 +21,12 @@ export function chronyAvailable(): string | null {
   }
 }
 
-/** Starts `chronyd -x -d` with `lines` as its config (plus private paths). */
-export async function startChronyd(lines: string[]): Promise<Chronyd> {
+/**
+ * Starts `chronyd -x -d` with `lines` as its config (plus private paths),
+ * inside network namespace `netns` when given (its command socket is a
+ * file, so chronyc reaches it from anywhere).
+ */
+export async function startChronyd(lines: string[], netns?: string): Promise<Chronyd> {
   const dir = await Deno.makeTempDir({ prefix: "chrony-test-" });
   const conf = [
     ...lines,
@@ -31,8 +35,10 @@ export async function startChronyd(lines: string[]): Promise<Chronyd> {
     `dumpdir ${dir}`,
   ];
   await Deno.writeTextFile(`${dir}/chrony.conf`, conf.join("\n") + "\n");
-  const child = new Deno.Command("chronyd", {
-    args: ["-x", "-d", "-f", `${dir}/chrony.conf`],
+  const argv = ["chronyd", "-x", "-d", "-f", `${dir}/chrony.conf`];
+  const full = netns ? ["ip", "netns", "exec", netns, ...argv] : argv;
+  const child = new Deno.Command(full[0]!, {
+    args: full.slice(1),
     stdout: "piped",
     stderr: "piped",
     stdin: "null",

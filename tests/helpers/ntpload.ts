@@ -139,11 +139,29 @@ export interface MaxRate {
 export async function findMaxRate(
   bin: string,
   port: number,
-  opts: { seconds: number; sockets: number; bisections?: number; host?: string },
+  opts: {
+    seconds: number;
+    sockets: number;
+    bisections?: number;
+    host?: string;
+    /** More ntpload options, e.g. `["--template", FILE]`. */
+    extra?: string[];
+    /** Rate the ramp starts from (default 25000). */
+    startRate?: number;
+  },
 ): Promise<MaxRate> {
   const host = opts.host ?? "127.0.0.1";
-  const common = ["-p", String(port), "-d", String(opts.seconds), "-s", String(opts.sockets)];
-  const ramp = await ntploadJson(bin, [...common, "--ramp", "-r", "25000", host]);
+  const common = [
+    "-p",
+    String(port),
+    "-d",
+    String(opts.seconds),
+    "-s",
+    String(opts.sockets),
+    ...(opts.extra ?? []),
+  ];
+  const start = String(opts.startRate ?? 25000);
+  const ramp = await ntploadJson(bin, [...common, "--ramp", "-r", start, host]);
   const steps = ramp.filter((r) => "rate" in r) as unknown as NtploadStep[];
   let max = ramp.find((r) => "max_rate_answered" in r)?.max_rate_answered ?? 0;
   // The ramp's first failing rate is at most 12.5 % above its best.

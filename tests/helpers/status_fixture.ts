@@ -83,6 +83,11 @@ export function fakeEngine(over: Partial<EngineReport["system"]> = {}): EngineRe
       steps: 1,
       spikes: 0,
       clock_updates: 42,
+      broadcast_received: 0,
+      broadcast_unauthenticated: 0,
+      broadcast_bad_mac: 0,
+      broadcast_bad_mode: 0,
+      broadcast_full: 0,
     },
   };
 }
@@ -122,6 +127,10 @@ export function fakeCounters(scale = 1): ServerCounters {
     },
     send_errors: 1 * scale,
     interleaved: 2 * scale,
+    authenticated: 4 * scale,
+    crypto_nak: 3 * scale,
+    bad_mac: 1 * scale,
+    nts: { requests: 4 * scale, naks: 1 * scale, bad_authenticator: 0 },
   };
 }
 

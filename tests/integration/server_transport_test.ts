@@ -192,9 +192,13 @@ rate_limit = { interval_s = 0 }`,
         new DataView(req.buffer).setUint16(50, 16); // field length
         checkReply(await exchange(req, host, port), req, 4, 4);
       });
-      await t.step("a request with a legacy MAC (4 + 16 bytes) gets a 48-byte reply", async () => {
+      await t.step("a MAC of a key the server lacks gets a crypto-NAK (key ID 0)", async () => {
         const req = request(4, 3, 68);
-        checkReply(await exchange(req, host, port), req, 4, 4);
+        new DataView(req.buffer).setUint32(48, 7); // key ID 7, no key file
+        const reply = await exchange(req, host, port);
+        assert.equal(reply?.length, 52, "header and a 4-octet MAC");
+        assert.equal(new DataView(reply!.buffer, reply!.byteOffset).getUint32(48), 0);
+        checkReply(reply!.subarray(0, 48), req, 4, 4);
       });
       await t.step("NTPv1 mode 0 from a port other than 123 is answered with mode 4", async () => {
         const req = request(1, 0);

@@ -31,6 +31,7 @@ async function serverSocket(port = 0, reusePort = false) {
       return NO_REPLY;
     },
     stamp() {},
+    seal() {},
     saveTx() {},
     sendFailed() {},
   };

@@ -53,7 +53,7 @@ Deno.test("errors name FILE:LINE: key and say what is wrong", async (t) => {
     ],
     [
       "[srever]\n",
-      "edge.toml:1: srever: unknown key (known here: server, clock, source, status, stats, log, anycast)",
+      "edge.toml:1: srever: unknown key (known here: server, clock, source, broadcast, auth, nts, status, stats, log, anycast)",
     ],
     [
       "[server]\nrate_limit = { interval_s = 2, brust = 3 }",
@@ -61,7 +61,7 @@ Deno.test("errors name FILE:LINE: key and say what is wrong", async (t) => {
     ],
     [
       '[[source]]\naddress = "a"\n[[source]]\naddress = "b"\nkind = "peeer"',
-      'edge.toml:5: source[1].kind: "peeer" is not one of "server", "pool", "peer"',
+      'edge.toml:5: source[1].kind: "peeer" is not one of "server", "pool", "peer", "broadcast"',
     ],
     [
       '[[source]]\naddress = "a"\nmin_poll = 8\nmax_poll = 6',

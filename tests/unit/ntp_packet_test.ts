@@ -48,7 +48,7 @@ Deno.test("parsePacket() walks extension fields and legacy MACs", async (t) => {
     const ef = [0x01, 0x04, 0x00, 0x20, ...Array(28).fill(0)];
     const p = parsePacket(withTrailer([...ef, ...Array(20).fill(9)]));
     assert.ok(typeof p !== "string");
-    assert.deepEqual(p.extensions, [{ type: 0x0104, length: 32 }]);
+    assert.deepEqual(p.extensions, [{ type: 0x0104, length: 32, offset: 48 }]);
     assert.equal(p.macLength, 20);
   });
   await t.step("an extension field whose length overruns the packet is rejected", () => {

@@ -150,9 +150,18 @@ Deno.test("respond() drops malformed requests and never answers larger than aske
     req.set(hex(CHRONY_REQUEST));
     assert.equal(answer(req).n, NO_REPLY);
   });
-  await t.step("a request with a MAC gets the plain 48-byte header", () => {
+  await t.step("a request with a MAC and no keys gets a crypto-NAK, no longer than asked", () => {
     const req = new Uint8Array(68);
     req.set(hex(CHRONY_REQUEST));
+    req[51] = 1; // key ID 1
+    const { n, out } = answer(req);
+    assert.equal(n, 52);
+    assert.equal(toHex(out.subarray(48, 52)), "00000000");
+  });
+  await t.step("extension fields without a MAC get the plain header", () => {
+    const req = new Uint8Array(48 + 32);
+    req.set(hex(CHRONY_REQUEST));
+    req.set([0x02, 0x04, 0x00, 0x20], 48);
     assert.equal(answer(req).n, 48);
   });
 });

@@ -1,4 +1,5 @@
 import assert from "assert";
+import { mulberry32 } from "../helpers/config_gen.ts";
 import {
   clientRequest,
   COOKIES_PER_KE,
@@ -7,7 +8,12 @@ import {
   readServerResponse,
   serverResponse,
 } from "../../lib/nts/ke_negotiate.ts";
-import { answerRequest, type KeServerOptions } from "../../lib/nts/ke_server.ts";
+import {
+  answerRequest,
+  certificateNotice,
+  keAccess,
+  type KeServerOptions,
+} from "../../lib/nts/ke_server.ts";
 import {
   AEAD_AES_128_GCM_SIV as GCM,
   AEAD_AES_SIV_CMAC_256 as SIV,
@@ -266,4 +272,77 @@ Deno.test("answerRequest() turns failures into Error records", async (t) => {
     ]);
     assert.equal(errorCode(bytes), ErrorCode.UNRECOGNIZED_CRITICAL_RECORD);
   });
+});
+
+Deno.test("certificateNotice() warns once near the end, errors once after it", () => {
+  const end = 1_800_000_000, day = 86400;
+  assert.equal(certificateNotice("c.pem", end, end - 30 * day, "none"), null);
+  const w = certificateNotice("c.pem", end, end - 3.5 * day, "none");
+  assert.equal(w?.level, "warning");
+  assert.equal(
+    w?.message,
+    "c.pem: certificate expires in 3 days (2027-01-15T08:00:00Z): renew it and send SIGHUP",
+  );
+  assert.equal(certificateNotice("c.pem", end, end - 3 * day, "warning"), null);
+  const e = certificateNotice("c.pem", end, end + 1, "warning");
+  assert.equal(e?.level, "error");
+  assert.match(
+    e!.message,
+    /^c\.pem: certificate expired at 2027-01-15T08:00:00Z; clients refuse it/,
+  );
+  assert.equal(certificateNotice("c.pem", end, end + day, "error"), null);
+  // A certificate loaded already expired is refused before it is used; one past its end says so.
+  assert.equal(certificateNotice("c.pem", end, end + day, "none")?.level, "error");
+});
+
+Deno.test("answerRequest() never throws on random or mangled input, and every answer decodes", () => {
+  const rand = mulberry32(8915);
+  const valid = encodeRecords(clientRequest([GCM, SIV]));
+  let responses = 0;
+  for (let i = 0; i < 3000; i++) {
+    let bytes: Uint8Array;
+    if (i % 2 === 0) {
+      // Random records: random types (a few known ones), critical bits, lengths, bodies; EOM last.
+      const records: KeRecord[] = [];
+      const n = Math.floor(rand() * 6);
+      for (let k = 0; k < n; k++) {
+        const type = rand() < 0.6 ? Math.floor(rand() * 8) : Math.floor(rand() * 0x7fff);
+        const body = new Uint8Array(Math.floor(rand() * 9)).map(() => Math.floor(rand() * 256));
+        records.push({ critical: rand() < 0.5, type: type === 0 ? 1 : type, body });
+      }
+      bytes = encodeRecords([...records, rec.endOfMessage()]);
+    } else {
+      // A valid request with a few bytes flipped or cut.
+      bytes = valid.slice(0, Math.max(1, Math.floor(rand() * (valid.length + 1))));
+      for (let k = 0; k < 3; k++) {
+        bytes[Math.floor(rand() * bytes.length)] = Math.floor(rand() * 256);
+      }
+    }
+    const step = answerRequest(bytes, options());
+    if (step.kind === "partial") continue;
+    responses++;
+    const m = decodeMessage(step.bytes);
+    assert.equal(m.kind, "message");
+    if (m.kind !== "message") continue;
+    assert.equal(m.records.at(-1)!.type, RecordType.END_OF_MESSAGE);
+    if (step.outcome.kind === "ok") {
+      assert.ok(readServerResponse(m.records, [GCM, SIV]).ok);
+    }
+  }
+  assert.ok(responses > 1000, `${responses} answered`);
+});
+
+Deno.test("keAccess() applies the NTP server's allow/deny rule to key exchange clients", () => {
+  const ok = keAccess(["192.0.2.0/24", "2001:db8::/32"], ["192.0.2.128/25"]);
+  assert.equal(ok("192.0.2.10"), true);
+  assert.equal(ok("192.0.2.200"), false); // the more specific deny
+  assert.equal(ok("::ffff:192.0.2.10"), true); // IPv4-mapped, as a dual-stack socket reports it
+  assert.equal(ok("198.51.100.1"), false);
+  assert.equal(ok("2001:db8::1"), true);
+  assert.equal(ok("[2001:db8::1]"), true);
+  assert.equal(ok("2001:db9::1"), false);
+  assert.equal(ok("not an address"), false);
+  const everyone = keAccess(["0.0.0.0/0", "::/0"], []);
+  assert.equal(everyone("203.0.113.9"), true);
+  assert.equal(everyone("::1"), true);
 });
