@@ -7,7 +7,7 @@ import { ServerPool } from "./io/server_pool.ts";
 import { serverOptionsFrom } from "./io/server_options.ts";
 import { loadNtsKeys, localSecret, type NtsKeys, ntsServing } from "./io/nts_keys.ts";
 import { installOpensslSiv } from "./io/openssl_siv.ts";
-import { CookieKeyring } from "./nts/cookie.ts";
+import { CookieKeyring, secretTag } from "./nts/cookie.ts";
 import { measurePrecision, realtimeSeconds } from "./io/realtime.ts";
 import { logger, setupLogging } from "./log.ts";
 import { formatRefid, HEADER_LEN } from "./ntp/packet.ts";
@@ -197,9 +197,14 @@ async function startServerPart(ctx: AppContext, config: Config): Promise<AppPart
       return ntsKeys;
     }
     if (r.warning) log.warning(r.warning);
-    if (r.keys.origin !== ntsKeys?.origin || r.keys.secrets.length !== ntsKeys.secrets.length) {
+    const tags = r.keys.secrets.map((k) => secretTag(k).toString(16).padStart(2, "0"));
+    const before = ntsKeys?.secrets.map((k) => secretTag(k).toString(16).padStart(2, "0"));
+    if (r.keys.origin !== ntsKeys?.origin || tags.join() !== before?.join()) {
+      // The tags (8 bits of HKDF of each secret, as in the key ids) tell secrets apart, safely.
       log.info(
-        `NTS cookie keys from ${r.keys.origin} (${r.keys.secrets.length} secret(s)), AES-SIV from ${installOpensslSiv()}`,
+        `NTS cookie keys from ${r.keys.origin} (${r.keys.secrets.length} secret(s), tags ${
+          tags.join(", ")
+        }; cookies made with ${tags[0]}), AES-SIV from ${installOpensslSiv()}`,
       );
     }
     return r.keys;

@@ -182,6 +182,20 @@ export function formatStatusText(s: StatusSnapshot): string {
     ],
     ["rate window", r ? `${r.window_s.toFixed(0)} s` : "(not yet)"],
   ]));
+  const k = s.nts_ke;
+  if (k) {
+    const until = k.certificate_not_after === null
+      ? "unknown"
+      : new Date(k.certificate_not_after * 1000).toISOString().replace(/\.\d+Z$/, "Z");
+    out.push("NTS-KE");
+    out.push(block([
+      ["listen", k.listen.join(", ")],
+      ["key exchanges", `${k.handshakes} (${k.cookies} cookies) of ${k.connections} connections`],
+      ["refused", `${k.refused} no common protocol/AEAD, ${k.record_errors} Error records`],
+      ["closed", `${k.tls_failures} TLS failures, ${k.denied} denied, ${k.busy} busy`],
+      ["certificate until", until],
+    ]));
+  }
   out.push("Anycast");
   const a = s.anycast;
   if (a === null) {
