@@ -29,13 +29,13 @@ export function ntploadSource(): string {
 }
 
 /**
- * Builds bench/out/ntpload (cc -O2 … -lm) if missing or stale; returns its
+ * Builds bench/out/ntpload (cc -O2 … -lm -lcrypto) if missing or stale; returns its
  * path. A $NTPLOAD_SRC build goes to bench/out/ntpload-override instead, so
  * the two never stand in for each other.
  */
 export function buildNtpload(): Promise<string> {
   const name = Deno.env.get("NTPLOAD_SRC") ? "ntpload-override" : "ntpload";
-  return buildC(ntploadSource(), name, ["-lm"]);
+  return buildC(ntploadSource(), name, ["-lm", "-lcrypto"]);
 }
 
 /** Builds the C program `src` to bench/out/NAME (cc -O2) if missing or stale; returns its path. */
@@ -139,10 +139,25 @@ export interface MaxRate {
 export async function findMaxRate(
   bin: string,
   port: number,
-  opts: { seconds: number; sockets: number; bisections?: number; host?: string },
+  opts: {
+    seconds: number;
+    sockets: number;
+    bisections?: number;
+    host?: string;
+    /** More ntpload arguments, e.g. `["-k", "1:MD5:…"]` for requests with a MAC. */
+    extra?: string[];
+  },
 ): Promise<MaxRate> {
   const host = opts.host ?? "127.0.0.1";
-  const common = ["-p", String(port), "-d", String(opts.seconds), "-s", String(opts.sockets)];
+  const common = [
+    "-p",
+    String(port),
+    "-d",
+    String(opts.seconds),
+    "-s",
+    String(opts.sockets),
+    ...(opts.extra ?? []),
+  ];
   const ramp = await ntploadJson(bin, [...common, "--ramp", "-r", "25000", host]);
   const steps = ramp.filter((r) => "rate" in r) as unknown as NtploadStep[];
   let max = ramp.find((r) => "max_rate_answered" in r)?.max_rate_answered ?? 0;
