@@ -9,20 +9,19 @@
  * (the key schedule every call), EVP_MAC ~0.3 µs with a context kept per
  * key (docs/design/authentication.md has the figures).
  *
- * One hash context per thread, reused; one CMAC context per key, made on
- * first use, freed when the key is dropped (a reload).
+ * A hash is one call (EVP_Digest over key ‖ data copied into one buffer:
+ * each FFI call costs more than MD5 over 68 bytes); CMAC keeps a context
+ * per key, made on first use, freed when the key is dropped (a reload).
  */
 import { type DigestFn, fullDigestLength, setDigestBackend } from "../auth/digest.ts";
 import type { KeyType, SymmetricKey } from "../auth/keys.ts";
 
 const SYMBOLS = {
-  EVP_MD_CTX_new: { parameters: [], result: "pointer" },
-  EVP_md5: { parameters: [], result: "pointer" },
-  EVP_sha1: { parameters: [], result: "pointer" },
-  EVP_sha256: { parameters: [], result: "pointer" },
-  EVP_DigestInit_ex: { parameters: ["pointer", "pointer", "pointer"], result: "i32" },
-  EVP_DigestUpdate: { parameters: ["pointer", "buffer", "usize"], result: "i32" },
-  EVP_DigestFinal_ex: { parameters: ["pointer", "buffer", "pointer"], result: "i32" },
+  EVP_Digest: {
+    parameters: ["buffer", "usize", "buffer", "pointer", "pointer", "pointer"],
+    result: "i32",
+  },
+  EVP_MD_fetch: { parameters: ["pointer", "buffer", "pointer"], result: "pointer" },
   EVP_MAC_fetch: { parameters: ["pointer", "buffer", "pointer"], result: "pointer" },
   EVP_MAC_CTX_new: { parameters: ["pointer"], result: "pointer" },
   EVP_MAC_CTX_free: { parameters: ["pointer"], result: "void" },
@@ -47,6 +46,10 @@ const CIPHER: Partial<Record<KeyType, string>> = {
   AES256CMAC: "AES-256-CBC",
 };
 
+/** Lengths as the bigint FFI wants for size_t, made once (no allocation per packet). */
+const BIGS = Array.from({ length: 4097 }, (_, i) => BigInt(i));
+const big = (n: number): bigint => BIGS[n] ?? BigInt(n);
+
 function cString(s: string): Uint8Array {
   return new TextEncoder().encode(s + "\0");
 }
@@ -62,14 +65,16 @@ export function openSslDigest(): DigestFn | string {
   } catch (e) {
     return `libcrypto.so.3 through FFI: ${e instanceof Error ? e.message : e}`;
   }
-  const mdCtx = c.EVP_MD_CTX_new();
   const cmac = c.EVP_MAC_fetch(null, cString("CMAC"), null);
-  if (mdCtx === null || cmac === null) return "libcrypto: no digest context or CMAC";
+  if (cmac === null) return "libcrypto: no CMAC";
+  // Fetched once: EVP_md5() and the like would make libcrypto fetch the implementation on
+  // every digest (OpenSSL 3's implicit fetch, most of a digest's cost here).
   const md: Partial<Record<KeyType, Deno.PointerValue>> = {
-    MD5: c.EVP_md5(),
-    SHA1: c.EVP_sha1(),
-    SHA256: c.EVP_sha256(),
+    MD5: c.EVP_MD_fetch(null, cString("MD5"), null),
+    SHA1: c.EVP_MD_fetch(null, cString("SHA1"), null),
+    SHA256: c.EVP_MD_fetch(null, cString("SHA256"), null),
   };
+  if (Object.values(md).some((p) => p === null)) return "libcrypto: no MD5, SHA1 or SHA256";
   // Strings and parameter blocks the CMAC contexts were set up with: kept alive here.
   const names = { cipher: cString("cipher") };
   const contexts = new WeakMap<SymmetricKey, Deno.PointerValue>();
@@ -94,20 +99,22 @@ export function openSslDigest(): DigestFn | string {
     return ctx;
   };
   const digest = new Uint8Array(64);
-  const outLen = new BigUint64Array(1);
-  const outLenBytes = new Uint8Array(outLen.buffer);
+  const outLen = new Uint8Array(8);
+  // key ‖ data in one buffer, so a hash is one call (EVP_Digest) rather than four.
+  let joined = new Uint8Array(4096);
   return (key, data, out, outOffset, n) => {
     const alg = md[key.type];
     if (alg !== undefined) {
-      c.EVP_DigestInit_ex(mdCtx, alg, null);
-      c.EVP_DigestUpdate(mdCtx, key.secret, BigInt(key.secret.length));
-      c.EVP_DigestUpdate(mdCtx, data, BigInt(data.length));
-      c.EVP_DigestFinal_ex(mdCtx, digest, null);
+      const len = key.secret.length + data.length;
+      if (len > joined.length) joined = new Uint8Array(len);
+      joined.set(key.secret, 0);
+      joined.set(data, key.secret.length);
+      c.EVP_Digest(joined, big(len), digest, null, alg, null);
     } else {
       const ctx = cmacContext(key);
       c.EVP_MAC_init(ctx, null as unknown as Uint8Array, 0n, null);
-      c.EVP_MAC_update(ctx, data, BigInt(data.length));
-      c.EVP_MAC_final(ctx, digest, outLenBytes, 64n);
+      c.EVP_MAC_update(ctx, data, big(data.length));
+      c.EVP_MAC_final(ctx, digest, outLen, 64n);
     }
     out.set(digest.subarray(0, Math.min(n, fullDigestLength(key.type))), outOffset);
   };
