@@ -31,6 +31,7 @@
 import { parseArgs } from "cli";
 import { freeTcpPort, freeUdpPort, startEdgeTime } from "../tests/helpers/edge_time.ts";
 import { until } from "../tests/helpers/wait.ts";
+import { replyCostNs } from "./auth_cost.ts";
 import {
   BENCH_RATE_LIMIT,
   buildC,
@@ -669,11 +670,21 @@ async function authMode(
   }
   const plain = Math.max(...best.get("plain")!);
   const plainCpu = median(cpu.get("plain")!);
+  log("in-process cost of a reply ...");
+  const inProcess = replyCostNs(
+    AUTH_KEYS.map((k) => ({
+      id: k.id,
+      type: k.type,
+      secret: new Uint8Array(k.hex.match(/../g)!.map((h) => parseInt(h, 16))),
+    })),
+  );
   const result = {
     date: new Date().toISOString(),
     machine: `${navigator.hardwareConcurrency} cores, ${Deno.build.os}/${Deno.build.arch}`,
     command: `deno task bench ${Deno.args.join(" ")}`.trim(),
     driver: edge.driver,
+    /** ns per reply in one thread (respond, stamp, MAC), per digest backend. */
+    in_process: inProcess,
     modes: modes.map((m) => {
       const runs = best.get(m.name)!;
       return {
@@ -701,6 +712,19 @@ async function authMode(
       `| ${m.mode} | ${fmt(m.max_rate)} | ${m.runs.map((r) => fmt(r)).join(" ")} | ${
         fmt(m.of_plain, 2)
       } | ${fmt(m.cpu_us_per_request, 2)} | ${fmt(m.cpu_extra_us, 2)} |`,
+    );
+  }
+  console.log("In one thread, no sockets: respond + stamp (+ the reply's MAC), ns per reply:");
+  console.log(
+    "| requests | node:crypto / noble (ns) | libcrypto via FFI (ns) | FFI: more than plain (ns) |",
+  );
+  console.log("|---|--:|--:|--:|");
+  const base = inProcess[0]!.libcrypto_ns ?? NaN;
+  for (const m of inProcess) {
+    console.log(
+      `| ${m.mode} | ${fmt(m.library_ns)} | ${fmt(m.libcrypto_ns ?? NaN)} | ${
+        fmt((m.libcrypto_ns ?? NaN) - base)
+      } |`,
     );
   }
   return 0;

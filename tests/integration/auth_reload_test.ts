@@ -53,6 +53,7 @@ Deno.test({
 listen = ["127.0.0.1:${port}"]
 local_stratum = 8
 workers = 2
+rate_limit = { interval_s = 0 }
 [clock]
 control = false
 driftfile = ""
