@@ -52,8 +52,9 @@ const signed = (v: number, digits: number) => (v >= 0 ? "+" : "") + v.toFixed(di
 export function formatPeers(sources: SourceReport[], system?: SystemReport): string {
   if (system !== undefined) sources = servedSources(sources, system);
   const width = Math.max(15, ...sources.map((s) => s.address.length));
-  // With symmetric keys, a last column: the key ID and whether the last packet authenticated.
-  const keyed = sources.some((s) => s.key !== undefined);
+  // With symmetric keys or NTS, a last column: the key ID (or NTS) and whether the source
+  // authenticates (the last packet's MAC; NTS: keys and cookies held, replies verified).
+  const keyed = sources.some((s) => s.key !== undefined || s.nts !== undefined);
   const head = ` ${"remote".padEnd(width)} ${
     "refid".padEnd(15)
   } st t when poll reach   delay   offset  jitter${keyed ? " auth" : ""}`;
@@ -61,6 +62,8 @@ export function formatPeers(sources: SourceReport[], system?: SystemReport): str
   for (const s of sources) {
     const auth = !keyed
       ? ""
+      : s.nts !== undefined
+      ? ` NTS${s.nts.state === "ready" && s.nts.authenticated > 0 ? " ok" : " no"}`
       : s.key === undefined
       ? "    -"
       : ` ${s.key}${s.authenticated ? " ok" : " no"}`;
