@@ -26,12 +26,19 @@
  * serving.md). An authenticated request costs the server two digests: it
  * checks the request's MAC, and makes the reply's after the stamp.
  *
+ * `--nts` adds an edge-time with NTS on (`[nts] master_key_file`), loaded
+ * in the same turns with prepared NTS requests (bench/nts_requests.ts: a
+ * cookie and an authenticator each, as a client with a full jar sends),
+ * and reports its max rate against the first edge-time's with plain
+ * requests: the cost of NTS per request on the serving path.
+ *
  * Needs cc and chronyd; chronyd runs with -x (never touches the clock).
  */
 import { parseArgs } from "cli";
 import { freeTcpPort, freeUdpPort, startEdgeTime } from "../tests/helpers/edge_time.ts";
 import { until } from "../tests/helpers/wait.ts";
 import { replyCostNs } from "./auth_cost.ts";
+import { writeNtsRequests } from "./nts_requests.ts";
 import {
   BENCH_RATE_LIMIT,
   buildC,
@@ -56,6 +63,8 @@ Benchmarks edge-time against chronyd (local stratum 8) on loopback.
                 in the same turns; report its rate against limiting off (target >= 90 %)
   --auth        instead: one edge-time with keys, max rate with plain requests and with
                 MD5, SHA1 and AES128-CMAC MACs, in turns; ratios to plain
+  --nts         also load an edge-time with NTS on with NTS requests (cookie + authenticator)
+                in the same turns; report its max rate against plain requests
   --json        print one JSON object instead of a table
 Environment: NTPLOAD_SRC overrides the path of ntpload.c.`;
 
@@ -155,6 +164,8 @@ function cpuSeconds(pid: number): number {
 interface Target {
   port: number;
   pid: number;
+  /** More ntpload options (NTS: the prepared requests); such targets get max-rate searches only. */
+  extra?: string[];
   /** CPU µs per answered request in each fixed-rate run. */
   cpuUs: number[];
   rss: RssSampler;
@@ -208,13 +219,28 @@ async function measureBoth(
   log: (s: string) => void,
 ): Promise<void> {
   const s = ["-s", String(o.sockets)];
-  for (const t of targets) await ntpload(bin, t.port, ["-r", "20000", "-d", "1", ...s]); // warm-up
+  for (const t of targets) {
+    await ntpload(bin, t.port, [
+      "-r",
+      t.extra ? "2000" : "20000",
+      "-d",
+      "1",
+      ...s,
+      ...t.extra ?? [],
+    ]);
+  } // warm-up
   for (const t of targets) t.rss.start();
   try {
     for (let i = 0; i < o.ramps; i++) {
       for (const t of targets) {
-        log(`  max rate ${i + 1}/${o.ramps} on port ${t.port}`);
-        t.ramps.push(await findMaxRate(bin, t.port, { seconds: o.seconds, sockets: o.sockets }));
+        log(`  max rate ${i + 1}/${o.ramps} on port ${t.port}${t.extra ? " (NTS)" : ""}`);
+        t.ramps.push(
+          await findMaxRate(bin, t.port, {
+            seconds: o.seconds,
+            sockets: o.sockets,
+            ...(t.extra ? { extra: t.extra, startRate: 2000 } : {}),
+          }),
+        );
       }
       if (o.floor) {
         log(`  max rate ${i + 1}/${o.ramps} of the C floor on port ${o.floor.port}`);
@@ -225,6 +251,7 @@ async function measureBoth(
     }
     for (let i = 0; i < o.fixedRuns; i++) {
       for (const t of targets) {
+        if (t.extra) continue; // NTS: its max rate is what is compared
         log(`  ${o.rate} req/s run ${i + 1}/${o.fixedRuns} on port ${t.port}`);
         const cpu0 = cpuSeconds(t.pid);
         const out = await ntpload(bin, t.port, [
@@ -357,6 +384,7 @@ async function main(): Promise<number> {
       "no-floor": { type: "boolean", default: false },
       "rate-limit": { type: "boolean", default: false },
       auth: { type: "boolean", default: false },
+      nts: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -393,13 +421,17 @@ async function main(): Promise<number> {
   log(`starting edge-time (${workers} worker(s)) and chronyd ...`);
   const edge = await startEdge(workers);
   let limited: Awaited<ReturnType<typeof startEdge>> | null = null;
+  let nts: Awaited<ReturnType<typeof startEdge>> | null = null;
+  let ntsRequestBytes = 0;
+  let ntsDir = "";
   let chrony: Awaited<ReturnType<typeof startChrony>> | null = null;
   let floor: Awaited<ReturnType<typeof startFloor>> | null = null;
   const floorMax: number[] = [];
   const targets: Target[] = [];
-  const target = (t: { port: number; pid: number }): Target => ({
+  const target = (t: { port: number; pid: number }, extra?: string[]): Target => ({
     port: t.port,
     pid: t.pid,
+    ...(extra ? { extra } : {}),
     cpuUs: [],
     rss: new RssSampler(t.pid),
     ramps: [],
@@ -407,14 +439,31 @@ async function main(): Promise<number> {
   });
   try {
     if (values["rate-limit"]) limited = await startEdge(workers, BENCH_RATE_LIMIT);
+    let ntsTemplate = "";
+    if (values.nts) {
+      ntsDir = await Deno.makeTempDir({ prefix: "bench-nts-" });
+      const made = await writeNtsRequests(ntsDir);
+      ntsTemplate = made.templateFile;
+      ntsRequestBytes = made.requestLength;
+      nts = await startEdge(
+        workers,
+        undefined,
+        `[nts]\nmaster_key_file = "${made.masterKeyFile}"\n`,
+      );
+    }
     chrony = await startChrony(bin);
     if (!values["no-floor"]) floor = await startFloor();
-    // In turns: edge-time, (edge-time with rate limiting on,) chrony.
-    targets.push(target(edge), ...(limited ? [target(limited)] : []), target(chrony));
+    // In turns: edge-time, (edge-time with rate limiting on,) chrony, (edge-time with NTS).
+    targets.push(
+      target(edge),
+      ...(limited ? [target(limited)] : []),
+      target(chrony),
+      ...(nts ? [target(nts, ["--template", ntsTemplate])] : []),
+    );
     log(
       `edge-time on port ${edge.port}, ${
         limited ? `edge-time with rate limiting on port ${limited.port}, ` : ""
-      }chronyd on port ${chrony.port}`,
+      }chronyd on port ${chrony.port}${nts ? `, edge-time with NTS on port ${nts.port}` : ""}`,
     );
     await measureBoth(bin, targets, {
       rate,
@@ -427,13 +476,26 @@ async function main(): Promise<number> {
   } finally {
     await edge.stop();
     await limited?.stop();
+    await nts?.stop();
+    if (ntsDir) await Deno.remove(ntsDir, { recursive: true }).catch(() => {});
     await chrony?.stop();
     await floor?.stop();
   }
   const floorBest = floorMax.length ? Math.max(...floorMax) : NaN;
   const et = { ...summary(targets[0]!), driver: edge.driver };
   const rl = limited ? { ...summary(targets[1]!), rate_limit: BENCH_RATE_LIMIT } : null;
-  const ch = { ...summary(targets[targets.length - 1]!), version: chrony!.version };
+  const chT = targets.find((t) => t.port === chrony!.port)!;
+  const ch = { ...summary(chT), version: chrony!.version };
+  const ntsT = nts ? targets.find((t) => t.port === nts!.port)! : null;
+  const ntsResult = ntsT
+    ? {
+      max_rate: Math.max(...ntsT.ramps.map((r) => r.max)),
+      max_rate_runs: ntsT.ramps.map((r) => r.max),
+      request_bytes: ntsRequestBytes,
+      /** KoD replies in all steps: NTS NAKs here (should be 0). */
+      kod: ntsT.ramps.flatMap((r) => r.steps).reduce((n, f) => n + f.kod, 0),
+    }
+    : null;
 
   const ratio = (a: number, b: number) => (b > 0 ? a / b : NaN);
   const result = {
@@ -446,6 +508,8 @@ async function main(): Promise<number> {
     edge_time: et,
     /** `--rate-limit`: the same edge-time with rate limiting on (null without). */
     edge_time_rate_limited: rl,
+    /** `--nts`: an edge-time with NTS on, loaded with NTS requests (null without). */
+    edge_time_nts: ntsResult,
     chrony: ch,
     /** bench/floor.c: the least work one thread can do per request, under the same load. */
     floor: { max_rate: floorBest, max_rate_runs: floorMax },
@@ -457,6 +521,8 @@ async function main(): Promise<number> {
       rss: ratio(et.rss_mb, ch.rss_mb),
       /** Max rate with rate limiting on / off. */
       rate_limit_throughput: rl ? ratio(rl.max_rate, et.max_rate) : null,
+      /** Max rate of NTS requests / plain requests. */
+      nts_throughput: ntsResult ? ratio(ntsResult.max_rate, et.max_rate) : null,
     },
     targets: {
       throughput_ge_1_5x: ratio(et.max_rate, ch.max_rate) >= 1.5,
@@ -579,6 +645,16 @@ async function main(): Promise<number> {
     console.log(line(["", "limit on", "limit off", "on/off"]));
     console.log(`|${"-".repeat(w0 + 2)}|${"-".repeat(14)}|${"-".repeat(14)}|${"-".repeat(8)}|`);
     for (const r of rows) console.log(line(r));
+  }
+  if (ntsResult) {
+    console.log(
+      `edge-time with NTS: max answered rate at >= 99 % of NTS requests (${ntsResult.request_bytes} bytes: ` +
+        `cookie + authenticator) ${fmt(ntsResult.max_rate)} req/s (each ramp ${
+          ntsResult.max_rate_runs.map((r) => fmt(r)).join(" ")
+        }) vs plain ${fmt(et.max_rate)} req/s: ratio ${
+          fmt(result.ratios.nts_throughput ?? NaN, 3)
+        }; NTS NAKs ${ntsResult.kod}`,
+    );
   }
   const t = result.targets;
   console.log(

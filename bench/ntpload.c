@@ -39,7 +39,8 @@
 // digest is not checked: the load tests measure the server.
 //
 // Build: cc -O2 -o ntpload ntpload.c -lm -lcrypto
-// Use:   ntpload [-p PORT] [-r RATE] [-d SECONDS] [-s SOCKETS] [-k ID:TYPE:HEX] [--ramp] [--json] HOST
+// Use:   ntpload [-p PORT] [-r RATE] [-d SECONDS] [-s SOCKETS] [-k ID:TYPE:HEX] [--ramp] [--json]
+//                 [--template FILE] HOST
 //   -p PORT   server port (default 123)
 //   -r RATE   requests per second (default 10000)
 //   -d SECS   seconds of sending per step (default 3)
@@ -49,6 +50,11 @@
 //             RAMP_BISECTIONS times; last, print the highest rate answered
 //   --json    one JSON object per step (and {"max_rate_answered":N} after a
 //             ramp) instead of a table
+//   --template FILE  send these prepared requests, round-robin, instead of
+//             48-byte ones (NTS requests with their cookie and authenticator,
+//             made by bench/load.ts --nts): records of a 2-byte big-endian
+//             length and the packet; the transmit timestamp of record i
+//             must have i as its low SLOT_BITS bits (it is the request's id)
 // Exit: 0 when something was answered, 1 when nothing was, 2 on a usage error.
 #define _GNU_SOURCE
 #include <errno.h>
@@ -83,9 +89,11 @@
 #define MAX_SOCKETS 1024
 #define RAMP_DOUBLINGS 20
 #define RAMP_BISECTIONS 3
+#define MAX_TEMPLATES 65536
+#define MAX_TEMPLATE_LEN 2048
 #define USAGE \
   "usage: ntpload [-p PORT] [-r RATE] [-d SECONDS] [-s SOCKETS] [-k ID:TYPE:HEXKEY] [--ramp] " \
-  "[--json] HOST\n  TYPE: MD5, SHA1, SHA256, AES128CMAC, AES256CMAC\n"
+  "[--json] [--template FILE] HOST\n  TYPE: MD5, SHA1, SHA256, AES128CMAC, AES256CMAC\n"
 
 enum { FREE, PENDING, DONE };
 typedef struct {
@@ -173,6 +181,38 @@ static int socks[MAX_SOCKETS], nsocks, epfd;
 static struct sockaddr_storage server;
 static socklen_t server_len;
 static uint64_t rng_state;
+// Prepared requests (--template): bytes, and per record its offset, length and id (xmt).
+static unsigned char *tmpl;
+static size_t tmpl_off[MAX_TEMPLATES];
+static uint16_t tmpl_len[MAX_TEMPLATES];
+static uint64_t tmpl_id[MAX_TEMPLATES];
+static uint32_t ntmpl;
+static uint64_t get64(const unsigned char *p);
+
+// Reads --template FILE; 0 when it is usable, else a message on stderr and 1.
+static int load_templates(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) { fprintf(stderr, "ntpload: %s: %s\n", path, strerror(errno)); return 1; }
+  size_t cap = 1 << 20, used = 0;
+  tmpl = malloc(cap);
+  unsigned char hdr[2];
+  while (tmpl && fread(hdr, 1, 2, f) == 2) {
+    size_t len = (size_t)hdr[0] << 8 | hdr[1];
+    if (ntmpl == MAX_TEMPLATES || len < 48 || len > MAX_TEMPLATE_LEN) break;
+    if (used + len > cap) tmpl = realloc(tmpl, cap *= 2);
+    if (!tmpl || fread(tmpl + used, 1, len, f) != len) break;
+    uint64_t id = get64(tmpl + used + 40);
+    if ((id & SLOT_MASK) != ntmpl || id == 0) break;
+    tmpl_off[ntmpl] = used;
+    tmpl_len[ntmpl] = (uint16_t)len;
+    tmpl_id[ntmpl++] = id;
+    used += len;
+  }
+  int bad = !feof(f) || !tmpl || ntmpl == 0;
+  fclose(f);
+  if (bad) fprintf(stderr, "ntpload: %s: bad record %u\n", path, ntmpl);
+  return bad;
+}
 
 static double mono(void) {
   struct timespec t;
@@ -322,6 +362,14 @@ static int send_burst(step_t *st, int s, uint64_t seq, int n) {
   struct iovec iov[SEND_BURST];
   uint64_t ids[SEND_BURST];
   for (int i = 0; i < n; i++) {
+    if (ntmpl) {  // a prepared request: its xmt is its id
+      uint32_t k = (uint32_t)((seq + (uint64_t)i) % ntmpl);
+      ids[i] = tmpl_id[k];
+      iov[i] = (struct iovec){tmpl + tmpl_off[k], tmpl_len[k]};
+      m[i] = (struct mmsghdr){.msg_hdr = {.msg_name = &server, .msg_namelen = server_len,
+                                          .msg_iov = &iov[i], .msg_iovlen = 1}};
+      continue;
+    }
     uint32_t slot = (uint32_t)((seq + (uint64_t)i) & SLOT_MASK);
     do ids[i] = (random64() << SLOT_BITS) | slot; while (ids[i] == 0);
     memset(pkt[i], 0, 48);
@@ -476,6 +524,9 @@ int main(int argc, char **argv) {
       }
     } else if (!strcmp(a, "--ramp")) ramp = 1;
     else if (!strcmp(a, "--json")) json = 1;
+    else if (!strcmp(a, "--template") && i + 1 < argc) {
+      if (load_templates(argv[++i])) return 2;
+    }
     else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(USAGE, stdout); return 0; }
     else if (a[0] != '-' && !host) host = a;
     else { fputs(USAGE, stderr); return 2; }

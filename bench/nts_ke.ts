@@ -15,13 +15,14 @@
  *
  * Needs cc, the OpenSSL headers (libssl-dev) and chronyd.
  */
-import { parseArgs } from "cli";
+import { checkedArgs, numberOption, parseArgs, UsageError } from "./cli_options.ts";
 import { freeTcpPort, freeUdpPort, startEdgeTime } from "../tests/helpers/edge_time.ts";
 import { chronyAvailable, startChronyd } from "../tests/helpers/chrony.ts";
 import { makeTestPki } from "../tests/helpers/certs.ts";
 import { waitForTcp } from "../tests/helpers/tls_peer.ts";
 import { buildC } from "../tests/helpers/ntpload.ts";
 import { CookieKeyring } from "../lib/nts/cookie.ts";
+import { installOpensslSiv } from "../lib/io/openssl_siv.ts";
 import { AEAD_AES_SIV_CMAC_256 } from "../lib/nts/ke_records.ts";
 
 const HELP = `Usage: deno task bench:nts [--seconds S] [--runs N] [--threads T] [--json]
@@ -37,16 +38,6 @@ interface LoadResult {
   ok: number;
   failed: number;
   seconds: number;
-}
-
-function positive(name: string, text: string | undefined, fallback: number): number {
-  if (text === undefined) return fallback;
-  const n = Number(text);
-  if (!Number.isFinite(n) || n <= 0) {
-    console.error(`bench:nts: --${name} must be a positive number, got "${text}"`);
-    Deno.exit(2);
-  }
-  return n;
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -74,13 +65,14 @@ async function load(
  * cookies (lib/nts/cookie.ts), in this process: the part of a key exchange
  * that is not TLS.
  */
-function cookieMsPerKe(): number {
+function cookieMsPerKe(): { ms: number; siv: string } {
+  const siv = installOpensslSiv(); // as the app does
   const ring = new CookieKeyring([crypto.getRandomValues(new Uint8Array(32))], 2);
   const c2s = new Uint8Array(32), s2c = new Uint8Array(32);
   for (let i = 0; i < 200; i++) ring.makeCookies(AEAD_AES_SIV_CMAC_256, c2s, s2c, 8);
   const n = 1000, t0 = performance.now();
   for (let i = 0; i < n; i++) ring.makeCookies(AEAD_AES_SIV_CMAC_256, c2s, s2c, 8);
-  return (performance.now() - t0) / n;
+  return { ms: (performance.now() - t0) / n, siv };
 }
 
 async function rssKb(pid: number): Promise<number> {
@@ -89,21 +81,30 @@ async function rssKb(pid: number): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      seconds: { type: "string" },
-      runs: { type: "string" },
-      threads: { type: "string" },
-      json: { type: "boolean" },
-      help: { type: "boolean" },
-    },
-    strict: true,
-  });
+  const { values } = checkedArgs(() =>
+    parseArgs({
+      args: Deno.args,
+      options: {
+        seconds: { type: "string" },
+        runs: { type: "string" },
+        threads: { type: "string" },
+        json: { type: "boolean" },
+        help: { type: "boolean" },
+      },
+      strict: true,
+      allowPositionals: false,
+    })
+  );
   if (values.help) return console.log(HELP);
-  const seconds = positive("seconds", values.seconds, 5);
-  const runs = Math.round(positive("runs", values.runs, 3));
-  const threads = Math.round(positive("threads", values.threads, 4));
+  const seconds = values.seconds === undefined
+    ? 5
+    : numberOption("seconds", values.seconds, 0.5, 3600);
+  const runs = values.runs === undefined
+    ? 3
+    : Math.round(numberOption("runs", values.runs, 1, 100));
+  const threads = values.threads === undefined
+    ? 4
+    : Math.round(numberOption("threads", values.threads, 1, 256));
   const noChrony = chronyAvailable();
   if (noChrony) throw new Error(`bench:nts needs chronyd: ${noChrony}`);
 
@@ -137,6 +138,7 @@ private_key = "${key}"
     `port ${chronyNtp}`,
     "bindaddress 127.0.0.1",
     "allow 127.0.0.1", // chronyd applies its NTP access rules to NTS-KE too
+    "user root", // its command socket (the helper waits for it) needs the dir owned by its user
     "local stratum 8",
   ]);
   try {
@@ -169,7 +171,7 @@ private_key = "${key}"
         rss_kb: await rssKb(chronyPid),
       },
       ratio: 0,
-      cookie_ms_per_ke: cookieMsPerKe(),
+      cookies: cookieMsPerKe(),
     };
     result.ratio = result.edge_time.ke_per_s / result.chronyd.ke_per_s;
     if (values.json) return console.log(JSON.stringify(result));
@@ -190,8 +192,8 @@ private_key = "${key}"
     );
     console.log(`ratio edge-time / chronyd: ${result.ratio.toFixed(2)}`);
     console.log(
-      `edge-time: 8 cookies (AES-SIV-CMAC-256, lib/nts/cookie.ts) take ${
-        result.cookie_ms_per_ke.toFixed(3)
+      `edge-time: 8 cookies (AES-SIV-CMAC-256 from ${result.cookies.siv}, lib/nts/cookie.ts) take ${
+        result.cookies.ms.toFixed(3)
       } ms of the main thread per key exchange`,
     );
   } finally {
@@ -206,6 +208,6 @@ if (import.meta.main) {
     await main();
   } catch (e) {
     console.error(`bench:nts: ${e instanceof Error ? e.message : e}`);
-    Deno.exit(1);
+    Deno.exit(e instanceof UsageError ? 2 : 1);
   }
 }

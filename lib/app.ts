@@ -6,7 +6,8 @@ import { type Config, loadConfig, missingSourceKeys } from "./config/mod.ts";
 import { ServerPool } from "./io/server_pool.ts";
 import { serverOptionsFrom } from "./io/server_options.ts";
 import { loadNtsKeys, localSecret, type NtsKeys, ntsServing } from "./io/nts_keys.ts";
-import { CookieKeyring } from "./nts/cookie.ts";
+import { installOpensslSiv } from "./io/openssl_siv.ts";
+import { CookieKeyring, secretTag } from "./nts/cookie.ts";
 import { measurePrecision, realtimeSeconds } from "./io/realtime.ts";
 import { logger, setupLogging } from "./log.ts";
 import { formatRefid, HEADER_LEN } from "./ntp/packet.ts";
@@ -35,7 +36,7 @@ import {
 import { VERSION } from "./version.ts";
 import { type AnycastRuntime, startAnycast } from "./anycast/mod.ts";
 import { type NtsKeHandle, startNtsKe } from "./io/nts_ke_listener.ts";
-import type { MakeCookies } from "./nts/ke_server.ts";
+import { keAccess, type MakeCookies } from "./nts/ke_server.ts";
 import { SUPPORTED_AEADS } from "./nts/aead.ts";
 import type { NtsKeReport } from "./status/snapshot.ts";
 import { describePlan, isNoop, planReload, type ReloadPlan } from "./reload.ts";
@@ -197,8 +198,15 @@ async function startServerPart(ctx: AppContext, config: Config): Promise<AppPart
       return ntsKeys;
     }
     if (r.warning) log.warning(r.warning);
-    if (r.keys.origin !== ntsKeys?.origin || r.keys.secrets.length !== ntsKeys.secrets.length) {
-      log.info(`NTS cookie keys from ${r.keys.origin} (${r.keys.secrets.length} secret(s))`);
+    const tags = r.keys.secrets.map((k) => secretTag(k).toString(16).padStart(2, "0"));
+    const before = ntsKeys?.secrets.map((k) => secretTag(k).toString(16).padStart(2, "0"));
+    if (r.keys.origin !== ntsKeys?.origin || tags.join() !== before?.join()) {
+      // The tags (8 bits of HKDF of each secret, as in the key ids) tell secrets apart, safely.
+      log.info(
+        `NTS cookie keys from ${r.keys.origin} (${r.keys.secrets.length} secret(s), tags ${
+          tags.join(", ")
+        }; cookies made with ${tags[0]}), AES-SIV from ${installOpensslSiv()}`,
+      );
     }
     return r.keys;
   };
@@ -403,6 +411,8 @@ async function startNtsKePart(ctx: AppContext, config: Config): Promise<AppPart>
   const negotiation = (c: Config) => ({
     ntpServer: c.nts.ntpServer === "" ? undefined : c.nts.ntpServer,
     ntpPort: c.nts.ntpPort === 0 ? undefined : c.nts.ntpPort,
+    // Whom the NTP server answers may make a key exchange (chronyd does the same).
+    allowed: keAccess(c.server.allow, c.server.deny),
   });
   const start = async (c: Config): Promise<void> => {
     if (c.nts.keListen.length === 0) return;

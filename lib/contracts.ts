@@ -72,4 +72,6 @@ export interface NtsKeCounters {
   cookies: number;
   /** Connections closed at once because `maxConnections` sessions were open. */
   busy: number;
+  /** Connections closed at once: the client is not allowed (`server.allow`/`deny`). */
+  denied: number;
 }

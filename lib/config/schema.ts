@@ -317,7 +317,12 @@ export const SCHEMA: Record<string, Spec> = {
       prefer: bool(false, "System peer whenever it is a truechimer"),
       min_poll: int(6, 0, 17, "Shortest poll interval, log2 seconds (6 = 64 s)"),
       max_poll: int(10, 0, 17, "Longest poll interval, log2 seconds (10 = 1024 s); ≥ `min_poll`"),
-      max_sources: int(4, 1, 16, "`pool` only: addresses followed at once"),
+      max_sources: int(
+        4,
+        1,
+        16,
+        "`pool`: addresses followed at once; `broadcast`: servers heard that are followed at once",
+      ),
       xleave: bool(false, "Interleaved mode (RFC 9769, chrony `xleave`); `server` and `pool`"),
       key: int(
         0,

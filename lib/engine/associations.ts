@@ -278,8 +278,9 @@ export class AssociationSet {
         );
         a.setPoll(sys.poll);
       }
-      if (cfg.kind === "pool") {
-        // Fewer members wanted: drop the least useful (not the system peer, lowest reach).
+      if (cfg.kind === "pool" || cfg.kind === "broadcast") {
+        // Fewer members wanted: drop the least useful (not the system peer, lowest reach);
+        // a broadcast source's servers are heard again, never looked up.
         const extra = list.length - cfg.maxSources;
         const worst = [...list].sort((x, y) =>
           Number(x === sys.peer) - Number(y === sys.peer) ||
@@ -289,7 +290,10 @@ export class AssociationSet {
           this.drop(a.id);
           out.push({ kind: "demobilize", source: a.id, reason: "max_sources lowered" });
         }
-        if (list.length < cfg.maxSources && !this.pending.some((p) => p.key === key)) {
+        if (
+          cfg.kind === "pool" && list.length < cfg.maxSources &&
+          !this.pending.some((p) => p.key === key)
+        ) {
           const { host, port } = splitHostPort(cfg.address, this.defaultPort);
           this.pending.push({ key, name: host, port, at: now });
         }

@@ -358,7 +358,8 @@ export class Engine {
       // A configured server or peer at that address: its own exchanges decide.
       return this.#flush();
     }
-    this.#received(a, () => a.handleBroadcast(p, t4, this.#context()), t4);
+    const authenticated = mac.kind === "ok" && mac.keyId === (a.opts.key ?? 0);
+    this.#received(a, () => a.handleBroadcast(p, t4, this.#context(), authenticated), t4);
     return this.#flush();
   }
 

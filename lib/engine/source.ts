@@ -612,7 +612,8 @@ export class Association {
 
   /**
    * A broadcast (mode 5) from this association's server, already admitted
-   * by the engine (broadcast.ts `admitBroadcast`), heard at raw time `t4`.
+   * by the engine (broadcast.ts `admitBroadcast`; `authenticated`: with a
+   * valid MAC of our key), heard at raw time `t4`.
    * Duplicates and replays are dropped, the header tests applied as for a
    * reply; once the delay is calibrated the packet is a sample with offset
    * T3 − T4 + delay/2 and the calibrated delay.
@@ -621,6 +622,7 @@ export class Association {
     p: NtpPacket,
     t4: number,
     ctx: SourceContext,
+    authenticated = false,
   ): { actions: SourceAction[]; output: FilterOutput | null; fresh: boolean } {
     const actions: SourceAction[] = [];
     const none = { actions, output: null, fresh: false };
@@ -633,6 +635,7 @@ export class Association {
       return none;
     }
     this.#lastRxXmt = p.xmt;
+    this.authenticated = authenticated;
     this.ppoll = p.poll;
     this.reach |= 1;
     this.unreach = 0;
@@ -659,6 +662,14 @@ export class Association {
       // The calibration exchanges run on the poll timer; until they end a
       // broadcast alone cannot tell the one-way delay.
       this.counters.uncalibrated++;
+      if (this.counters.sent >= BURST_COUNT && this.#calibration.length === 0) {
+        const l = this.#once(
+          "uncalibrated",
+          "warning",
+          `${this.id}: broadcasts heard, but no valid reply to the calibration requests (does the server allow us, and share the key?); its broadcasts are not used`,
+        );
+        if (l) actions.push(l);
+      }
       return none;
     }
     const delay = this.bdelay;

@@ -122,7 +122,7 @@ export class EngineDriver {
   #keys: AuthKeys;
   /** Sources whose key is missing from the key file, logged once each until it is back. */
   readonly #keyMissing = new Set<string>();
-  /** Listener socket id → the broadcast source's `sourceKey`. */
+  /** Listener socket id (the broadcast source's `sourceKey`) → where it listens ("host port interface"). */
   readonly #listeners = new Map<string, string>();
   /** This host's addresses: our own broadcasts, looped back to a listener, are not a server heard. */
   #ownAddresses = new Set<string>();
@@ -245,8 +245,11 @@ export class EngineDriver {
     for (const s of c.source) {
       if (s.kind === "broadcast") want.set(sourceKey(s), s);
     }
-    for (const id of [...this.#listeners.keys()]) {
-      if (want.has(id)) continue;
+    const where = (s: Config["source"][number]) => `${s.address} ${s.interface}`;
+    for (const [id, at] of [...this.#listeners]) {
+      const s = want.get(id);
+      if (s && where(s) === at) continue;
+      // Gone, or its interface changed: closed here, reopened below.
       sockets.close(id);
       this.#listeners.delete(id);
     }
@@ -263,7 +266,7 @@ export class EngineDriver {
         this.#log.error(`Cannot listen for broadcasts: ${err}`);
         continue;
       }
-      this.#listeners.set(id, sourceKey(s));
+      this.#listeners.set(id, where(s));
       if (s.insecure) {
         this.#log.warn(
           `Broadcast source ${s.address}: insecure = true: unauthenticated broadcasts are used (anyone on the LAN can steer this clock; BCP 223)`,
@@ -276,8 +279,8 @@ export class EngineDriver {
   /** A datagram on a broadcast listener, from `from`, with its kernel receive time. */
   #heard(id: string, bytes: Uint8Array, t4: number, from: { host: string; port: number }): void {
     if (this.#stopped) return;
-    const source = this.#listeners.get(id);
-    if (source === undefined || this.#ownAddresses.has(canonicalIp(from.host))) return;
+    if (!this.#listeners.has(id) || this.#ownAddresses.has(canonicalIp(from.host))) return;
+    const source = id; // a listener's id is its source's `sourceKey`
     this.#safely(
       `broadcast from ${from.host}`,
       () => this.engine.handleBroadcast(source, from.host, from.port, bytes, t4),

@@ -49,6 +49,8 @@ export interface NtsKeServerOptions {
   maxConnections?: number;
   /** How often the certificate's end is checked (default one hour). */
   certificateCheckMs?: number;
+  /** Whether a client address may make a key exchange (default: everyone). */
+  allowed?: (ip: string) => boolean;
 }
 
 /** A running NTS-KE server. */
@@ -70,12 +72,18 @@ export interface NtsKeHandle {
   /** New negotiation records, AEADs or cookie maker for the next sessions (a config reload). */
   configure(
     o: Partial<
-      Pick<NtsKeServerOptions, "ntpServer" | "ntpPort" | "supportedAeads" | "makeCookies">
+      Pick<
+        NtsKeServerOptions,
+        "ntpServer" | "ntpPort" | "supportedAeads" | "makeCookies" | "allowed"
+      >
     >,
   ): void;
   /** Closes the listeners and every open session. */
   stop(): Promise<void>;
 }
+
+/** Pause after a failed accept (EMFILE and the like) before the next one. */
+const ACCEPT_RETRY_MS = 100;
 
 /** Splits "host:port" / "[v6]:port" (port 0 allowed); null if malformed. */
 function splitListen(text: string): { hostname: string; port: number } | null {
@@ -120,7 +128,7 @@ export async function startNtsKe(opts: NtsKeServerOptions): Promise<NtsKeHandle>
   checkCertificate();
   const certTimer = setInterval(checkCertificate, o.certificateCheckMs ?? 3_600_000);
   const counters = newKeCounters();
-  const listeners: Deno.Listener[] = [];
+  const listeners: Deno.TcpListener[] = [];
   const bound: string[] = [];
   const errors: string[] = [];
   const open = new Set<TlsStream>();
@@ -151,9 +159,15 @@ export async function startNtsKe(opts: NtsKeServerOptions): Promise<NtsKeHandle>
   }
 
   /** One connection: handshake, request, response, close. */
-  const serve = async (conn: Deno.Conn): Promise<void> => {
+  const serve = async (conn: Deno.TcpConn): Promise<void> => {
     counters.connections++;
-    const peer = formatAddr(conn.remoteAddr as Deno.NetAddr);
+    const remote = conn.remoteAddr as Deno.NetAddr;
+    const peer = formatAddr(remote);
+    if (o.allowed && !o.allowed(remote.hostname)) {
+      counters.denied++;
+      conn.close();
+      return;
+    }
     if (open.size >= maxConnections) {
       counters.busy++;
       conn.close();
@@ -216,13 +230,29 @@ export async function startNtsKe(opts: NtsKeServerOptions): Promise<NtsKeHandle>
     }
   };
 
+  /**
+   * Accepts until stopped. A failed accept (out of file descriptors, a
+   * connection reset before it was taken) is logged once per burst and
+   * retried after a pause: the listener never gives up while we run.
+   */
   const loops = listeners.map(async (l) => {
-    try {
-      for await (const conn of l) serve(conn);
-    } catch (e) {
-      if (!stopping) {
-        log.error(`NTS-KE: listener ${formatAddr(l.addr as Deno.NetAddr)} failed: ${message(e)}`);
+    let lastError = "";
+    while (!stopping) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await l.accept();
+      } catch (e) {
+        if (stopping || e instanceof Deno.errors.BadResource) return; // closed by stop()
+        const why = message(e);
+        if (why !== lastError) {
+          log.error(`NTS-KE: accept on ${formatAddr(l.addr as Deno.NetAddr)} failed: ${why}`);
+        }
+        lastError = why;
+        await new Promise((r) => setTimeout(r, ACCEPT_RETRY_MS));
+        continue;
       }
+      lastError = "";
+      serve(conn);
     }
   });
 
@@ -254,6 +284,7 @@ export async function startNtsKe(opts: NtsKeServerOptions): Promise<NtsKeHandle>
       if ("ntpPort" in c) o.ntpPort = c.ntpPort;
       if (c.supportedAeads) o.supportedAeads = c.supportedAeads;
       if (c.makeCookies) o.makeCookies = c.makeCookies;
+      if ("allowed" in c) o.allowed = c.allowed;
     },
     async stop() {
       stopping = true;

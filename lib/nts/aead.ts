@@ -39,10 +39,8 @@ export interface Aead {
   ): Uint8Array | null;
 }
 
-const siv: Aead = {
-  id: AEAD_AES_SIV_CMAC_256,
-  keyLength: 32,
-  nonceLength: 16,
+/** AES-SIV-CMAC-256 in TypeScript (@noble/ciphers). */
+const nobleSiv: Pick<Aead, "seal" | "open"> = {
   seal: (key, nonce, plaintext, ad) => aessiv(key, ad, nonce).encrypt(plaintext),
   open(key, nonce, ciphertext, ad) {
     if (ciphertext.length < AEAD_TAG_LENGTH) return null;
@@ -53,6 +51,29 @@ const siv: Aead = {
     }
   },
 };
+
+const siv: Aead = {
+  id: AEAD_AES_SIV_CMAC_256,
+  keyLength: 32,
+  nonceLength: 16,
+  seal: nobleSiv.seal,
+  open: nobleSiv.open,
+};
+
+/**
+ * Replaces the AES-SIV-CMAC-256 primitive (the I/O layer installs
+ * OpenSSL's, lib/io/openssl_siv.ts, where libcrypto loads; it gives the
+ * same bytes, much faster); null goes back to @noble/ciphers'. Returns
+ * which one is in use: "openssl" or "noble".
+ */
+export function useSivImplementation(impl: Pick<Aead, "seal" | "open"> | null): string {
+  siv.seal = (impl ?? nobleSiv).seal;
+  siv.open = (impl ?? nobleSiv).open;
+  return impl ? "openssl" : "noble";
+}
+
+/** The TypeScript AES-SIV, whatever is installed (tests compare the two). */
+export const nobleAesSiv: Pick<Aead, "seal" | "open"> = nobleSiv;
 
 const gcm: Aead = {
   id: AEAD_AES_128_GCM_SIV,

@@ -4,6 +4,8 @@
  * of the caller. Pure; the driver (lib/io/nts_ke_listener.ts) runs TLS.
  */
 import type { NtsKeCounters } from "../contracts.ts";
+import { AccessList, type Cidr, parseCidr } from "../ntp/access.ts";
+import { newClientAddress, parseIp, setClientAddress } from "../ntp/address.ts";
 import { COOKIES_PER_KE, negotiateServer, serverResponse } from "./ke_negotiate.ts";
 import {
   aeadKeyLength,
@@ -105,6 +107,7 @@ export function newKeCounters(): NtsKeCounters {
     tlsFailures: 0,
     cookies: 0,
     busy: 0,
+    denied: 0,
   };
 }
 
@@ -155,4 +158,27 @@ export function certificateNotice(
     };
   }
   return null;
+}
+
+/**
+ * Whether a client at `ip` (text, as the socket reports it; IPv4-mapped
+ * IPv6 counts as IPv4) may make a key exchange: the NTP server's own
+ * `allow`/`deny` rule (lib/ntp/access.ts), as chronyd applies its NTP
+ * access rules to NTS-KE. Prefixes that do not parse are skipped (the
+ * config validator has refused them already).
+ */
+export function keAccess(
+  allow: readonly string[],
+  deny: readonly string[],
+): (ip: string) => boolean {
+  const cidrs = (list: readonly string[]) =>
+    list.map(parseCidr).filter((c): c is Cidr => typeof c !== "string");
+  const list = new AccessList(cidrs(allow), cidrs(deny));
+  const addr = newClientAddress();
+  return (ip) => {
+    const bytes = parseIp(ip.replace(/^\[(.*)\]$/, "$1").replace(/%.*$/, ""));
+    if (bytes === null) return false;
+    setClientAddress(addr, bytes, 0, bytes.length === 4 ? 4 : 16, 0);
+    return list.allows(addr);
+  };
 }

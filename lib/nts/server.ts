@@ -72,7 +72,17 @@ export class NtsServer implements NtsResponder {
     this.keyring = keyring;
   }
 
+  /** See `NtsResponder.check`; never throws (a packet must not stop the server): NTS_DROP. */
   check(req: Uint8Array, length: number): number {
+    try {
+      return this.#check(req, length);
+    } catch (e) {
+      this.#checked = null;
+      return this.#fail(NTS_DROP, `internal: ${e instanceof Error ? e.message : e}`);
+    }
+  }
+
+  #check(req: Uint8Array, length: number): number {
     this.#checked = null;
     const fields: ExtensionField[] = [];
     const view = new DataView(req.buffer, req.byteOffset, length);
@@ -140,7 +150,23 @@ export class NtsServer implements NtsResponder {
     return this.lastReason === "authenticator";
   }
 
+  /** See `NtsResponder.finish`; never throws: 0 (no reply) instead. */
   finish(
+    req: Uint8Array,
+    length: number,
+    out: Uint8Array,
+    outOffset: number,
+    nak: boolean,
+  ): number {
+    try {
+      return this.#finish(req, length, out, outOffset, nak);
+    } catch {
+      this.#pending.delete(outOffset);
+      return 0;
+    }
+  }
+
+  #finish(
     req: Uint8Array,
     length: number,
     out: Uint8Array,
@@ -150,9 +176,7 @@ export class NtsServer implements NtsResponder {
     const c = this.#checked;
     this.#checked = null;
     // The unique identifier, copied whole (a NAK carries it too).
-    const fields: ExtensionField[] = [];
-    walkTrailer(new DataView(req.buffer, req.byteOffset, length), length, 4, fields);
-    const uid = c?.uid ?? fields.find((f) => f.type === EF_UNIQUE_IDENTIFIER);
+    const uid = c?.uid ?? uniqueIdentifier(req, length);
     let at = outOffset + HEADER_LEN;
     if (uid) {
       out.set(req.subarray(uid.offset, uid.offset + uid.length), at);
@@ -200,6 +224,13 @@ export class NtsServer implements NtsResponder {
     );
     out.set(ct, ctAt);
   }
+}
+
+/** The Unique Identifier field of a request that failed `check` (for its NAK), if any. */
+function uniqueIdentifier(req: Uint8Array, length: number): ExtensionField | undefined {
+  const fields: ExtensionField[] = [];
+  walkTrailer(new DataView(req.buffer, req.byteOffset, length), length, 4, fields);
+  return fields.find((f) => f.type === EF_UNIQUE_IDENTIFIER);
 }
 
 function isNts(f: ExtensionField): boolean {

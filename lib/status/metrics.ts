@@ -254,6 +254,28 @@ export function renderMetrics(s: StatusSnapshot): string {
     e.family("ntp_source_events_total", "counter", "Per-source engine events by kind.", perSource);
   }
 
+  const bc = s.broadcast ?? [];
+  if (bc.length > 0) {
+    e.family(
+      "ntp_broadcast_sent_total",
+      "counter",
+      "Mode 5 packets sent, per [[broadcast]] destination.",
+      bc.map((d): Sample => [{ address: d.address }, d.sent]),
+    );
+    e.family(
+      "ntp_broadcast_unsynchronised_total",
+      "counter",
+      "Broadcast intervals skipped because the node was not synchronised.",
+      bc.map((d): Sample => [{ address: d.address }, d.unsynchronised]),
+    );
+    e.family(
+      "ntp_broadcast_up",
+      "gauge",
+      "1 when the destination can be served (its socket and key are in order).",
+      bc.map((d): Sample => [{ address: d.address }, d.error === "" ? 1 : 0]),
+    );
+  }
+
   const k = s.nts_ke;
   if (k) {
     const ke = (name: string, help: string, v: number) =>
@@ -277,6 +299,11 @@ export function renderMetrics(s: StatusSnapshot): string {
     );
     ke("cookies", "NTS cookies handed out by the NTS-KE server.", k.cookies);
     ke("busy", "NTS-KE connections closed at once: too many sessions open.", k.busy);
+    ke(
+      "denied",
+      "NTS-KE connections closed at once: client not allowed (server.allow/deny).",
+      k.denied,
+    );
     if (k.certificate_not_after !== null) {
       e.family(
         "nts_ke_certificate_expiry_timestamp_seconds",

@@ -151,6 +151,22 @@ export function renderPage(s: StatusSnapshot, series: ChartSeries): string {
       r ? `rates over the last ${r.window_s.toFixed(0)} s` : "rates after the first sample"
     }</span><span>${s.workers} worker(s), driver ${esc(s.driver)}</span></div>`;
 
+  const k = s.nts_ke;
+  const ntsKe = k
+    ? `<section><h2>NTS-KE</h2><div id="nts-ke">${
+      dl([
+        ["Listen", k.listen.join(", ")],
+        ["Key exchanges", `${k.handshakes} (${k.cookies} cookies) of ${k.connections} connections`],
+        ["Refused", `${k.refused} no common protocol/AEAD, ${k.record_errors} Error records`],
+        ["Closed", `${k.tls_failures} TLS failures, ${k.denied} denied, ${k.busy} busy`],
+        [
+          "Certificate until",
+          k.certificate_not_after === null ? "unknown" : isoUtc(k.certificate_not_after),
+        ],
+      ])
+    }</div></section>\n`
+    : "";
+
   const a = s.anycast;
   const anycast = a === null
     ? `<p class="muted" id="anycast">Anycast is off.</p>`
@@ -202,7 +218,7 @@ ${banner}
     sec(1e-6)
   } and logarithmic beyond; bucket means of one sample per 16 s.</span></div></section>
 <section><h2>Server</h2>${server}</section>
-<section><h2>Anycast</h2>${anycast}</section>
+${ntsKe}<section><h2>Anycast</h2>${anycast}</section>
 </main><footer><a href="/status">/status</a><a href="/status?format=text">text</a><a href="/metrics">/metrics</a><a href="/healthz">/healthz</a></footer></body></html>
 `;
 }

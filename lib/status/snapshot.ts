@@ -73,6 +73,7 @@ export interface NtsKeStatus {
   tls_failures: number;
   cookies: number;
   busy: number;
+  denied: number;
 }
 
 /** What the app reports of a running NTS-KE server. */
@@ -247,5 +248,6 @@ function ntsKeStatus(r: NtsKeReport): NtsKeStatus {
     tls_failures: c.tlsFailures,
     cookies: c.cookies,
     busy: c.busy,
+    denied: c.denied,
   };
 }

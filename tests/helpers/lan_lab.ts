@@ -17,6 +17,8 @@ export interface LanLab {
   hosts: string[];
   /** Host i's IPv4 address. */
   addr(i: number): string;
+  /** Host i's IPv6 address. */
+  addr6(i: number): string;
   broadcastAddr: string;
   exec(ns: string, argv: string[]): Promise<Run>;
   /** GET http://127.0.0.1:`port``path` from inside `ns` (curl); null when it fails. */
@@ -38,6 +40,7 @@ export async function buildLan(hosts: number): Promise<LanLab> {
     dir,
     hosts: names,
     addr: (i) => `10.77.0.${i + 2}`,
+    addr6: (i) => `fd77::${i + 2}`,
     broadcastAddr: "10.77.0.255",
     exec: (ns, argv) => sh(["ip", "netns", "exec", ns, ...argv]),
     async httpGet(ns, port, path) {
@@ -89,6 +92,7 @@ export async function buildLan(hosts: number): Promise<LanLab> {
       await must(["ip", "-n", sw, "link", "set", port, "master", "br0"]);
       await must(["ip", "-n", sw, "link", "set", port, "up"]);
       await must(["ip", "-n", ns, "addr", "add", `${lab.addr(i)}/24`, "dev", "eth0"]);
+      await must(["ip", "-n", ns, "addr", "add", `${lab.addr6(i)}/64`, "dev", "eth0", "nodad"]);
       await must(["ip", "-n", ns, "link", "set", "eth0", "up"]);
       await must(["ip", "-n", ns, "route", "add", "224.0.0.0/4", "dev", "eth0"]);
     }

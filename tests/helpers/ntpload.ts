@@ -144,8 +144,10 @@ export async function findMaxRate(
     sockets: number;
     bisections?: number;
     host?: string;
-    /** More ntpload arguments, e.g. `["-k", "1:MD5:…"]` for requests with a MAC. */
+    /** More ntpload options, e.g. `["--template", FILE]`, or `["-k", "1:MD5:…"]` for MACs. */
     extra?: string[];
+    /** Rate the ramp starts from (default 25000). */
+    startRate?: number;
   },
 ): Promise<MaxRate> {
   const host = opts.host ?? "127.0.0.1";
@@ -158,7 +160,8 @@ export async function findMaxRate(
     String(opts.sockets),
     ...(opts.extra ?? []),
   ];
-  const ramp = await ntploadJson(bin, [...common, "--ramp", "-r", "25000", host]);
+  const start = String(opts.startRate ?? 25000);
+  const ramp = await ntploadJson(bin, [...common, "--ramp", "-r", start, host]);
   const steps = ramp.filter((r) => "rate" in r) as unknown as NtploadStep[];
   let max = ramp.find((r) => "max_rate_answered" in r)?.max_rate_answered ?? 0;
   // The ramp's first failing rate is at most 12.5 % above its best.

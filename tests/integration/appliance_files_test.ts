@@ -82,12 +82,20 @@ Deno.test("appliance examples: every topology example passes check-config", asyn
       assert.match(r.out, /bad\.toml:\d+: source\[4\]\.kind: "peers" is not one of/);
     },
   );
-  await t.step("the pool node example runs anycast in node mode; the others do not", () => {
+  await t.step("the pool node examples run anycast in node mode; the others do not", () => {
     for (const name of files) {
       const r = loadConfig(Deno.readTextFileSync(new URL(`examples/${name}`, APPLIANCE)), name);
       assert.ok(r.ok);
-      assert.equal(r.config.anycast.mode, name === "pool-node-anycast.toml" ? "node" : "off");
+      assert.equal(r.config.anycast.mode, name.startsWith("pool-node-anycast") ? "node" : "off");
     }
+  });
+  await t.step("the NTS pool node serves NTS with a fleet master key and uses NTS sources", () => {
+    const name = "pool-node-anycast-nts.toml";
+    const r = loadConfig(Deno.readTextFileSync(new URL(`examples/${name}`, APPLIANCE)), name);
+    assert.ok(r.ok);
+    assert.notEqual(r.config.nts.masterKeyFile, "");
+    assert.ok(r.config.nts.keListen.length > 0);
+    assert.ok(r.config.source.every((s) => s.nts));
   });
 });
 

@@ -3,20 +3,23 @@
  * `clock.control = false` everywhere (the kernel clock is shared, so the
  * true offset is zero):
  *
- * - our broadcast server (multicast 224.0.1.1) heard by two of our
- *   clients in two namespaces, which calibrate the delay and follow it;
+ * - our broadcast server (multicast 224.0.1.1, SHA1 key 5) heard by two
+ *   of our clients in two namespaces, which calibrate the delay with
+ *   authenticated client exchanges and follow it;
  * - an attacker in a third namespace sends mode 5 packets without a MAC
  *   and with a wrong one, and mode 1 packets, to the group and to the
  *   clients: they are counted and change nothing (selected source, stratum);
  * - chronyd's `broadcast` directive (subnet broadcast) as the server for
  *   our client (chronyd cannot sign broadcasts, so that client runs
  *   `insecure = true`);
- * - discovery: three nodes that broadcast and listen, no peers configured,
- *   no upstream, elect one orphan parent and the others follow it.
+ * - IPv6: ff05::101 on eth0, with the key;
+ * - discovery: three nodes that broadcast and listen with the key, no
+ *   peers configured, no upstream, elect one orphan parent and the others
+ *   follow it.
  */
 import assert from "assert";
 import { buildLan, type LanLab } from "../helpers/lan_lab.ts";
-import { startEdgeTime } from "../helpers/edge_time.ts";
+import { type EdgeTimeProcess, startEdgeTime } from "../helpers/edge_time.ts";
 import { until } from "../helpers/wait.ts";
 import { chronyAvailable, startChronyd } from "../helpers/chrony.ts";
 import type { StatusSnapshot } from "../../lib/status/snapshot.ts";
@@ -65,21 +68,46 @@ async function followsByBroadcast(lab: LanLab, i: number, server: string, stratu
   }, 90_000);
 }
 
+/** A key file with key 5 (SHA1) in the lab's directory; returns the `[auth]` table that uses it. */
+async function keyTable(
+  lab: LanLab,
+  secret = "6d0fb2b6c2b2f4a3e58d9f5c1a0e3b2d4c5f6a7b",
+): Promise<string> {
+  const file = `${lab.dir}/ntp-${secret.slice(0, 6)}.keys`;
+  await Deno.writeTextFile(file, `# id type key\n5 SHA1 ${secret}\n`);
+  return `[auth]\nkeyfile = "${file}"\ntrusted_keys = [5]\n`;
+}
+
+/** Runs the forged-packet sender (tests/helpers/ntp_forge.ts) inside namespace `ns`. */
+async function forge(lab: LanLab, ns: string, args: string[]): Promise<void> {
+  const r = await lab.exec(ns, [
+    Deno.execPath(),
+    "run",
+    "--allow-net",
+    "--allow-read",
+    new URL("../helpers/ntp_forge.ts", import.meta.url).pathname,
+    ...args,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+}
+
 Deno.test({
-  name: "multicast: our server is heard by two clients, calibrated and followed",
+  name:
+    "multicast with keys: our server is heard by two clients, calibrated and followed; an attacker's mode 5 and mode 1 packets change nothing",
   sanitizeResources: false,
   sanitizeOps: false,
 }, async () => {
   const lab = await buildLan(4);
   try {
+    const auth = await keyTable(lab);
     await startIn(
       lab,
       0,
-      lanConfig(`[[broadcast]]\naddress = "224.0.1.1"\ninterval_s = 2\ninsecure = true`)
+      lanConfig(`${auth}[[broadcast]]\naddress = "224.0.1.1"\ninterval_s = 2\nkey = 5`)
         .replace("workers = 1", "workers = 1\nlocal_stratum = 3"),
     );
     const client = lanConfig(
-      `[[source]]\nkind = "broadcast"\naddress = "224.0.1.1"\ninsecure = true\nmin_poll = 1\nmax_poll = 2`,
+      `${auth}[[source]]\nkind = "broadcast"\naddress = "224.0.1.1"\nkey = 5\nmin_poll = 1\nmax_poll = 2`,
     );
     await startIn(lab, 1, client);
     await startIn(lab, 2, client);
@@ -89,12 +117,15 @@ Deno.test({
       return s?.broadcast?.[0] && s.broadcast[0].sent > 0 ? s : null;
     }, 30_000);
     assert.equal(s0.broadcast![0]!.error, "");
-    assert.equal(s0.broadcast![0]!.address, "224.0.1.1");
+    assert.equal(s0.broadcast![0]!.key, 5);
+    const before: StatusSnapshot[] = [];
     for (const i of [1, 2]) {
       const st = await followsByBroadcast(lab, i, server, 4);
       const src = st.sources.find((s) => s.address === server)!;
       assert.equal(src.kind, "broadcast");
       assert.equal(src.tally, "*");
+      assert.equal(src.key, 5);
+      assert.equal(src.authenticated, true);
       // Calibrated: the requests stopped (ntpd's volley), the broadcasts go on.
       const sent = src.counters!.sent!;
       assert.ok(sent >= 4 && sent <= 8, `calibration requests ${sent}`);
@@ -103,6 +134,36 @@ Deno.test({
         const c = s?.sources.find((x) => x.address === server)?.counters;
         return c && c.broadcasts! >= src.counters!.broadcasts! + 2 ? c : null;
       }, 30_000).then((c) => assert.equal(c.sent, sent));
+      before.push((await statusOf(lab, lab.hosts[i]!))!);
+    }
+
+    // The attacker (host 3): stratum 1, 1000 s ahead, to the group and to each client.
+    const attacker = lab.hosts[3]!;
+    for (const to of ["224.0.1.1", lab.addr(1), lab.addr(2)]) {
+      await forge(lab, attacker, ["mode5", to, "123", "5"]);
+      await forge(lab, attacker, ["mode5-badmac", to, "123", "5", "5"]); // our key ID, wrong digest
+      await forge(lab, attacker, ["mode5-badmac", to, "123", "5", "6"]); // a key nobody has
+      await forge(lab, attacker, ["mode1", to, "123", "5"]);
+    }
+    for (const [k, i] of [1, 2].entries()) {
+      const was = before[k]!.engine_counters!;
+      const st = await until(`host ${i} counted the forgeries`, async () => {
+        const s = await statusOf(lab, lab.hosts[i]!);
+        const c = s?.engine_counters;
+        return c && c.broadcast_unauthenticated >= was.broadcast_unauthenticated + 5 &&
+            c.broadcast_bad_mac >= was.broadcast_bad_mac + 10 &&
+            c.broadcast_bad_mode >= was.broadcast_bad_mode + 5
+          ? s
+          : null;
+      }, 30_000);
+      // Nothing changed: same system peer and stratum, no association for the attacker,
+      // the clock never moved toward the forged 1000 s.
+      assert.equal(st.system.system_peer, server);
+      assert.equal(st.system.stratum, 4);
+      assert.deepEqual(st.sources.map((x) => x.address), [server]);
+      assert.ok(Math.abs(st.system.offset_s) < 0.1, `offset ${st.system.offset_s}`);
+      assert.equal(st.engine_counters!.steps, was.steps);
+      assert.equal(st.engine_counters!.panic, was.panic);
     }
   } finally {
     await lab.close();
@@ -111,16 +172,17 @@ Deno.test({
 
 Deno.test({
   name:
-    "discovery: three nodes that broadcast and listen, no peers, no upstream: one orphan parent",
+    "discovery with keys: three nodes that broadcast and listen, no peers, no upstream: one orphan parent",
   sanitizeResources: false,
   sanitizeOps: false,
 }, async () => {
   const lab = await buildLan(3);
   try {
     // Every node the same config: no peer list, nothing to edit when one more joins.
+    const auth = await keyTable(lab);
     const node = lanConfig(
-      `[[broadcast]]\naddress = "224.0.1.1"\ninterval_s = 2\ninsecure = true\n` +
-        `[[source]]\nkind = "broadcast"\naddress = "224.0.1.1"\ninsecure = true\nmin_poll = 1\nmax_poll = 2`,
+      `${auth}[[broadcast]]\naddress = "224.0.1.1"\ninterval_s = 2\nkey = 5\n` +
+        `[[source]]\nkind = "broadcast"\naddress = "224.0.1.1"\nkey = 5\nmin_poll = 1\nmax_poll = 2`,
       "orphan_stratum = 7\norphan_wait_s = 3",
     );
     for (let i = 0; i < 3; i++) await startIn(lab, i, node);
@@ -143,6 +205,87 @@ Deno.test({
     const s0 = (await statusOf(lab, lab.hosts[0]!))!;
     assert.equal(s0.system.stratum, 7);
     assert.equal(s0.system.system_peer, "");
+  } finally {
+    await lab.close();
+  }
+});
+
+Deno.test({
+  name: "IPv6 multicast with keys: ff05::101 from our server to our client",
+  sanitizeResources: false,
+  sanitizeOps: false,
+}, async () => {
+  const lab = await buildLan(2);
+  try {
+    const auth = await keyTable(lab);
+    const v6 = (toml: string) => toml.replace('"0.0.0.0:123"', '"0.0.0.0:123", "[::]:123"');
+    await startIn(
+      lab,
+      0,
+      v6(lanConfig(
+        `${auth}[[broadcast]]\naddress = "ff05::101"\ninterval_s = 2\nkey = 5\ninterface = "eth0"`,
+      )).replace("workers = 1", "workers = 1\nlocal_stratum = 3"),
+    );
+    await startIn(
+      lab,
+      1,
+      v6(lanConfig(
+        `${auth}[[source]]\nkind = "broadcast"\naddress = "ff05::101"\nkey = 5\ninterface = "eth0"\nmin_poll = 1\nmax_poll = 2`,
+      )),
+    );
+    const st = await followsByBroadcast(lab, 1, `[${lab.addr6(0)}]:123`, 4);
+    assert.equal(st.sources[0]!.authenticated, true);
+  } finally {
+    await lab.close();
+  }
+});
+
+/** Writes `toml`, sends SIGHUP and waits for the reload's log line. */
+async function reload(edge: EdgeTimeProcess, toml: string): Promise<string> {
+  const n = edge.logs().filter((l) => /Reloaded /.test(l)).length;
+  await Deno.writeTextFile(edge.configPath, toml);
+  edge.child.kill("SIGHUP");
+  return await until("the reload", () => {
+    const done = edge.logs().filter((l) => /Reloaded |Reload rejected/.test(l));
+    return Promise.resolve(done.length > n ? done[done.length - 1]! : null);
+  }, 10_000);
+}
+
+Deno.test({
+  name:
+    "reload: SIGHUP adds a [[broadcast]] destination (heard), then removes the listener's source",
+  sanitizeResources: false,
+  sanitizeOps: false,
+}, async () => {
+  const lab = await buildLan(2);
+  try {
+    const auth = await keyTable(lab);
+    const plain = lanConfig(auth).replace("workers = 1", "workers = 1\nlocal_stratum = 3");
+    const server = await startIn(lab, 0, plain);
+    const source =
+      `[[source]]\nkind = "broadcast"\naddress = "224.0.1.1"\nkey = 5\nmin_poll = 1\nmax_poll = 2\n`;
+    const client = await startIn(lab, 1, lanConfig(auth + source));
+    assert.match(
+      await reload(
+        server,
+        plain + `[[broadcast]]\naddress = "224.0.1.1"\ninterval_s = 2\nkey = 5\n`,
+      ),
+      /Reloaded .*broadcast/,
+    );
+    await followsByBroadcast(lab, 1, `${lab.addr(0)}:123`, 4);
+    // The source goes: its listener closes and the server heard is forgotten.
+    await reload(
+      client,
+      lanConfig(auth + `[[source]]\naddress = "${lab.addr(0)}"\nmin_poll = 1\nmax_poll = 2\n`),
+    );
+    const st = await until("host 1 follows the server by unicast only", async () => {
+      const s = await statusOf(lab, lab.hosts[1]!);
+      return s && s.sources.length === 1 && s.sources[0]!.kind === "server" ? s : null;
+    }, 30_000);
+    const heard = st.engine_counters!.broadcast_received;
+    await new Promise((r) => setTimeout(r, 5000)); // a few more broadcasts go out meanwhile
+    const later = (await statusOf(lab, lab.hosts[1]!))!;
+    assert.equal(later.engine_counters!.broadcast_received, heard);
   } finally {
     await lab.close();
   }

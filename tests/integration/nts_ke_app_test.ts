@@ -128,3 +128,40 @@ Deno.test("edge-time run: a missing certificate is one line, NTS-KE stays off an
     assert.equal(await et.stop(), 0);
   }
 });
+
+Deno.test("edge-time run: NTS-KE follows server.allow/deny (a client NTP would refuse gets no key exchange)", async () => {
+  const pki = await makeTestPki();
+  const { cert, key } = await pki.issue("node", ["IP:127.0.0.1"]);
+  const port = await freeUdpPort(), statusPort = freeTcpPort(), kePort = freeTcpPort();
+  const toml = localServerToml(port, statusPort, 'allow = ["10.0.0.0/8"]') +
+    ntsToml(kePort, cert, key);
+  const et = await startEdgeTime(toml);
+  try {
+    await et.waitForLog(/NTS-KE on /);
+    await assert.rejects(
+      ntsKeyExchange({ host: "127.0.0.1", port: kePort, caFile: pki.caCert, timeoutMs: 10000 }),
+      /connection closed during the TLS handshake/,
+    );
+    await until("nts_ke.denied", async () => {
+      const s = await getJson(`http://127.0.0.1:${statusPort}/status`);
+      return (s.nts_ke as Record<string, number> | undefined)?.denied === 1 ? true : null;
+    }, 15000);
+    // A reload that allows loopback lets it in, without restarting the listener.
+    await Deno.writeTextFile(
+      et.configPath,
+      localServerToml(port, statusPort, 'allow = ["127.0.0.0/8"]') + ntsToml(kePort, cert, key),
+    );
+    et.child.kill("SIGHUP");
+    await et.waitForLog(/Reloaded .*server\.allow/);
+    const r = await ntsKeyExchange({
+      host: "127.0.0.1",
+      port: kePort,
+      caFile: pki.caCert,
+      timeoutMs: 10000,
+    });
+    assert.equal(r.cookies.length, 8);
+  } finally {
+    assert.equal(await et.stop(), 0);
+    await pki.remove();
+  }
+});

@@ -42,7 +42,8 @@ Deno.test({
       `port ${ntpPort}`,
       "bindaddress 127.0.0.1",
       "local stratum 3",
-      "allow 127.0.0.1",
+      "allow 127.0.0.1", // chronyd applies its NTP access rules to NTS-KE too
+      "user root", // its command socket (the helper waits for it) needs the dir owned by its user
     ]);
     try {
       await waitForTcp(port);

@@ -343,3 +343,80 @@ Deno.test("NTS-KE server: an address in use is one line; [::] and 0.0.0.0 on one
     await pki.remove();
   }
 });
+
+Deno.test("NTS-KE server: a client the access rule refuses is closed at once and counted", async () => {
+  await withServer(async ({ pki, ke, port }) => {
+    ke.configure({ allowed: (ip) => ip !== "127.0.0.1" });
+    await assert.rejects(
+      ntsKeyExchange({ host: "127.0.0.1", port, caFile: pki.caCert, timeoutMs: 10000 }),
+      /^Error: NTS-KE with 127\.0\.0\.1:\d+: connection closed during the TLS handshake$/,
+    );
+    assert.equal(ke.counters().denied, 1);
+    assert.equal(ke.counters().tlsFailures, 0);
+    ke.configure({ allowed: () => true });
+    await ntsKeyExchange({ host: "127.0.0.1", port, caFile: pki.caCert, timeoutMs: 10000 });
+  });
+});
+
+Deno.test("NTS-KE server: out of file descriptors, accept fails, is logged once and recovers", async () => {
+  const pki = await makeTestPki();
+  const { cert, key } = await pki.issue("ke", ["IP:127.0.0.1"]);
+  const script = new URL("../helpers/nts_ke_fd_limit.ts", import.meta.url).pathname;
+  const child = new Deno.Command("bash", {
+    args: ["-c", `ulimit -n 64 && exec "${Deno.execPath()}" run -A "${script}" "${cert}" "${key}"`],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const lines: string[] = [];
+  const pump = (async () => {
+    let buf = "";
+    for await (const c of child.stdout.pipeThrough(new TextDecoderStream())) {
+      buf += c;
+      const parts = buf.split("\n");
+      buf = parts.pop()!;
+      lines.push(...parts);
+    }
+  })();
+  const held: Deno.Conn[] = [];
+  try {
+    const port = Number(
+      (await until(
+        "the port",
+        () => Promise.resolve(lines.find((l) => l.startsWith("port ")) ?? null),
+        30000,
+      ))
+        .split(" ")[1],
+    );
+    // More idle connections than descriptors left: accept fails with EMFILE.
+    for (let i = 0; i < 80; i++) held.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+    const failed = await until(
+      "an accept failure logged",
+      () =>
+        Promise.resolve(lines.find((l) => /^error NTS-KE: accept on .* failed/.test(l)) ?? null),
+      15000,
+    );
+    assert.match(failed, /Too many open files|os error 24/);
+    for (const c of held.splice(0)) c.close();
+    // Sessions time out, descriptors come back, and the listener serves again.
+    await until("a key exchange after the descriptors came back", async () => {
+      const r = await ntsKeyExchange({
+        host: "127.0.0.1",
+        port,
+        caFile: pki.caCert,
+        timeoutMs: 3000,
+      })
+        .catch(() => null);
+      return r && r.cookies.length === 8 ? true : null;
+    }, 30000);
+    // One line per burst of failures, not one per failed accept.
+    assert.ok(lines.filter((l) => /accept on .* failed/.test(l)).length < 5, lines.join("\n"));
+  } finally {
+    for (const c of held) c.close();
+    try {
+      child.kill("SIGTERM");
+    } catch { /* gone */ }
+    await child.status;
+    await pump;
+    await pki.remove();
+  }
+});

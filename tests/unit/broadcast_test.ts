@@ -187,7 +187,10 @@ Deno.test("broadcast client: authentication, mobilisation per sender, bounded co
   await t.step("an authenticated broadcast mobilises its sender", () => {
     e.handleBroadcast(key, "192.0.2.1", 123, signed(mode5(T + 4), 5), T + 4);
     assert.deepEqual([...e.associations.keys()], ["192.0.2.1:123"]);
-    assert.equal(e.associations.get("192.0.2.1:123")!.opts.kind, "broadcast");
+    const a = e.associations.get("192.0.2.1:123")!;
+    assert.equal(a.opts.kind, "broadcast");
+    assert.equal(a.opts.key, 5); // its calibration requests carry key 5's MAC
+    assert.equal(a.authenticated, true);
     assert.equal(e.counters.broadcast_received, 1);
   });
   await t.step("max_sources senders at most; our own broadcasts are ignored", () => {
@@ -395,4 +398,73 @@ Deno.test("status: broadcast destinations, broadcast sources and counters fit th
   const without = model([]);
   assert.equal(without.broadcast, undefined);
   assert.deepEqual(validate(schema, JSON.parse(JSON.stringify(without))), []);
+});
+
+Deno.test("metrics: broadcast destinations as counters and an up gauge", async () => {
+  const { renderMetrics } = await import("../../lib/status/metrics.ts");
+  const { parsePrometheusText } = await import("../helpers/prom_text.ts");
+  const { fakeModel } = await import("../helpers/status_fixture.ts");
+  const snap = {
+    ...fakeModel().model.snapshot(),
+    broadcast: [
+      { address: "224.0.1.1", interval_s: 64, key: 5, sent: 7, unsynchronised: 2, error: "" },
+      { address: "10.0.0.255", interval_s: 64, key: 9, sent: 0, unsynchronised: 0, error: "x" },
+    ],
+  };
+  const text = renderMetrics(snap);
+  parsePrometheusText(text); // throws on a malformed exposition
+  assert.match(text, /ntp_broadcast_sent_total\{address="224\.0\.1\.1"\} 7/);
+  assert.match(text, /ntp_broadcast_unsynchronised_total\{address="224\.0\.1\.1"\} 2/);
+  assert.match(text, /ntp_broadcast_up\{address="10\.0\.0\.255"\} 0/);
+});
+
+Deno.test("reload: a removed broadcast source forgets the servers it heard; [[broadcast]] changes are planned", async () => {
+  const { planReload } = await import("../../lib/reload.ts");
+  const src = bsource({ insecure: true });
+  const e = driven(new Engine(engineOptions([src]), new VirtualClock(), T));
+  e.handleBroadcast(sourceKey(src), "192.0.2.1", 123, mode5(T + 1), T + 1);
+  assert.equal(e.associations.size, 1);
+  e.handleBroadcast(sourceKey(src), "192.0.2.2", 123, mode5(T + 1.5), T + 1.5);
+  assert.equal(e.associations.size, 2);
+  // max_sources lowered: the extra server heard goes (nothing is looked up).
+  const acts = e.reconfigure(engineOptions([{ ...src, maxSources: 1 }]), T + 1.7);
+  assert.equal(e.associations.size, 1);
+  assert.equal(acts.filter((a) => a.kind === "resolve").length, 0);
+  e.reconfigure(engineOptions([]), T + 2);
+  assert.equal(e.associations.size, 0);
+  const base = loadConfig('[[broadcast]]\naddress = "224.0.1.1"\ninsecure = true\n', "a");
+  const next = loadConfig('[[broadcast]]\naddress = "224.0.1.1"\ninsecure = true\nttl = 4\n', "b");
+  if (!base.ok || !next.ok) throw new Error("config");
+  assert.equal(planReload(base.config, next.config).broadcast, true);
+  assert.equal(planReload(base.config, base.config).broadcast, false);
+});
+
+Deno.test("broadcast client: a server that never answers the calibration is not used, and says so once", () => {
+  const src = bsource({ insecure: true });
+  const key = sourceKey(src);
+  const e = driven(new Engine(engineOptions([src]), new VirtualClock(), T));
+  let now = T + 1;
+  const logs: string[] = [];
+  const take = (acts: { kind: string; message?: string }[]) => {
+    for (const a of acts) if (a.kind === "log") logs.push(a.message!);
+  };
+  take(e.handleBroadcast(key, "192.0.2.1", 123, mode5(now), now));
+  const a = e.associations.get("192.0.2.1:123")!;
+  for (let i = 0; i < 30; i++) {
+    now = Math.max(now + 1, Math.min(a.nextPoll, now + 16));
+    take(e.handleTimer(now, () => 0.5)); // requests go out; nobody answers
+    take(e.handleBroadcast(key, "192.0.2.1", 123, mode5(now + 0.5), now + 0.5));
+  }
+  assert.equal(a.bdelay, null);
+  assert.equal(a.lastSample, -1);
+  assert.equal(e.report(now).system.system_peer, ""); // never followed (orphan mode may make us parent)
+  assert.equal(logs.filter((l) => l.includes("no valid reply to the calibration")).length, 1);
+});
+
+Deno.test("peers table: a heard broadcast server has type b", async () => {
+  const { formatPeers } = await import("../../lib/status/text.ts");
+  const { fakeEngine } = await import("../helpers/status_fixture.ts");
+  const row = { ...fakeEngine().sources[0]!, address: "10.0.0.2:123", kind: "broadcast" as const };
+  const line = formatPeers([row]).split("\n")[2]!;
+  assert.match(line, /10\.0\.0\.2:123 +\S+ +\d+ b /);
 });

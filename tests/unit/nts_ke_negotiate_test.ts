@@ -8,7 +8,12 @@ import {
   readServerResponse,
   serverResponse,
 } from "../../lib/nts/ke_negotiate.ts";
-import { answerRequest, certificateNotice, type KeServerOptions } from "../../lib/nts/ke_server.ts";
+import {
+  answerRequest,
+  certificateNotice,
+  keAccess,
+  type KeServerOptions,
+} from "../../lib/nts/ke_server.ts";
 import {
   AEAD_AES_128_GCM_SIV as GCM,
   AEAD_AES_SIV_CMAC_256 as SIV,
@@ -325,4 +330,19 @@ Deno.test("answerRequest() never throws on random or mangled input, and every an
     }
   }
   assert.ok(responses > 1000, `${responses} answered`);
+});
+
+Deno.test("keAccess() applies the NTP server's allow/deny rule to key exchange clients", () => {
+  const ok = keAccess(["192.0.2.0/24", "2001:db8::/32"], ["192.0.2.128/25"]);
+  assert.equal(ok("192.0.2.10"), true);
+  assert.equal(ok("192.0.2.200"), false); // the more specific deny
+  assert.equal(ok("::ffff:192.0.2.10"), true); // IPv4-mapped, as a dual-stack socket reports it
+  assert.equal(ok("198.51.100.1"), false);
+  assert.equal(ok("2001:db8::1"), true);
+  assert.equal(ok("[2001:db8::1]"), true);
+  assert.equal(ok("2001:db9::1"), false);
+  assert.equal(ok("not an address"), false);
+  const everyone = keAccess(["0.0.0.0/0", "::/0"], []);
+  assert.equal(everyone("203.0.113.9"), true);
+  assert.equal(everyone("::1"), true);
 });

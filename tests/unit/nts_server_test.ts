@@ -156,3 +156,27 @@ Deno.test("NTS server: plain requests stay plain; malformed NTS requests are dro
   const plainCtx = serverContext(synced());
   assert.equal(serve(plainCtx, req).r, 48);
 });
+
+Deno.test("NTS server: mangled NTS requests never throw, and are dropped or NAKed", () => {
+  const ctx = nodeContext(1);
+  const s = keyedSession(ctx);
+  let seed = 12345;
+  const rand = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
+  for (let i = 0; i < 3000; i++) {
+    if (s.cookies.length === 0) s.cookies.push(...keyedSession(ctx).cookies);
+    const req = s.request(clientHeader(i))!;
+    s.seal(req);
+    const n = 1 + Math.floor(rand() * 4);
+    for (let j = 0; j < n; j++) {
+      const at = 48 + Math.floor(rand() * (req.length - 48));
+      req[at] = Math.floor(rand() * 256);
+    }
+    const cut = rand() < 0.2 ? req.subarray(0, 48 + Math.floor(rand() * (req.length - 48))) : req;
+    const { r, reply } = serve(ctx, cut.slice());
+    if (r === 0) continue;
+    const p = parsePacket(reply);
+    assert.ok(typeof p !== "string");
+    // Answered: a NAK, a plain reply (the fields no longer parse as NTS ones), or an authentic one.
+    assert.ok(reply.length <= cut.length || reply.length === 48);
+  }
+});
