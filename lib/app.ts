@@ -43,6 +43,7 @@ import { describePlan, isNoop, planReload, type ReloadPlan } from "./reload.ts";
 import type { AuthKeys } from "./auth/keys.ts";
 import { macLength, writeMac } from "./auth/mac.ts";
 import { describeKeys, readKeys, sameKeys, workerKeys } from "./io/key_file.ts";
+import { useOpenSslDigests } from "./io/openssl_mac.ts";
 
 /** How often the reference time of a `local_stratum` server is refreshed. */
 const LOCAL_REFRESH_MS = 16_000;
@@ -603,6 +604,8 @@ export async function runApp(
   const started = performance.now();
   log.info(`edge-time ${VERSION} starting with ${configPath ?? "the embedded default config"}`);
   if (config.auth.keyfile !== "") log.info(describeKeys(config.auth.keyfile, keys));
+  const digests = useOpenSslDigests();
+  if (digests) log.debug(`MAC digests from node:crypto and noble (${digests})`);
 
   const precision = measurePrecision();
   const shared = new SharedSystemState();
