@@ -112,6 +112,8 @@ interface NodeState {
    * delay and offset (/status), chronyd its last measurement (`ntpdata`).
    */
   upstreams: { addr: string; delay_us: number; offset_us: number }[];
+  /** What it measures of each reachable peer, µs, in the same terms as `upstreams`. */
+  peers: { addr: string; delay_us: number; offset_us: number }[];
 }
 
 interface PhaseFigures {
@@ -144,6 +146,13 @@ interface PhaseFigures {
   /** Median over the phase's status readings of what the nodes measured of the upstreams, µs. */
   upstream_delay_median_us: number;
   upstream_offset_median_us: number;
+  /**
+   * Peer measurement closure, µs: for each pair of nodes A, B, the median
+   * offset A measures of B plus the median B measures of A, averaged over
+   * the pairs. Unbiased measurements give 0; −2b means each node sees its
+   * peers b behind (a bias the peer pull turns into a common offset).
+   */
+  peer_closure_us: number | null;
   /** Phase 2: seconds after the cut until a node first served the orphan stratum. */
   orphan_stratum_after_s: number | null;
   /** The phase in windows of WINDOW_S: how the figures move (µs). */
@@ -156,7 +165,7 @@ interface ImplResult {
   /** Per node, per second since start: the served offset (µs) of its lowest-delay synchronised reply, or null. */
   per_second_us: (number | null)[][];
   /** Every change of a node's own state, as read every STATUS_EVERY_S. */
-  transitions: (Omit<NodeState, "upstreams"> & { node: string })[];
+  transitions: (Omit<NodeState, "upstreams" | "peers"> & { node: string })[];
   probe: { sent: number; answered: number }[];
 }
 
@@ -281,11 +290,13 @@ async function readEdge(ns: string, t: number): Promise<NodeState | null> {
       }[];
     };
     const sys = s.system;
-    const upstreams = s.sources.filter((x) => x.kind === "server" && x.reach !== 0).map((x) => ({
-      addr: x.address.replace(/:123$/, ""),
-      delay_us: Math.round(x.delay_s * 1e7) / 10,
-      offset_us: Math.round(x.offset_s * 1e7) / 10,
-    }));
+    const measured = (kind: string) =>
+      s.sources.filter((x) => x.kind === kind && x.reach !== 0).map((x) => ({
+        addr: x.address.replace(/:123$/, ""),
+        delay_us: Math.round(x.delay_s * 1e7) / 10,
+        offset_us: Math.round(x.offset_s * 1e7) / 10,
+      }));
+    const upstreams = measured("server"), peers = measured("peer");
     return {
       t,
       synchronised: sys.synchronised,
@@ -294,6 +305,7 @@ async function readEdge(ns: string, t: number): Promise<NodeState | null> {
       parent: sys.orphan && sys.system_peer === "",
       follows: sys.system_peer.replace(/:123$/, ""),
       upstreams,
+      peers,
     };
   } catch {
     return null;
@@ -305,26 +317,31 @@ async function readChrony(
   c: ChronydProc,
   t: number,
   upAddrs: string[],
+  peerAddrs: string[],
 ): Promise<NodeState | null> {
   const text = await c.chronyc("tracking").catch(() => null);
   if (!text) return null;
   const fieldOf = (text: string, name: string) =>
     new RegExp(`^${name}\\s*:\\s*(.*)$`, "m").exec(text)?.[1]?.trim() ?? "";
   const field = (name: string) => fieldOf(text, name);
-  const upstreams: NodeState["upstreams"] = [];
-  for (const addr of upAddrs) {
-    const nd = await c.chronyc("ntpdata", addr).catch(() => "");
-    const delay = /^([-+\d.e]+) seconds/.exec(fieldOf(nd, "Peer delay"))?.[1];
-    const offset = /^([-+\d.e]+) seconds/.exec(fieldOf(nd, "Offset"))?.[1];
-    const rx = Number(fieldOf(nd, "Total valid RX") || 0);
-    if (delay && offset && rx > 0) {
-      upstreams.push({
-        addr,
-        delay_us: Math.round(Number(delay) * 1e7) / 10,
-        offset_us: Math.round(Number(offset) * 1e7) / 10,
-      });
+  const measured = async (addrs: string[]) => {
+    const out: NodeState["upstreams"] = [];
+    for (const addr of addrs) {
+      const nd = await c.chronyc("ntpdata", addr).catch(() => "");
+      const delay = /^([-+\d.e]+) seconds/.exec(fieldOf(nd, "Peer delay"))?.[1];
+      const offset = /^([-+\d.e]+) seconds/.exec(fieldOf(nd, "Offset"))?.[1];
+      const rx = Number(fieldOf(nd, "Total valid RX") || 0);
+      if (delay && offset && rx > 0) {
+        out.push({
+          addr,
+          delay_us: Math.round(Number(delay) * 1e7) / 10,
+          offset_us: Math.round(Number(offset) * 1e7) / 10,
+        });
+      }
     }
-  }
+    return out;
+  };
+  const upstreams = await measured(upAddrs), peers = await measured(peerAddrs);
   const ref = field("Reference ID");
   const local = ref.startsWith("7F7F0101");
   const addr = /\(([\d.]+)\)/.exec(ref)?.[1] ?? "";
@@ -337,6 +354,7 @@ async function readChrony(
     parent: local,
     follows: local ? "" : addr,
     upstreams,
+    peers,
   };
 }
 
@@ -448,6 +466,19 @@ function phaseFigures(
   const parents = endState.flatMap((s, i) => s?.parent ? [names[i]!] : []);
   const readings = states.flat().filter((s) => s.t >= from && s.t < to).flatMap((s) => s.upstreams);
   const med = (xs: number[]) => Math.round(quantile(sortNum(xs), 0.5) * 10) / 10;
+  // Median offset node i measures of node j over the phase, µs (undefined: none).
+  const peerMedian = (i: number, j: number) => {
+    const xs = (states[i] ?? []).filter((s) => s.t >= from && s.t < to)
+      .flatMap((s) => s.peers.filter((p) => p.addr === addrs[j]).map((p) => p.offset_us));
+    return xs.length > 0 ? quantile(sortNum(xs), 0.5) : undefined;
+  };
+  const closures: number[] = [];
+  for (let i = 0; i < addrs.length; i++) {
+    for (let j = i + 1; j < addrs.length; j++) {
+      const ij = peerMedian(i, j), ji = peerMedian(j, i);
+      if (ij !== undefined && ji !== undefined) closures.push(ij + ji);
+    }
+  }
   return {
     phase,
     from_s: from,
@@ -470,6 +501,9 @@ function phaseFigures(
     orphan_parents: parents,
     upstream_delay_median_us: med(readings.map((x) => x.delay_us)),
     upstream_offset_median_us: med(readings.map((x) => x.offset_us)),
+    peer_closure_us: closures.length > 0
+      ? Math.round(closures.reduce((a, x) => a + x, 0) / closures.length * 10) / 10
+      : null,
     orphan_stratum_after_s: orphanAfter,
     windows,
   };
@@ -600,7 +634,11 @@ async function runTopology(o: Options, probeBin: string, log: (s: string) => voi
       const t = elapsed();
       const [e, c] = await Promise.all([
         Promise.all(groups.edge_time.map((s) => readEdge(s.ns, t))),
-        Promise.all(chronys.map((c) => readChrony(c, t, ups.map((u) => u.addr)))),
+        Promise.all(
+          chronys.map((c) =>
+            readChrony(c, t, ups.map((u) => u.addr), groups.chrony.map((s) => s.addr))
+          ),
+        ),
       ]);
       e.forEach((s, i) => s && states.edge_time[i]!.push(s));
       c.forEach((s, i) => s && states.chrony[i]!.push(s));
@@ -706,7 +744,7 @@ function transitions(states: NodeState[][], sites: StarSite[]): ImplResult["tran
       if (k === last) continue;
       last = k;
       const follows = sites.find((x) => x.addr === s.follows)?.name ?? s.follows;
-      const { upstreams: _, ...rest } = s;
+      const { upstreams: _, peers: __, ...rest } = s;
       out.push({ node: sites[i]!.name, ...rest, t: Math.round(s.t), follows });
     }
   });
@@ -788,6 +826,14 @@ function table(r: RunResult): string {
         ),
       );
     }
+    out.push(
+      line(
+        "peer closure θ(A→B)+θ(B→A), mean of pairs (µs)",
+        fmt(e.peer_closure_us, 1),
+        fmt(c.peer_closure_us, 1),
+        "",
+      ),
+    );
     const strata = (f: PhaseFigures) =>
       f.end_state.map((s) => s ? `${s.stratum}${s.synchronised ? "" : "!"}` : "?").join(" ");
     out.push(line("stratum per node at the end", strata(e), strata(c), ""));

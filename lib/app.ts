@@ -7,7 +7,7 @@ import { ServerPool } from "./io/server_pool.ts";
 import { serverOptionsFrom } from "./io/server_options.ts";
 import { loadNtsKeys, localSecret, type NtsKeys, ntsServing } from "./io/nts_keys.ts";
 import { installOpensslSiv } from "./io/openssl_siv.ts";
-import { CookieKeyring } from "./nts/cookie.ts";
+import { CookieKeyring, secretTag } from "./nts/cookie.ts";
 import { measurePrecision, realtimeSeconds } from "./io/realtime.ts";
 import { logger, setupLogging } from "./log.ts";
 import { formatRefid, HEADER_LEN } from "./ntp/packet.ts";
@@ -43,6 +43,7 @@ import { describePlan, isNoop, planReload, type ReloadPlan } from "./reload.ts";
 import type { AuthKeys } from "./auth/keys.ts";
 import { macLength, writeMac } from "./auth/mac.ts";
 import { describeKeys, readKeys, sameKeys, workerKeys } from "./io/key_file.ts";
+import { useOpenSslDigests } from "./io/openssl_mac.ts";
 
 /** How often the reference time of a `local_stratum` server is refreshed. */
 const LOCAL_REFRESH_MS = 16_000;
@@ -197,9 +198,14 @@ async function startServerPart(ctx: AppContext, config: Config): Promise<AppPart
       return ntsKeys;
     }
     if (r.warning) log.warning(r.warning);
-    if (r.keys.origin !== ntsKeys?.origin || r.keys.secrets.length !== ntsKeys.secrets.length) {
+    const tags = r.keys.secrets.map((k) => secretTag(k).toString(16).padStart(2, "0"));
+    const before = ntsKeys?.secrets.map((k) => secretTag(k).toString(16).padStart(2, "0"));
+    if (r.keys.origin !== ntsKeys?.origin || tags.join() !== before?.join()) {
+      // The tags (8 bits of HKDF of each secret, as in the key ids) tell secrets apart, safely.
       log.info(
-        `NTS cookie keys from ${r.keys.origin} (${r.keys.secrets.length} secret(s)), AES-SIV from ${installOpensslSiv()}`,
+        `NTS cookie keys from ${r.keys.origin} (${r.keys.secrets.length} secret(s), tags ${
+          tags.join(", ")
+        }; cookies made with ${tags[0]}), AES-SIV from ${installOpensslSiv()}`,
       );
     }
     return r.keys;
@@ -598,6 +604,8 @@ export async function runApp(
   const started = performance.now();
   log.info(`edge-time ${VERSION} starting with ${configPath ?? "the embedded default config"}`);
   if (config.auth.keyfile !== "") log.info(describeKeys(config.auth.keyfile, keys));
+  const digests = useOpenSslDigests();
+  if (digests) log.debug(`MAC digests from node:crypto and noble (${digests})`);
 
   const precision = measurePrecision();
   const shared = new SharedSystemState();

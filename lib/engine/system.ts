@@ -351,9 +351,9 @@ export interface UpdateInputs {
  * The clock update of one selection, or null when there is none: the
  * combined prediction (`combine`) moved toward the peers (peer_pull.ts),
  * applied only for a new sample of a combined source (or, for an orphan
- * child that never set its clock, the parent's samples it has); a new
- * sample of a pulling peer alone nudges the correction toward the peers
- * and keeps the frequency.
+ * child that never set its clock, the parent's samples it has); in
+ * holdover a new sample of a pulling peer alone nudges the correction
+ * toward the peers and keeps the frequency.
  */
 export function planClockUpdate(i: UpdateInputs): ClockUpdate | null {
   const { now, fresh, sel, discipline } = i;
@@ -374,11 +374,18 @@ export function planClockUpdate(i: UpdateInputs): ClockUpdate | null {
     ((discipline.updates === 0 && i.orphanChild) ||
       sel.combined.some((c) => c.id === fresh));
   // A new sample from a pulling peer re-applies the same upstream estimate
-  // with a new pull: in holdover (upstream samples stopped) the peers keep
-  // the cluster together. It is no upstream update: the reference time,
-  // which tells peers how fresh our upstream is, stays.
+  // with a new pull, but only in holdover (no upstream sample for
+  // `HOLDOVER_POLLS` of its polls): then the peers keep the cluster
+  // together as the clocks drift. While upstream samples come, every such
+  // nudge would add the peers' measurement bias once more (a peer's
+  // basic-mode t3 is read before its send, so peers read each other a few
+  // µs behind) and the nudges summed to a common offset of the whole
+  // cluster (docs/design/architecture.md, "Peer pull"). It is no upstream
+  // update: the reference time, which tells peers how fresh our upstream
+  // is, stays.
+  const holdover = now - newest > HOLDOVER_POLLS * 2 ** longestPoll(sel, i.associations);
   const freshPull = !freshCombined && fresh !== null && pull !== null &&
-    pull.ids.includes(fresh) && discipline.updates > 0;
+    pull.ids.includes(fresh) && discipline.updates > 0 && holdover;
   if (i.gathering || (!freshCombined && !freshPull) || w === 0) return null;
   // A pull-only update nudges the offset toward the peers and keeps the
   // frequency: the upstream estimate has not changed.
@@ -390,6 +397,14 @@ export function planClockUpdate(i: UpdateInputs): ClockUpdate | null {
     freshCombined,
     newest,
   };
+}
+
+/** Upstream polls without a sample after which a peer's sample alone nudges the clock (`planClockUpdate`). */
+export const HOLDOVER_POLLS = 2;
+
+/** The longest poll exponent among the combined sources (RFC hpoll), 0 when none. */
+function longestPoll(sel: Selection, associations: ReadonlyMap<string, Association>): number {
+  return sel.combined.reduce((m, c) => Math.max(m, associations.get(c.id)?.hpoll ?? 0), 0);
 }
 
 /**

@@ -12,7 +12,9 @@
  * probability `spikeProb`, a scheduling spike drawn log-uniformly from
  * `spike` (a busy event loop, a garbage collection, a preempted thread).
  * Kernel stamps (`SO_TIMESTAMPNS`, `SOF_TIMESTAMPING_TX_SOFTWARE`) are
- * taken in the network stack and are off by a few microseconds; user-space
+ * taken in the network stack and are off by a few microseconds, while the
+ * transmit timestamp a symmetric packet carries is the driver's clock
+ * reading before `send()`, a send latency (`send`) earlier; user-space
  * stamps are taken in the event loop, around the JS callbacks. See
  * docs/design/simulator.md for the figures and where they come from.
  */
@@ -40,6 +42,13 @@ export interface StampSpec {
   rx: LatencySpec;
   /** From a transmit stamp to the packet's departure. */
   tx: LatencySpec;
+  /**
+   * Kernel transmit stamps only: from the clock reading the driver writes
+   * into a symmetric packet (right before `send()`) to the packet's
+   * departure, where the kernel stamps it (then t1 is that stamp, `tx`
+   * before the departure). Absent: t1 is the reading itself.
+   */
+  send?: LatencySpec;
 }
 
 const NONE: LatencySpec = { base: 0, tail: 0, spikeProb: 0, spike: [0, 0] };
@@ -57,6 +66,7 @@ export const STAMPS: Readonly<Record<StampKind, StampSpec>> = {
     kind: "kernel",
     rx: { base: 1e-6, tail: 2e-6, spikeProb: 1e-3, spike: [10e-6, 50e-6] },
     tx: { base: 1e-6, tail: 2e-6, spikeProb: 1e-3, spike: [10e-6, 50e-6] },
+    send: { base: 3e-6, tail: 3e-6, spikeProb: 1e-2, spike: [10e-6, 100e-6] },
   },
   user: {
     kind: "user",
@@ -90,6 +100,10 @@ export class Stamper {
   /** Seconds from a transmit stamp to the packet's departure. */
   tx(): number {
     return this.#draw(this.spec.tx);
+  }
+  /** Seconds from the driver's clock reading before `send()` to the departure (kernel TX stamps; 0 without). */
+  send(): number {
+    return this.spec.send ? this.#draw(this.spec.send) : 0;
   }
   #draw(l: LatencySpec): number {
     if (this.ideal) return 0;

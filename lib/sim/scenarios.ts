@@ -29,6 +29,8 @@ export interface ScenarioResult {
   relative_p99_us: number | null;
   /** Median |served − true| after sync. */
   absolute_p50_us: number;
+  /** Median of served − true after sync, signed: a bias every measured node shares. */
+  signed_p50_us: number;
   absolute_p99_us: number;
   /** RMS of |served frequency − true| after sync, ppm. */
   freq_rms_ppm: number;
@@ -355,6 +357,7 @@ export function runScenario(
     max_offset_us: us(Math.max(0, ...absAll)),
     relative_p99_us: single ? null : us(p99(rel(after))),
     absolute_p50_us: us(quantile(absAll, 0.5)),
+    signed_p50_us: us(quantile(after.flat(), 0.5)),
     absolute_p99_us: us(p99(absAll)),
     freq_rms_ppm: ppm(
       Math.sqrt(freqAll.reduce((a, x) => a + x * x, 0) / Math.max(1, freqAll.length)),

@@ -292,14 +292,20 @@ export class EngineNode implements Host {
         // The driver's part: stamp symmetric packets as they leave, and
         // remember what went out and when (the engine's t1). The packet
         // really leaves the stamper's `tx` after that stamp.
-        const t1 = this.osc.raw(sim.now);
+        const reading = this.osc.raw(sim.now);
         if (a.stampXmt) {
-          const sec = Math.floor(t1);
-          stampTransmit(a.bytes, 0, this.engine.clockState(), sec, (t1 - sec) * 1e9);
+          const sec = Math.floor(reading);
+          stampTransmit(a.bytes, 0, this.engine.clockState(), sec, (reading - sec) * 1e9);
         }
         const xmt = new DataView(a.bytes.buffer, a.bytes.byteOffset).getBigUint64(40);
+        // Kernel transmit stamps: the packet leaves a send latency after the
+        // reading and t1 is the kernel's stamp, `tx` before it left. Without
+        // them, t1 is the reading and the packet leaves `tx` later.
+        const kernelTx = this.stamper.spec.send !== undefined;
+        const leaves = sim.now + (kernelTx ? this.stamper.send() : this.stamper.tx());
+        const t1 = kernelTx ? this.osc.raw(leaves - this.stamper.tx()) : reading;
         this.#sent.set(a.source, { xmt, t1 });
-        sim.send(this.address, 123, a.host, a.port, a.bytes, sim.now + this.stamper.tx());
+        sim.send(this.address, 123, a.host, a.port, a.bytes, leaves);
       } else if (a.kind === "setTimer") {
         const gen = ++this.#timerGen;
         const wait = Math.max(0, a.at - this.osc.raw(sim.now));

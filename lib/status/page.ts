@@ -105,13 +105,17 @@ export function renderPage(s: StatusSnapshot, series: ChartSeries): string {
   const rows = s.sources.map((r) =>
     `<tr${r.tally === "*" ? ' class="sys"' : ""}><td class="tally">${
       r.tally === " " ? "&nbsp;" : esc(r.tally)
-    }</td><td class="l">${esc(r.address)}</td><td class="l">${esc(r.kind)}</td><td class="l">${
-      esc(r.refid)
-    }</td><td>${r.stratum}</td><td>${esc(compactSeconds(r.when_s))}</td><td>${
-      esc(compactSeconds(2 ** r.poll))
-    }</td><td>${r.reach.toString(8).padStart(3, "0")}</td><td>${
-      (r.delay_s * 1e3).toFixed(3)
-    }</td><td>${(r.offset_s * 1e3).toFixed(3)}</td><td>${(r.jitter_s * 1e3).toFixed(3)}</td></tr>`
+    }</td><td class="l">${esc(r.address)}</td><td class="l">${esc(r.kind)}${
+      r.key === undefined
+        ? ""
+        : ` · key ${r.key} ${r.authenticated ? "authenticated" : "NOT authenticated"}`
+    }</td><td class="l">${esc(r.refid)}</td><td>${r.stratum}</td><td>${
+      esc(compactSeconds(r.when_s))
+    }</td><td>${esc(compactSeconds(2 ** r.poll))}</td><td>${
+      r.reach.toString(8).padStart(3, "0")
+    }</td><td>${(r.delay_s * 1e3).toFixed(3)}</td><td>${(r.offset_s * 1e3).toFixed(3)}</td><td>${
+      (r.jitter_s * 1e3).toFixed(3)
+    }</td></tr>`
   );
   const sourcesTable = `<div class="scroll"><table id="sources"><thead><tr><th></th>` +
     `<th class="l">remote</th><th class="l">kind</th><th class="l">refid</th><th>st</th>` +
@@ -146,6 +150,22 @@ export function renderPage(s: StatusSnapshot, series: ChartSeries): string {
     `</tbody></table></div><div class="legend"><span>dropped: malformed ${c.dropped.malformed}, mode ${c.dropped.mode}, control ${c.dropped.control}, rate limited ${c.dropped.rate_limited}, denied ${c.dropped.denied}</span><span>send errors ${c.send_errors}</span><span>${
       r ? `rates over the last ${r.window_s.toFixed(0)} s` : "rates after the first sample"
     }</span><span>${s.workers} worker(s), driver ${esc(s.driver)}</span></div>`;
+
+  const k = s.nts_ke;
+  const ntsKe = k
+    ? `<section><h2>NTS-KE</h2><div id="nts-ke">${
+      dl([
+        ["Listen", k.listen.join(", ")],
+        ["Key exchanges", `${k.handshakes} (${k.cookies} cookies) of ${k.connections} connections`],
+        ["Refused", `${k.refused} no common protocol/AEAD, ${k.record_errors} Error records`],
+        ["Closed", `${k.tls_failures} TLS failures, ${k.denied} denied, ${k.busy} busy`],
+        [
+          "Certificate until",
+          k.certificate_not_after === null ? "unknown" : isoUtc(k.certificate_not_after),
+        ],
+      ])
+    }</div></section>\n`
+    : "";
 
   const a = s.anycast;
   const anycast = a === null
@@ -198,7 +218,7 @@ ${banner}
     sec(1e-6)
   } and logarithmic beyond; bucket means of one sample per 16 s.</span></div></section>
 <section><h2>Server</h2>${server}</section>
-<section><h2>Anycast</h2>${anycast}</section>
+${ntsKe}<section><h2>Anycast</h2>${anycast}</section>
 </main><footer><a href="/status">/status</a><a href="/status?format=text">text</a><a href="/metrics">/metrics</a><a href="/healthz">/healthz</a></footer></body></html>
 `;
 }

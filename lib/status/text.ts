@@ -52,8 +52,9 @@ const signed = (v: number, digits: number) => (v >= 0 ? "+" : "") + v.toFixed(di
 export function formatPeers(sources: SourceReport[], system?: SystemReport): string {
   if (system !== undefined) sources = servedSources(sources, system);
   const width = Math.max(15, ...sources.map((s) => s.address.length));
-  // With symmetric keys, a last column: the key ID and whether the last packet authenticated.
-  const keyed = sources.some((s) => s.key !== undefined);
+  // With symmetric keys or NTS, a last column: the key ID (or NTS) and whether the source
+  // authenticates (the last packet's MAC; NTS: keys and cookies held, replies verified).
+  const keyed = sources.some((s) => s.key !== undefined || s.nts !== undefined);
   const head = ` ${"remote".padEnd(width)} ${
     "refid".padEnd(15)
   } st t when poll reach   delay   offset  jitter${keyed ? " auth" : ""}`;
@@ -61,6 +62,8 @@ export function formatPeers(sources: SourceReport[], system?: SystemReport): str
   for (const s of sources) {
     const auth = !keyed
       ? ""
+      : s.nts !== undefined
+      ? ` NTS${s.nts.state === "ready" && s.nts.authenticated > 0 ? " ok" : " no"}`
       : s.key === undefined
       ? "    -"
       : ` ${s.key}${s.authenticated ? " ok" : " no"}`;
@@ -182,6 +185,20 @@ export function formatStatusText(s: StatusSnapshot): string {
     ],
     ["rate window", r ? `${r.window_s.toFixed(0)} s` : "(not yet)"],
   ]));
+  const k = s.nts_ke;
+  if (k) {
+    const until = k.certificate_not_after === null
+      ? "unknown"
+      : new Date(k.certificate_not_after * 1000).toISOString().replace(/\.\d+Z$/, "Z");
+    out.push("NTS-KE");
+    out.push(block([
+      ["listen", k.listen.join(", ")],
+      ["key exchanges", `${k.handshakes} (${k.cookies} cookies) of ${k.connections} connections`],
+      ["refused", `${k.refused} no common protocol/AEAD, ${k.record_errors} Error records`],
+      ["closed", `${k.tls_failures} TLS failures, ${k.denied} denied, ${k.busy} busy`],
+      ["certificate until", until],
+    ]));
+  }
   out.push("Anycast");
   const a = s.anycast;
   if (a === null) {

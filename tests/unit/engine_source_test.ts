@@ -305,3 +305,64 @@ Deno.test({
   assert.ok(k.state >= 0 && k.state <= 5);
   assert.ok(Math.abs(k.freqPpm) <= 600);
 });
+
+Deno.test("engine: a peer's sample nudges the clock only in holdover, not while the upstream answers", () => {
+  const peer = { ...server("10.0.0.2"), kind: "peer" as const, iburst: false };
+  const e = driven(new Engine(engineOptions([server(), peer]), new VirtualClock(), T));
+  /** A symmetric passive answer from the peer (stratum 2, like us, so it only pulls), 20 µs ahead. */
+  const peerAnswer = (req: Uint8Array, at: number) => {
+    const p = parsePacket(req);
+    if (typeof p === "string") throw new Error(p);
+    return serializePacket({
+      leap: 0,
+      version: 4,
+      mode: Mode.symmetricPassive,
+      stratum: 2,
+      poll: 4,
+      precision: -20,
+      rootDelay: 0.0001,
+      rootDisp: 0.0001,
+      refid: 0xc0000201,
+      ref: fromUnixSeconds(at - 1),
+      org: p.xmt,
+      rec: fromUnixSeconds(at + 0.00005 + 20e-6),
+      xmt: fromUnixSeconds(at + 0.00006 + 20e-6),
+    });
+  };
+  let now = T + 1;
+  let serverAnswers = true;
+  /** Runs timers up to `until`, answering every request: the server (if up) and the peer. */
+  const runTo = (until: number) => {
+    while (now < until) {
+      now = Math.max(now, e.nextTimer());
+      if (now >= until) break;
+      for (const s of sends(e.handleTimer(now, () => 0.5))) {
+        if (s.host === "10.0.0.2") {
+          e.handleIncoming("10.0.0.2", 123, peerAnswer(s.bytes, now), now + 0.0001);
+        } else if (serverAnswers) {
+          e.handleIncoming("192.0.2.1", 123, reply(s.bytes, now), now + 0.0002);
+        }
+      }
+    }
+  };
+  runTo(T + 300);
+  assert.equal(e.report(now).system.system_peer, "192.0.2.1:123");
+  const updates = e.counters.clock_updates;
+  // Peer samples while the server answers: no clock update of their own.
+  const received = (id: string) => e.associations.get(id)!.counters.received;
+  const peerBefore = received("10.0.0.2:123"), serverBefore = received("192.0.2.1:123");
+  runTo(T + 600);
+  const peerSamples = received("10.0.0.2:123") - peerBefore;
+  const serverSamples = received("192.0.2.1:123") - serverBefore;
+  const clockUpdates = e.counters.clock_updates - updates;
+  assert.ok(peerSamples > 0 && serverSamples > 0);
+  assert.ok(
+    clockUpdates <= serverSamples,
+    `${clockUpdates} clock updates for ${serverSamples} server and ${peerSamples} peer samples`,
+  );
+  // The server goes quiet: after two of its polls, the peer's samples nudge the clock.
+  serverAnswers = false;
+  const quiet = e.counters.clock_updates;
+  runTo(now + 4 * 2 ** e.associations.get("192.0.2.1:123")!.hpoll + 60);
+  assert.ok(e.counters.clock_updates > quiet, "holdover: the peer keeps nudging");
+});

@@ -71,3 +71,24 @@ Deno.test("/metrics nts_ke_*_total counters when the NTS-KE server runs", async 
   const off = await handleStatusRequest(new Request("http://x/metrics"), model(false)).text();
   assert.ok(!off.includes("nts_ke_"));
 });
+
+Deno.test("the status page and ?format=text show the NTS-KE server only while it runs", async () => {
+  const page = await handleStatusRequest(new Request("http://x/"), model(true)).text();
+  assert.match(page, /<h2>NTS-KE<\/h2>/);
+  assert.match(page, /9 \(72 cookies\) of 12 connections/);
+  assert.match(page, /1 TLS failures, 0 denied, 0 busy/);
+  assert.match(page, new RegExp(new Date((T0 + 86400) * 1000).toISOString().slice(0, 10)));
+  const text = await handleStatusRequest(new Request("http://x/status?format=text"), model(true))
+    .text();
+  assert.match(text, /^NTS-KE$/m);
+  assert.match(text, /key exchanges\s*:?\s*9 \(72 cookies\) of 12 connections/);
+  assert.match(text, /\[::\]:4460/);
+  const offPage = await handleStatusRequest(new Request("http://x/"), model(false)).text();
+  assert.doesNotMatch(offPage, /NTS-KE/);
+  const offText = await handleStatusRequest(
+    new Request("http://x/status?format=text"),
+    model(false),
+  )
+    .text();
+  assert.doesNotMatch(offText, /NTS-KE/);
+});

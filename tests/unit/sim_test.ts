@@ -28,7 +28,7 @@ Deno.test("simulation scenarios meet their targets", async (t) => {
       assert.deepEqual(r.liar_tally, ["x"]);
     });
   }
-  /** Seeds on which every topology meets 50 µs (all of 1–10 but 9). */
+  /** Seeds on which every topology meets its limit (all of 1–10 but 9). */
   const topologySeeds = [1, 2, 3, 4, 5, 6, 7, 8, 10];
   for (
     const name of [
@@ -39,19 +39,23 @@ Deno.test("simulation scenarios meet their targets", async (t) => {
       "core-pool-prefer",
     ] as const
   ) {
+    // Peers pull only at upstream updates while the upstreams answer
+    // (system.ts planClockUpdate), which keeps the cluster's common offset
+    // down and costs the peer topologies a few µs of relative p99.
+    const limit = name === "core-server" || name === "core-pool-prefer" ? 50 : 60;
     for (const seed of topologySeeds) {
       await t.step(
-        `${name} seed ${seed}: synchronises, relative p99 ≤ 50 µs (mesh-orphan: one parent)`,
+        `${name} seed ${seed}: synchronises, relative p99 ≤ ${limit} µs (mesh-orphan: one parent)`,
         () => {
           const r = runScenario(name, seed);
           assert.ok(r.sync_s !== null, "never synchronised");
           assert.ok(
-            r.relative_p99_us !== null && r.relative_p99_us <= 50,
+            r.relative_p99_us !== null && r.relative_p99_us <= limit,
             `rel p99 ${r.relative_p99_us}`,
           );
           if (name === "mesh-orphan") {
             const cut = r.relative_p99_after_cut_us;
-            assert.ok(cut !== undefined && cut <= 50, `rel p99 after the cut ${cut}`);
+            assert.ok(cut !== undefined && cut <= limit, `rel p99 after the cut ${cut}`);
             // One parent elected, with at most a few seconds of rival claims.
             assert.ok(r.orphan_elected_s !== null, "no orphan parent elected");
             assert.ok(
