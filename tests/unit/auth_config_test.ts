@@ -18,6 +18,9 @@ Deno.test("config: source keys must be trusted and need a key file", () => {
   assert.deepEqual(errors('[[source]]\naddress = "192.0.2.1"\nkey = 1\n'), [
     "edge.toml:3: source[0].key: key 1 needs auth.keyfile",
   ]);
+  assert.deepEqual(errors(`${auth}[[source]]\naddress = "192.0.2.1"\nkey = 1\nnts = true\n`), [
+    "edge.toml:6: source[0].key: a source is authenticated by NTS or by a symmetric key, not both",
+  ]);
   assert.deepEqual(errors('[[source]]\naddress = "192.0.2.1"\nrequire_auth = true\n'), [
     "edge.toml:3: source[0].require_auth: needs a key (source key = N)",
   ]);
