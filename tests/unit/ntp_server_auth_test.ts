@@ -81,6 +81,12 @@ Deno.test("respond() answers a valid MAC of a trusted key with a MAC by that key
       });
     }
   }
+  await t.step("ntpdig's whole SHA256 digest in NTPv4 is answered whole", () => {
+    const req = request(KEYS.get(3)!, 4, 32);
+    const { n, out } = serve(req, context());
+    assert.equal(n, 84);
+    assert.equal(checkMac(KEYS, TRUSTED, out, n, 4).kind, "ok");
+  });
   await t.step("chrony's whole SHA256 digest in NTPv3 is answered whole", () => {
     const req = request(KEYS.get(3)!, 3, 32);
     const { n, out } = serve(req, context());
