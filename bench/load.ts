@@ -17,6 +17,15 @@
  * BENCH_RATE_LIMIT) to the same turns, and reports its serving rate
  * against the first one's (limiting off), target >= 90 %.
  *
+ * `--auth` is a mode of its own: one edge-time with a key file, loaded in
+ * turns with plain requests and with requests carrying an MD5, SHA1 and
+ * AES128-CMAC MAC (ntpload -k): `--ramps` max-rate searches each, best
+ * kept, then `--runs` fixed-rate runs each (`--rate`) for the median CPU
+ * time per answered request, which a busy machine disturbs less than the
+ * max rate. It reports both and their ratios to plain (docs/benchmarks/
+ * serving.md). An authenticated request costs the server two digests: it
+ * checks the request's MAC, and makes the reply's after the stamp.
+ *
  * `--nts` adds an edge-time with NTS on (`[nts] master_key_file`), loaded
  * in the same turns with prepared NTS requests (bench/nts_requests.ts: a
  * cookie and an authenticator each, as a client with a full jar sends),
@@ -28,6 +37,7 @@
 import { parseArgs } from "cli";
 import { freeTcpPort, freeUdpPort, startEdgeTime } from "../tests/helpers/edge_time.ts";
 import { until } from "../tests/helpers/wait.ts";
+import { replyCostNs } from "./auth_cost.ts";
 import { writeNtsRequests } from "./nts_requests.ts";
 import {
   BENCH_RATE_LIMIT,
@@ -51,6 +61,8 @@ Benchmarks edge-time against chronyd (local stratum 8) on loopback.
   --rate-limit  also load an edge-time with rate limiting on, every request checked
                 and none limited (rate_limit = { ${BENCH_RATE_LIMIT} }),
                 in the same turns; report its rate against limiting off (target >= 90 %)
+  --auth        instead: one edge-time with keys, max rate with plain requests and with
+                MD5, SHA1 and AES128-CMAC MACs, in turns; ratios to plain
   --nts         also load an edge-time with NTS on with NTS requests (cookie + authenticator)
                 in the same turns; report its max rate against plain requests
   --json        print one JSON object instead of a table
@@ -371,6 +383,7 @@ async function main(): Promise<number> {
       sockets: { type: "string", default: "16" },
       "no-floor": { type: "boolean", default: false },
       "rate-limit": { type: "boolean", default: false },
+      auth: { type: "boolean", default: false },
       nts: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
@@ -395,6 +408,16 @@ async function main(): Promise<number> {
   const log = (s: string) => values.json || console.error(s);
   log("building ntpload ...");
   const bin = await buildNtpload();
+  if (values.auth) {
+    return await authMode(bin, workers, {
+      seconds,
+      rate,
+      runs: Number(values.runs),
+      ramps: Number(values.ramps),
+      sockets: Number(values.sockets),
+      json: values.json,
+    }, log);
+  }
   log(`starting edge-time (${workers} worker(s)) and chronyd ...`);
   const edge = await startEdge(workers);
   let limited: Awaited<ReturnType<typeof startEdge>> | null = null;
@@ -642,6 +665,144 @@ async function main(): Promise<number> {
         ? ""
         : `; rate with limiting on >= 90 % of off: ${t.rate_limit_ge_90pct ? "met" : "NOT met"}`),
   );
+  return 0;
+}
+
+/** The keys of `--auth`: one per type measured (ntpd key file format, hex). */
+const AUTH_KEYS = [
+  { id: 1, type: "MD5", hex: "6b3c0f1e2d4a5968778695a4b3c2d1e0f1a2b3c4" },
+  { id: 2, type: "SHA1", hex: "0123456789abcdef0123456789abcdef01234567" },
+  { id: 3, type: "AES128CMAC", hex: "000102030405060708090a0b0c0d0e0f" },
+] as const;
+
+/**
+ * `--auth`: one edge-time with a key file; max answered rate with plain
+ * requests and with each key type's MACs, in turns (plain, MD5, SHA1,
+ * CMAC, repeated `ramps` times), best of each kept.
+ */
+async function authMode(
+  bin: string,
+  workers: number,
+  o: {
+    seconds: number;
+    rate: number;
+    runs: number;
+    ramps: number;
+    sockets: number;
+    json: boolean;
+  },
+  log: (s: string) => void,
+): Promise<number> {
+  const dir = await Deno.makeTempDir({ prefix: "bench-auth-" });
+  const keyfile = `${dir}/ntp.keys`;
+  await Deno.writeTextFile(keyfile, AUTH_KEYS.map((k) => `${k.id} ${k.type} ${k.hex}`).join("\n"));
+  const modes = [
+    { name: "plain", extra: [] as string[] },
+    ...AUTH_KEYS.map((k) => ({ name: k.type, extra: ["-k", `${k.id}:${k.type}:${k.hex}`] })),
+  ];
+  const best = new Map<string, number[]>(modes.map((m) => [m.name, []]));
+  const cpu = new Map<string, number[]>(modes.map((m) => [m.name, []]));
+  log(`starting edge-time (${workers} worker(s)) with keys ...`);
+  const edge = await startEdge(
+    workers,
+    undefined,
+    `[auth]\nkeyfile = "${keyfile}"\ntrusted_keys = [${AUTH_KEYS.map((k) => k.id).join(", ")}]\n`,
+  );
+  try {
+    for (let r = 0; r < o.ramps; r++) {
+      for (const m of modes) {
+        log(`ramp ${r + 1}/${o.ramps}: ${m.name} ...`);
+        const found = await findMaxRate(bin, edge.port, {
+          seconds: o.seconds,
+          sockets: o.sockets,
+          extra: m.extra,
+        });
+        best.get(m.name)!.push(found.max);
+      }
+    }
+    for (let r = 0; r < o.runs; r++) {
+      for (const m of modes) {
+        log(`${o.rate} req/s run ${r + 1}/${o.runs}: ${m.name} ...`);
+        const cpu0 = cpuSeconds(edge.pid);
+        const [step] = await ntploadJson(bin, [
+          "-p",
+          String(edge.port),
+          "-r",
+          String(o.rate),
+          "-d",
+          String(o.seconds + 1),
+          "-s",
+          String(o.sockets),
+          ...m.extra,
+          "127.0.0.1",
+        ]) as unknown as [Step];
+        const answered = step.answered_per_s * (o.seconds + 1);
+        if (answered > 0) cpu.get(m.name)!.push((cpuSeconds(edge.pid) - cpu0) * 1e6 / answered);
+      }
+    }
+  } finally {
+    await edge.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+  const plain = Math.max(...best.get("plain")!);
+  const plainCpu = median(cpu.get("plain")!);
+  log("in-process cost of a reply ...");
+  const inProcess = replyCostNs(
+    AUTH_KEYS.map((k) => ({
+      id: k.id,
+      type: k.type,
+      secret: new Uint8Array(k.hex.match(/../g)!.map((h) => parseInt(h, 16))),
+    })),
+  );
+  const result = {
+    date: new Date().toISOString(),
+    machine: `${navigator.hardwareConcurrency} cores, ${Deno.build.os}/${Deno.build.arch}`,
+    command: `deno task bench ${Deno.args.join(" ")}`.trim(),
+    driver: edge.driver,
+    /** ns per reply in one thread (respond, stamp, MAC), per digest backend. */
+    in_process: inProcess,
+    modes: modes.map((m) => {
+      const runs = best.get(m.name)!;
+      return {
+        mode: m.name,
+        max_rate: Math.max(...runs),
+        runs,
+        of_plain: Math.max(...runs) / plain,
+        cpu_us_per_request: median(cpu.get(m.name)!),
+        cpu_extra_us: median(cpu.get(m.name)!) - plainCpu,
+      };
+    }),
+  };
+  if (o.json) {
+    console.log(JSON.stringify(result));
+    return 0;
+  }
+  console.log(`${result.date}  ${result.machine}  edge-time: ${result.driver}`);
+  console.log(
+    `| requests | max answered rate at >= 99 % (req/s) | each ramp | of plain | ` +
+      `CPU per answered request at ${o.rate} req/s (µs) | more than plain (µs) |`,
+  );
+  console.log("|---|--:|---|--:|--:|--:|");
+  for (const m of result.modes) {
+    console.log(
+      `| ${m.mode} | ${fmt(m.max_rate)} | ${m.runs.map((r) => fmt(r)).join(" ")} | ${
+        fmt(m.of_plain, 2)
+      } | ${fmt(m.cpu_us_per_request, 2)} | ${fmt(m.cpu_extra_us, 2)} |`,
+    );
+  }
+  console.log("In one thread, no sockets: respond + stamp (+ the reply's MAC), ns per reply:");
+  console.log(
+    "| requests | node:crypto / noble (ns) | libcrypto via FFI (ns) | FFI: more than plain (ns) |",
+  );
+  console.log("|---|--:|--:|--:|");
+  const base = inProcess[0]!.libcrypto_ns ?? NaN;
+  for (const m of inProcess) {
+    console.log(
+      `| ${m.mode} | ${fmt(m.library_ns)} | ${fmt(m.libcrypto_ns ?? NaN)} | ${
+        fmt((m.libcrypto_ns ?? NaN) - base)
+      } |`,
+    );
+  }
   return 0;
 }
 

@@ -31,8 +31,15 @@
 // MAX_REQUESTS per step, at most MAX_SOCKETS sockets, and a ramp of at most
 // RAMP_DOUBLINGS + RAMP_BISECTIONS steps. Never broadcasts (no SO_BROADCAST).
 //
-// Build: cc -O2 -o ntpload ntpload.c -lm
-// Use:   ntpload [-p PORT] [-r RATE] [-d SECONDS] [-s SOCKETS] [--ramp] [--json]
+// With -k ID:TYPE:HEXKEY every request carries a MAC (RFC 5905 §7.3, the
+// key ID then the digest of key ‖ packet, or AES-CMAC of the packet;
+// SHA256 truncated to 20 bytes as ntpsec sends it), made with OpenSSL's
+// libcrypto (never written here); a reply counts as answered only if it
+// carries a MAC of the same length (so a crypto-NAK is "bad"). The reply's
+// digest is not checked: the load tests measure the server.
+//
+// Build: cc -O2 -o ntpload ntpload.c -lm -lcrypto
+// Use:   ntpload [-p PORT] [-r RATE] [-d SECONDS] [-s SOCKETS] [-k ID:TYPE:HEX] [--ramp] [--json]
 //                 [--template FILE] HOST
 //   -p PORT   server port (default 123)
 //   -r RATE   requests per second (default 10000)
@@ -65,6 +72,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
 
 #define NTP_UNIX_OFFSET 2208988800ULL  // seconds from 1900 to 1970
 #define SLOT_BITS 20
@@ -83,8 +92,8 @@
 #define MAX_TEMPLATES 65536
 #define MAX_TEMPLATE_LEN 2048
 #define USAGE \
-  "usage: ntpload [-p PORT] [-r RATE] [-d SECONDS] [-s SOCKETS] [--ramp] [--json] " \
-  "[--template FILE] HOST\n"
+  "usage: ntpload [-p PORT] [-r RATE] [-d SECONDS] [-s SOCKETS] [-k ID:TYPE:HEXKEY] [--ramp] " \
+  "[--json] [--template FILE] HOST\n  TYPE: MD5, SHA1, SHA256, AES128CMAC, AES256CMAC\n"
 
 enum { FREE, PENDING, DONE };
 typedef struct {
@@ -104,6 +113,70 @@ typedef struct {
 } samples_t;
 
 static request_t requests[SLOTS];
+
+// -k: the MAC every request carries (mac_len 0: none).
+static uint32_t mac_key_id;
+static unsigned char mac_key[32];
+static size_t mac_key_len, mac_len;  // mac_len: key ID + digest
+static const EVP_MD *mac_md;         // a hash type, or NULL for CMAC
+static EVP_MD_CTX *md_ctx;
+static EVP_MAC_CTX *cmac_ctx;
+
+// Parses ID:TYPE:HEX and prepares libcrypto; 0 on success.
+static int mac_setup(const char *spec) {
+  char type[16];
+  char hex[80];
+  if (sscanf(spec, "%u:%15[^:]:%79s", &mac_key_id, type, hex) != 3 || mac_key_id == 0) return -1;
+  size_t n = strlen(hex);
+  if (n % 2 || n / 2 > sizeof mac_key) return -1;
+  for (size_t i = 0; i < n / 2; i++) {
+    unsigned v;
+    if (sscanf(hex + 2 * i, "%2x", &v) != 1) return -1;
+    mac_key[i] = (unsigned char)v;
+  }
+  mac_key_len = n / 2;
+  const char *cipher = NULL;
+  size_t digest;
+  if (!strcmp(type, "MD5")) mac_md = EVP_md5(), digest = 16;
+  else if (!strcmp(type, "SHA1")) mac_md = EVP_sha1(), digest = 20;
+  else if (!strcmp(type, "SHA256")) mac_md = EVP_sha256(), digest = 20;  // truncated (ntpsec)
+  else if (!strcmp(type, "AES128CMAC")) cipher = "AES-128-CBC", digest = 16;
+  else if (!strcmp(type, "AES256CMAC")) cipher = "AES-256-CBC", digest = 16;
+  else return -1;
+  mac_len = 4 + digest;
+  if (mac_md) {
+    md_ctx = EVP_MD_CTX_new();
+    return md_ctx ? 0 : -1;
+  }
+  EVP_MAC *mac = EVP_MAC_fetch(NULL, "CMAC", NULL);
+  cmac_ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+  if (!cmac_ctx) return -1;
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("cipher", (char *)cipher, 0),
+                         OSSL_PARAM_construct_end()};
+  return EVP_MAC_init(cmac_ctx, mac_key, mac_key_len, params) == 1 ? 0 : -1;
+}
+
+// Appends the MAC of pkt[0..48) at pkt + 48.
+static void mac_write(unsigned char *pkt) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  pkt[48] = (unsigned char)(mac_key_id >> 24);
+  pkt[49] = (unsigned char)(mac_key_id >> 16);
+  pkt[50] = (unsigned char)(mac_key_id >> 8);
+  pkt[51] = (unsigned char)mac_key_id;
+  if (mac_md) {
+    unsigned int n = 0;
+    EVP_DigestInit_ex(md_ctx, mac_md, NULL);
+    EVP_DigestUpdate(md_ctx, mac_key, mac_key_len);
+    EVP_DigestUpdate(md_ctx, pkt, 48);
+    EVP_DigestFinal_ex(md_ctx, out, &n);
+  } else {
+    size_t n = 0;
+    EVP_MAC_init(cmac_ctx, NULL, 0, NULL);  // same key and cipher, fresh state
+    EVP_MAC_update(cmac_ctx, pkt, 48);
+    EVP_MAC_final(cmac_ctx, out, &n, sizeof out);
+  }
+  memcpy(pkt + 52, out, mac_len - 4);
+}
 static int socks[MAX_SOCKETS], nsocks, epfd;
 static struct sockaddr_storage server;
 static socklen_t server_len;
@@ -227,7 +300,7 @@ typedef struct {
 static void on_reply(step_t *st, const unsigned char *p, size_t len,
                      const struct sockaddr_storage *from, uint64_t t4) {
   if (!from_server(from)) return;  // not our server: not ours to count
-  if (len < 48) { st->bad++; return; }
+  if (len < 48 || (mac_len && len != 48 + mac_len)) { st->bad++; return; }
   uint64_t org = get64(p + 24);
   request_t *q = &requests[org & SLOT_MASK];
   if (q->state != PENDING || q->id != org) { st->bad++; return; }
@@ -284,7 +357,7 @@ static void receive(step_t *st, int s) {
 // Sends requests seq .. seq+n-1 from socket s in one sendmmsg. Returns how
 // many left; 0 when the socket is full (try again later).
 static int send_burst(step_t *st, int s, uint64_t seq, int n) {
-  static unsigned char pkt[SEND_BURST][48];
+  static unsigned char pkt[SEND_BURST][48 + 36];
   struct mmsghdr m[SEND_BURST];
   struct iovec iov[SEND_BURST];
   uint64_t ids[SEND_BURST];
@@ -302,7 +375,8 @@ static int send_burst(step_t *st, int s, uint64_t seq, int n) {
     memset(pkt[i], 0, 48);
     pkt[i][0] = 0x23;  // LI 0, version 4, mode 3 (client)
     put64(pkt[i] + 40, ids[i]);
-    iov[i] = (struct iovec){pkt[i], 48};
+    if (mac_len) mac_write(pkt[i]);
+    iov[i] = (struct iovec){pkt[i], 48 + mac_len};
     m[i] = (struct mmsghdr){.msg_hdr = {.msg_name = &server, .msg_namelen = server_len,
                                         .msg_iov = &iov[i], .msg_iovlen = 1}};
   }
@@ -442,7 +516,13 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "-r") && i + 1 < argc) rate = atof(argv[++i]);
     else if (!strcmp(a, "-d") && i + 1 < argc) secs = atof(argv[++i]);
     else if (!strcmp(a, "-s") && i + 1 < argc) nsocks = atoi(argv[++i]);
-    else if (!strcmp(a, "--ramp")) ramp = 1;
+    else if (!strcmp(a, "-k") && i + 1 < argc) {
+      if (mac_setup(argv[++i])) {
+        fputs("ntpload: -k takes ID:TYPE:HEXKEY (TYPE MD5, SHA1, SHA256, AES128CMAC, "
+              "AES256CMAC)\n", stderr);
+        return 2;
+      }
+    } else if (!strcmp(a, "--ramp")) ramp = 1;
     else if (!strcmp(a, "--json")) json = 1;
     else if (!strcmp(a, "--template") && i + 1 < argc) {
       if (load_templates(argv[++i])) return 2;

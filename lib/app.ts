@@ -43,6 +43,7 @@ import { describePlan, isNoop, planReload, type ReloadPlan } from "./reload.ts";
 import type { AuthKeys } from "./auth/keys.ts";
 import { macLength, writeMac } from "./auth/mac.ts";
 import { describeKeys, readKeys, sameKeys, workerKeys } from "./io/key_file.ts";
+import { useOpenSslDigests } from "./io/openssl_mac.ts";
 
 /** How often the reference time of a `local_stratum` server is refreshed. */
 const LOCAL_REFRESH_MS = 16_000;
@@ -603,6 +604,8 @@ export async function runApp(
   const started = performance.now();
   log.info(`edge-time ${VERSION} starting with ${configPath ?? "the embedded default config"}`);
   if (config.auth.keyfile !== "") log.info(describeKeys(config.auth.keyfile, keys));
+  const digests = useOpenSslDigests();
+  if (digests) log.debug(`MAC digests from node:crypto and noble (${digests})`);
 
   const precision = measurePrecision();
   const shared = new SharedSystemState();
@@ -674,6 +677,7 @@ export async function runApp(
     // The key file is reread at every SIGHUP. A bad one is one line and
     // the keys in force stay; a source key the keys lack rejects the reload.
     const k = readKeys(next, text, configPath);
+    if (k.warning) log.warning(k.warning);
     const fileErrors = k.errors.filter((e) => !e.startsWith(`${configPath}:`));
     let nextKeys: AuthKeys = { keys: authKeys.keys, trusted: new Set(next.auth.trustedKeys) };
     if (k.keys && fileErrors.length === 0) nextKeys = k.keys;

@@ -309,7 +309,7 @@ export class Engine {
     }
     const mac = this.opts.checkMac?.(bytes, bytes.length, p.version) ?? { kind: "none" };
     const verdict = admitBroadcast(p, mac, {
-      key: (cfg as { key?: number }).key ?? 0,
+      key: cfg.key ?? 0,
       insecure: cfg.insecure ?? false,
     });
     if (verdict !== "ok") {

@@ -25,6 +25,7 @@ import { openServerSocket } from "./udp.ts";
 import { TxStore } from "../ntp/tx_store.ts";
 import { checkMac, MAX_MAC_LENGTH, writeMac } from "../auth/mac.ts";
 import { HEADER_LEN } from "../ntp/packet.ts";
+import { useOpenSslDigests } from "./openssl_mac.ts";
 import type { KeyTable, SymmetricKey } from "../auth/keys.ts";
 
 /** The keys a worker answers with (cloneable: key file contents and `auth.trusted_keys`). */
@@ -134,6 +135,7 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
     trusted = new Set(k.trusted);
   };
   setKeys(init.keys);
+  useOpenSslDigests(); // where FFI is denied the library digests stay (lib/auth/digest.ts)
   ctx.auth = { check: (req, length, version) => checkMac(keys, trusted, req, length, version) };
   const configure = (o: ServerOptions, rateTable: SharedArrayBuffer) => {
     ctx.access = new AccessList(cidrs(o.allow), cidrs(o.deny));

@@ -73,9 +73,11 @@ export type ParseError = "short" | "bad-version" | "bad-extension";
 const MAC_LENGTHS = new Set([4, 20, 24]);
 /**
  * The longest MAC of an NTPv1-3 packet, which has no extension fields:
- * key ID and a whole SHA256 digest (chrony sends those in NTPv3).
+ * key ID and a 64-byte digest (chrony's NTP_MAX_MAC_LENGTH: it sends whole
+ * SHA256 to SHA512 digests in NTPv3). Digests of types we have no keys for
+ * are parsed all the same, so they get a crypto-NAK, not a drop.
  */
-const MAX_V3_MAC = 4 + 32;
+const MAX_V3_MAC = 4 + 64;
 
 /**
  * Checks what follows the 48-byte header and returns the extension fields,
@@ -84,7 +86,7 @@ const MAX_V3_MAC = 4 + 32;
  *
  * Where the MAC is, as chrony's `parse_packet` finds it: in NTPv1-3
  * everything after the header is a MAC (4 octets for a crypto-NAK, else
- * 20 to 36); in NTPv4 a trailer of 4, 20 or 24 octets is a MAC and
+ * 20 to 68); in NTPv4 a trailer of 4, 20 or 24 octets is a MAC and
  * anything else longer than 16 is extension fields, then possibly such a
  * MAC (so an NTPv4 MAC is never longer than 24 octets: senders truncate
  * longer digests to 20 bytes).

@@ -105,13 +105,17 @@ export function renderPage(s: StatusSnapshot, series: ChartSeries): string {
   const rows = s.sources.map((r) =>
     `<tr${r.tally === "*" ? ' class="sys"' : ""}><td class="tally">${
       r.tally === " " ? "&nbsp;" : esc(r.tally)
-    }</td><td class="l">${esc(r.address)}</td><td class="l">${esc(r.kind)}</td><td class="l">${
-      esc(r.refid)
-    }</td><td>${r.stratum}</td><td>${esc(compactSeconds(r.when_s))}</td><td>${
-      esc(compactSeconds(2 ** r.poll))
-    }</td><td>${r.reach.toString(8).padStart(3, "0")}</td><td>${
-      (r.delay_s * 1e3).toFixed(3)
-    }</td><td>${(r.offset_s * 1e3).toFixed(3)}</td><td>${(r.jitter_s * 1e3).toFixed(3)}</td></tr>`
+    }</td><td class="l">${esc(r.address)}</td><td class="l">${esc(r.kind)}${
+      r.key === undefined
+        ? ""
+        : ` · key ${r.key} ${r.authenticated ? "authenticated" : "NOT authenticated"}`
+    }</td><td class="l">${esc(r.refid)}</td><td>${r.stratum}</td><td>${
+      esc(compactSeconds(r.when_s))
+    }</td><td>${esc(compactSeconds(2 ** r.poll))}</td><td>${
+      r.reach.toString(8).padStart(3, "0")
+    }</td><td>${(r.delay_s * 1e3).toFixed(3)}</td><td>${(r.offset_s * 1e3).toFixed(3)}</td><td>${
+      (r.jitter_s * 1e3).toFixed(3)
+    }</td></tr>`
   );
   const sourcesTable = `<div class="scroll"><table id="sources"><thead><tr><th></th>` +
     `<th class="l">remote</th><th class="l">kind</th><th class="l">refid</th><th>st</th>` +

@@ -29,13 +29,13 @@ export function ntploadSource(): string {
 }
 
 /**
- * Builds bench/out/ntpload (cc -O2 … -lm) if missing or stale; returns its
+ * Builds bench/out/ntpload (cc -O2 … -lm -lcrypto) if missing or stale; returns its
  * path. A $NTPLOAD_SRC build goes to bench/out/ntpload-override instead, so
  * the two never stand in for each other.
  */
 export function buildNtpload(): Promise<string> {
   const name = Deno.env.get("NTPLOAD_SRC") ? "ntpload-override" : "ntpload";
-  return buildC(ntploadSource(), name, ["-lm"]);
+  return buildC(ntploadSource(), name, ["-lm", "-lcrypto"]);
 }
 
 /** Builds the C program `src` to bench/out/NAME (cc -O2) if missing or stale; returns its path. */
@@ -144,7 +144,7 @@ export async function findMaxRate(
     sockets: number;
     bisections?: number;
     host?: string;
-    /** More ntpload options, e.g. `["--template", FILE]`. */
+    /** More ntpload options, e.g. `["--template", FILE]`, or `["-k", "1:MD5:…"]` for MACs. */
     extra?: string[];
     /** Rate the ramp starts from (default 25000). */
     startRate?: number;

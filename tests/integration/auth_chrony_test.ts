@@ -276,3 +276,64 @@ max_poll = 1
     }
   }
 });
+
+// edge-time on 127.0.0.2, chronyd on 127.0.0.1 (chronyd's loop test rejects a peer on its own
+// address: peers_chrony_test.ts).
+Deno.test({
+  name: "chronyd as a require_auth peer with key 2: authenticated both ways, followed",
+  ignore: skip !== null,
+  sanitizeResources: false,
+  sanitizeOps: false,
+}, async () => {
+  const cport = await freeUdpPort(), eport = await freeUdpPort(), sport = freeTcpPort();
+  const ours = await writeKeys(OUR_KEYS, 0o600);
+  const theirs = await writeKeys(CHRONY_KEYS);
+  const chrony = await startChronyd([
+    `port ${cport}`,
+    "bindaddress 127.0.0.1",
+    "local stratum 8",
+    "allow 127.0.0.0/8",
+    `peer 127.0.0.2 port ${eport} key 2 minpoll 0 maxpoll 0`,
+    `keyfile ${theirs}`,
+    "user root",
+  ]);
+  let edge: EdgeTimeProcess | null = null;
+  try {
+    edge = await startEdgeTime(`
+[server]
+listen = ["127.0.0.2:${eport}"]
+workers = 1
+[clock]
+control = false
+driftfile = ""
+orphan_stratum = 0
+[status]
+listen = "127.0.0.1:${sport}"
+[auth]
+keyfile = "${ours}"
+trusted_keys = [2]
+[[source]]
+address = "127.0.0.1:${cport}"
+kind = "peer"
+key = 2
+require_auth = true
+min_poll = 0
+max_poll = 1
+`);
+    const st = await until("stratum 9 from the chronyd peer", async () => {
+      const s = await fetchStatus(sport);
+      return s.system.stratum === 9 && s.sources[0]?.authenticated === true ? s : null;
+    }, 40_000);
+    assert.equal(st.sources[0]!.key, 2);
+    const data = await until("chronyd authenticates our symmetric packets", async () => {
+      const t = await chrony.chronyc("-n", "ntpdata", "127.0.0.2");
+      return /Authenticated\s*:\s*Yes/.test(t) && /Mode\s*:\s*Symmetric/.test(t) ? t : null;
+    }, 30_000);
+    assert.match(data, /Total valid RX\s*:\s*[1-9]/, data);
+  } finally {
+    await edge?.stop();
+    await chrony.stop();
+    await Deno.remove(ours.replace(/\/keys$/, ""), { recursive: true });
+    await Deno.remove(theirs.replace(/\/keys$/, ""), { recursive: true });
+  }
+});

@@ -122,3 +122,32 @@ Deno.test("checkMac() tells none, crypto-NAK, unknown, untrusted and bad length 
     dataLength: 48,
   });
 });
+
+Deno.test("libcrypto through FFI gives the library's digests, for every key type", async (t) => {
+  const { openSslDigest } = await import("../../lib/io/openssl_mac.ts");
+  const ffi = openSslDigest();
+  if (typeof ffi === "string") {
+    console.log(`skipped: ${ffi}`);
+    return;
+  }
+  const { libraryDigest } = await import("../../lib/auth/digest.ts");
+  const types: KeyType[] = ["MD5", "SHA1", "SHA256", "AES128CMAC", "AES256CMAC"];
+  for (const type of types) {
+    await t.step(type, () => {
+      const secret = crypto.getRandomValues(new Uint8Array(type === "AES256CMAC" ? 32 : 16));
+      const k = key(7, type, secret);
+      for (const len of [0, 16, 48, 68, 80]) {
+        const data = crypto.getRandomValues(new Uint8Array(len));
+        const a = new Uint8Array(40), b = new Uint8Array(40);
+        libraryDigest(k, data, a, 4, 32);
+        ffi(k, data, b, 4, 32);
+        assert.deepEqual(b, a, `${type} over ${len} bytes`);
+      }
+    });
+  }
+  // RFC 4493 §4 example 2 through libcrypto too.
+  const out = new Uint8Array(16);
+  const k = key(1, "AES128CMAC", unhex("2b7e151628aed2a6abf7158809cf4f3c"));
+  ffi(k, unhex("6bc1bee22e409f96e93d7e117393172a"), out, 0, 16);
+  assert.equal(hex(out), "070a16b46b4d4144f79bdd9dd04a287c");
+});

@@ -117,3 +117,16 @@ Deno.test("respond() answers unknown and untrusted keys and bad MACs with a cryp
     });
   }
 });
+
+Deno.test("respond() answers an NTPv3 MAC of a digest type it has no keys for with a crypto-NAK", () => {
+  // chronyd sends whole SHA512 digests in NTPv3: key ID and 64 bytes.
+  const req = new Uint8Array(48 + 68);
+  req.set(hex(CHRONY_REQUEST));
+  req[0] = (req[0]! & 0xc7) | (3 << 3);
+  req[51] = 7;
+  const ctx = context();
+  const { n, out } = serve(req, ctx);
+  assert.equal(n, 52);
+  assert.equal(keyIdAt(out), 0);
+  assert.equal(ctx.counters[Counter.cryptoNak], 1);
+});
