@@ -78,8 +78,12 @@ const MAC_LENGTHS = new Set([4, 20, 24]);
  * are parsed all the same, so they get a crypto-NAK, not a drop.
  */
 const MAX_V3_MAC = 4 + 64;
-/** Whole SHA256, SHA384 and SHA512 digests after a key ID, as ntpdig sends them in NTPv4. */
-const LONG_V4_MACS = new Set([4 + 32, 4 + 48, 4 + 64]);
+/**
+ * A key ID and a whole SHA256 digest, as ntpdig sends it in NTPv4 (the
+ * longest digest of the key types we have; longer trailers that are no
+ * extension fields stay malformed).
+ */
+const LONG_V4_MAC = 4 + 32;
 
 /**
  * Checks what follows the 48-byte header and returns the extension fields,
@@ -91,8 +95,8 @@ const LONG_V4_MACS = new Set([4 + 32, 4 + 48, 4 + 64]);
  * 20 to 68); in NTPv4 a trailer of 4, 20 or 24 octets is a MAC and
  * anything else longer than 16 is extension fields, then possibly such a
  * MAC (so an NTPv4 MAC is never longer than 24 octets: senders truncate
- * longer digests to 20 bytes), except a whole trailer of 36, 52 or 68
- * octets that cannot be extension fields: ntpdig's untruncated MAC.
+ * longer digests to 20 bytes), except a whole trailer of 36 octets that
+ * cannot be extension fields: ntpdig's untruncated SHA256 MAC.
  */
 export function walkTrailer(
   view: DataView,
@@ -112,11 +116,11 @@ export function walkTrailer(
   // anything that is not a valid field must be exactly a MAC.
   const trailer = left;
   // ntpsec's ntpdig sends a whole SHA256 digest in NTPv4 too (a 36-octet
-  // MAC, beyond RFC 7822's 24): a whole trailer as long as a key ID and a
-  // whole SHA256, SHA384 or SHA512 digest that starts with a field of type
-  // 0 (unassigned; a key ID below 65536 read as a field header) or cannot
-  // be extension fields is taken as such a MAC rather than dropped.
-  const longMac = LONG_V4_MACS.has(trailer);
+  // MAC, beyond RFC 7822's 24): a whole trailer of 36 octets that starts
+  // with a field of type 0 (unassigned; a key ID below 65536 read as a
+  // field header) or cannot be extension fields is taken as such a MAC
+  // rather than dropped.
+  const longMac = trailer === LONG_V4_MAC;
   if (longMac && view.getUint16(pos) === 0) return trailer;
   while (left > 24 || (left >= 16 && !MAC_LENGTHS.has(left))) {
     if (left < 16) return pos === HEADER_LEN && longMac ? trailer : "bad-extension";
