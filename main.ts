@@ -93,6 +93,7 @@ function readConfig(path: string): { config: Config; keys: AuthKeys } | { errors
   const r = loadConfig(text, path);
   if (!r.ok) return { errors: r.errors };
   const k = readKeys(r.config, text, path);
+  if (k.warning) console.error(k.warning);
   return k.errors.length > 0 || !k.keys ? { errors: k.errors } : { config: r.config, keys: k.keys };
 }
 

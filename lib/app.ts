@@ -677,6 +677,7 @@ export async function runApp(
     // The key file is reread at every SIGHUP. A bad one is one line and
     // the keys in force stay; a source key the keys lack rejects the reload.
     const k = readKeys(next, text, configPath);
+    if (k.warning) log.warning(k.warning);
     const fileErrors = k.errors.filter((e) => !e.startsWith(`${configPath}:`));
     let nextKeys: AuthKeys = { keys: authKeys.keys, trusted: new Set(next.auth.trustedKeys) };
     if (k.keys && fileErrors.length === 0) nextKeys = k.keys;

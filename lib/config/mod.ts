@@ -335,6 +335,12 @@ function authChecks(c: Config, s: SourceConfig, i: number, problems: Problem[]):
     problems.push({ path: `source[${i}].require_auth`, message: "needs a key (source key = N)" });
   }
   if (typeof s.key !== "number" || s.key === 0) return;
+  if (s.nts === true) {
+    problems.push({
+      path: `source[${i}].key`,
+      message: "a source is authenticated by NTS or by a symmetric key, not both",
+    });
+  }
   if (c.auth?.keyfile === "") {
     problems.push({ path: `source[${i}].key`, message: `key ${s.key} needs auth.keyfile` });
   } else if (trusted && !trusted.includes(s.key)) {

@@ -33,6 +33,7 @@ import { HEADER_LEN } from "../ntp/packet.ts";
 import { interfaceIndex } from "./libc.ts";
 import { type KeyExchange, type NtsSourceConfig, NtsSources } from "./nts_sources.ts";
 import { ntsKeyExchange } from "./nts_ke_client.ts";
+import { installOpensslSiv } from "./openssl_siv.ts";
 
 /** How often the driftfile is rewritten (ntpd and chrony: hourly; also at stop). */
 export const DRIFT_SAVE_MS = 3600_000;
@@ -447,6 +448,7 @@ export class EngineDriver {
     if (!sockets) return;
     const nts = this.#ntsConfig(a.source);
     if (nts) {
+      installOpensslSiv(); // once: AES-SIV from libcrypto for the authenticators (cached)
       this.#nts.track(a.source, nts);
       return this.#sendNts(a, sockets);
     }

@@ -13,6 +13,8 @@ export interface LoadedKeys {
   errors: string[];
   /** False when the file could not be read at all (a reload keeps the old keys then). */
   read: boolean;
+  /** Set when other users may read the file (ntpd and chronyd warn too). */
+  warning?: string;
 }
 
 /** Reads and parses the key file at `path`; `""` = no key file, no keys. */
@@ -29,7 +31,20 @@ export function loadKeyFile(path: string): LoadedKeys {
       : String(e);
     return { keys: new Map(), errors: [`${path}: cannot read: ${why}`], read: false };
   }
-  return { ...parseKeyFile(text, path), read: true };
+  const parsed = { ...parseKeyFile(text, path), read: true };
+  let mode: number | null = null;
+  try {
+    mode = Deno.statSync(path).mode;
+  } catch { /* read a moment ago: a race with a rename; no warning then */ }
+  if (mode !== null && (mode & 0o004) !== 0) {
+    return {
+      ...parsed,
+      warning: `${path}: readable by every user (mode ${
+        (mode & 0o777).toString(8).padStart(4, "0")
+      }); whoever reads it can authenticate as your servers and peers: chmod 600`,
+    };
+  }
+  return parsed;
 }
 
 /**
@@ -43,14 +58,16 @@ export function readKeys(
   config: Config,
   configText: string,
   configFile: string,
-): { keys: AuthKeys | null; errors: string[] } {
+): { keys: AuthKeys | null; errors: string[]; warning?: string } {
   const loaded = loadKeyFile(config.auth.keyfile);
   if (!loaded.read) return { keys: null, errors: loaded.errors };
+  const warning = loaded.warning === undefined ? {} : { warning: loaded.warning };
   const keys = { keys: loaded.keys, trusted: new Set(config.auth.trustedKeys) };
   const ids = new Set(loaded.keys.keys());
   return {
     keys,
     errors: [...loaded.errors, ...missingSourceKeys(config, ids, configText, configFile)],
+    ...warning,
   };
 }
 

@@ -20,7 +20,6 @@ import type { NtsSourceReport } from "../engine/report.ts";
 import { NtsSession } from "../nts/client.ts";
 import { SUPPORTED_AEADS } from "../nts/aead.ts";
 import type { NtsKeOptions, NtsKeResult } from "./nts_ke_client.ts";
-import { installOpensslSiv } from "./openssl_siv.ts";
 
 /** Runs one NTS-KE (lib/io/nts_ke_client.ts `ntsKeyExchange`; tests pass their own). */
 export type KeyExchange = (o: NtsKeOptions) => Promise<NtsKeResult>;
@@ -169,7 +168,6 @@ export class NtsSources {
     if (e.keRunning || this.#now() < e.retryAt) return;
     e.keRunning = true;
     e.report.state = "key-exchange";
-    installOpensslSiv();
     const c = e.config;
     const opts: NtsKeOptions = {
       host: c.host,

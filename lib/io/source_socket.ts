@@ -31,6 +31,7 @@
  * still replaces t1 of the last send (chrony's `update_tx_timestamp`); the
  * reply already handled keeps the clock reading.
  */
+import { SendLatency } from "./send_latency.ts";
 import { formatIp, parseIp } from "../ntp/address.ts";
 import {
   addressOf,
@@ -166,6 +167,8 @@ function setMreqn(fd: number, opt: number, group: Uint8Array | null, ifindex: nu
 
 /** The engine's sockets, watched by one poll loop. */
 export class SourceSockets {
+  /** Reading-to-kernel-stamp latency of our sends; symmetric `xmt`s are written that much later. */
+  readonly sendLatency = new SendLatency();
   readonly counters: SourceSocketCounters = {
     sent: 0,
     sendErrors: 0,
@@ -355,7 +358,11 @@ export class SourceSockets {
       if (this.#socks.get(s.id) !== s) continue; // closed meanwhile
       c.clock_gettime(CLOCK_REALTIME, this.#tsBytes);
       const sec = Number(this.#ts[0]), nsec = Number(this.#ts[1]);
-      if (writeXmt) writeXmt(bytes, sec, nsec);
+      if (writeXmt) {
+        // The departure as well as we can predict it (send_latency.ts).
+        const at = nsec + Math.round(this.sendLatency.estimate * 1e9);
+        writeXmt(bytes, sec + Math.floor(at / 1e9), at % 1e9);
+      }
       let r: number;
       do r = Number(
         c.send(s.fd, bytes as Uint8Array<ArrayBuffer>, BigInt(bytes.length), 0),
@@ -492,6 +499,7 @@ export class SourceSockets {
       if (t < 0 || len < s.lastLength || s.lastLength < NTP_HEADER || !s.last) continue;
       const xmt = new DataView(this.#buf.buffer).getBigUint64(len - s.lastLength + 40);
       if (xmt !== s.last.xmt) continue; // an older send's stamp
+      if (!s.last.kernel) this.sendLatency.add(t - s.last.t1);
       s.last.t1 = t;
       if (!s.last.kernel) this.counters.kernelTx++;
       s.last.kernel = true;

@@ -73,9 +73,17 @@ export type ParseError = "short" | "bad-version" | "bad-extension";
 const MAC_LENGTHS = new Set([4, 20, 24]);
 /**
  * The longest MAC of an NTPv1-3 packet, which has no extension fields:
- * key ID and a whole SHA256 digest (chrony sends those in NTPv3).
+ * key ID and a 64-byte digest (chrony's NTP_MAX_MAC_LENGTH: it sends whole
+ * SHA256 to SHA512 digests in NTPv3). Digests of types we have no keys for
+ * are parsed all the same, so they get a crypto-NAK, not a drop.
  */
-const MAX_V3_MAC = 4 + 32;
+const MAX_V3_MAC = 4 + 64;
+/**
+ * A key ID and a whole SHA256 digest, as ntpdig sends it in NTPv4 (the
+ * longest digest of the key types we have; longer trailers that are no
+ * extension fields stay malformed).
+ */
+const LONG_V4_MAC = 4 + 32;
 
 /**
  * Checks what follows the 48-byte header and returns the extension fields,
@@ -84,10 +92,11 @@ const MAX_V3_MAC = 4 + 32;
  *
  * Where the MAC is, as chrony's `parse_packet` finds it: in NTPv1-3
  * everything after the header is a MAC (4 octets for a crypto-NAK, else
- * 20 to 36); in NTPv4 a trailer of 4, 20 or 24 octets is a MAC and
+ * 20 to 68); in NTPv4 a trailer of 4, 20 or 24 octets is a MAC and
  * anything else longer than 16 is extension fields, then possibly such a
  * MAC (so an NTPv4 MAC is never longer than 24 octets: senders truncate
- * longer digests to 20 bytes).
+ * longer digests to 20 bytes), except a whole trailer of 36 octets that
+ * cannot be extension fields: ntpdig's untruncated SHA256 MAC.
  */
 export function walkTrailer(
   view: DataView,
@@ -105,10 +114,20 @@ export function walkTrailer(
   }
   // An extension field is at least 16 bytes (RFC 7822), a multiple of 4;
   // anything that is not a valid field must be exactly a MAC.
+  const trailer = left;
+  // ntpsec's ntpdig sends a whole SHA256 digest in NTPv4 too (a 36-octet
+  // MAC, beyond RFC 7822's 24): a whole trailer of 36 octets that starts
+  // with a field of type 0 (unassigned; a key ID below 65536 read as a
+  // field header) or cannot be extension fields is taken as such a MAC
+  // rather than dropped.
+  const longMac = trailer === LONG_V4_MAC;
+  if (longMac && view.getUint16(pos) === 0) return trailer;
   while (left > 24 || (left >= 16 && !MAC_LENGTHS.has(left))) {
-    if (left < 16) return "bad-extension";
+    if (left < 16) return pos === HEADER_LEN && longMac ? trailer : "bad-extension";
     const fieldLen = view.getUint16(pos + 2);
-    if (fieldLen < 16 || fieldLen % 4 !== 0 || fieldLen > left) return "bad-extension";
+    if (fieldLen < 16 || fieldLen % 4 !== 0 || fieldLen > left) {
+      return pos === HEADER_LEN && longMac ? trailer : "bad-extension";
+    }
     fields?.push({ type: view.getUint16(pos), length: fieldLen, offset: pos });
     pos += fieldLen;
     left -= fieldLen;

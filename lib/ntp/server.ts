@@ -20,8 +20,10 @@
  * - with a leap smear published in the system state (`server.leap_smear_s`),
  *   `rec` and `xmt` are smeared time (lib/ntp/leap.ts `smearRamp`).
  *
- * `respond` writes into a caller-owned buffer and allocates nothing, since
- * it runs for every packet.
+ * `respond` writes into a caller-owned buffer and allocates nothing for a
+ * plain request, since it runs for every packet; a request with a MAC
+ * costs the verdict object and what the digest library allocates (two
+ * digests: the request's checked here, the reply's made by `seal`).
  */
 import type { ClientAddress } from "./address.ts";
 import type { AccessList } from "./access.ts";

@@ -238,6 +238,15 @@ export function renderMetrics(s: StatusSnapshot): string {
   e.family("ntp_source_delay_seconds", "gauge", "Round-trip delay.", src((r) => r.delay_s));
   e.family("ntp_source_offset_seconds", "gauge", "Offset of the source.", src((r) => r.offset_s));
   e.family("ntp_source_jitter_seconds", "gauge", "Jitter of the source.", src((r) => r.jitter_s));
+  const keyed = s.sources.filter((r) => r.key !== undefined);
+  if (keyed.length > 0) {
+    e.family(
+      "ntp_source_authenticated",
+      "gauge",
+      "Sources with a symmetric key: 1 when the last packet accepted had a valid MAC of it.",
+      keyed.map((r) => [{ address: r.address, key: String(r.key) }, b(r.authenticated === true)]),
+    );
+  }
 
   if (s.engine_counters) {
     e.family(

@@ -40,6 +40,7 @@ const OUR_KEYS = `# ID TYPE KEY
 2 SHA1 ${HEX20}
 3 SHA256 sha256-secret-3
 4 AES128CMAC ${HEX16}
+5 AES256CMAC ${HEX16}${HEX16}
 9 MD5 ours-not-theirs
 `;
 /** The same keys as chronyd reads them. */
@@ -47,6 +48,7 @@ const CHRONY_KEYS = `1 MD5 ASCII:md5-secret-one
 2 SHA1 HEX:${HEX20}
 3 SHA256 ASCII:sha256-secret-3
 4 AES128 HEX:${HEX16}
+5 AES256 HEX:${HEX16}${HEX16}
 9 MD5 ASCII:theirs-not-ours
 `;
 
@@ -68,10 +70,10 @@ Deno.test({
   const port = await freeUdpPort(), sport = freeTcpPort();
   const ours = await writeKeys(OUR_KEYS, 0o600);
   const theirs = await writeKeys(CHRONY_KEYS);
-  const hosts = ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
+  const hosts = ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.6", "127.0.0.5"];
   let edge: EdgeTimeProcess | null = null;
   const chrony = await startChronyd([
-    ...[1, 2, 3, 4, 9].map((k, i) =>
+    ...[1, 2, 3, 4, 5, 9].map((k, i) =>
       `server ${hosts[i]} port ${port} key ${k} iburst minpoll 0 maxpoll 0`
     ),
     `keyfile ${theirs}`,
@@ -93,10 +95,10 @@ driftfile = ""
 listen = "127.0.0.1:${sport}"
 [auth]
 keyfile = "${ours}"
-trusted_keys = [1, 2, 3, 4, 9]
+trusted_keys = [1, 2, 3, 4, 5, 9]
 `);
-    await edge.waitForLog(/Keys from .*1 MD5, 2 SHA1, 3 SHA256, 4 AES128CMAC, 9 MD5/);
-    for (const [i, key] of [1, 2, 3, 4].entries()) {
+    await edge.waitForLog(/Keys from .*1 MD5, 2 SHA1, 3 SHA256, 4 AES128CMAC, 5 AES256CMAC, 9 MD5/);
+    for (const [i, key] of [1, 2, 3, 4, 5].entries()) {
       let last = "";
       const data = await until(`chronyd authenticated with key ${key}`, async () => {
         const t = last = await chrony.chronyc("-n", "ntpdata", hosts[i]!);
@@ -108,16 +110,18 @@ trusted_keys = [1, 2, 3, 4, 9]
       assert.match(data, new RegExp(`Version\\s*:\\s*${key === 3 ? 3 : 4}`), data);
     }
     const auth = await chrony.chronyc("-n", "authdata");
-    // Mode SK (symmetric key), key ID, type (chrony's numbers: MD5 1, SHA1 2, SHA256 3, AES128 13).
-    for (const [i, row] of ["SK +1 +1 ", "SK +2 +2 ", "SK +3 +3 ", "SK +4 +13 "].entries()) {
+    // Mode SK (symmetric key), key ID, type (chrony's numbers: MD5 1, SHA1 2, SHA256 3,
+    // AES128 13, AES256 14).
+    const rows = ["SK +1 +1 ", "SK +2 +2 ", "SK +3 +3 ", "SK +4 +13 ", "SK +5 +14 "];
+    for (const [i, row] of rows.entries()) {
       assert.match(auth, new RegExp(`${hosts[i]!.replaceAll(".", "\\.")} +${row}`), auth);
     }
     const wrong = await until("crypto-NAKs for key 9", async () => {
       const s = await fetchStatus(sport);
       return s.server.crypto_nak >= 2 && s.server.bad_mac >= 2 ? s : null;
     }, 30_000);
-    assert.ok(wrong.server.authenticated >= 4, JSON.stringify(wrong.server));
-    const nak = await chrony.chronyc("-n", "ntpdata", hosts[4]!);
+    assert.ok(wrong.server.authenticated >= 5, JSON.stringify(wrong.server));
+    const nak = await chrony.chronyc("-n", "ntpdata", hosts[5]!);
     assert.match(nak, /Total valid RX\s*:\s*0/, nak);
     // Keys appear nowhere but in the files: not in the log, not in /status.
     const text = JSON.stringify(wrong) + edge.logs().join("\n");

@@ -232,7 +232,11 @@ for (const driver of ["ffi", "portable"] as const) {
       await t.step("only answerable requests got replies, none larger than its request", () => {
         let unmatched = 0;
         for (const rep of replies) {
-          assert.equal(rep.length, 48);
+          // A header, or a header and a crypto-NAK (key ID 0, no digest) to a
+          // request whose trailer reads as a MAC with a key we do not trust.
+          const nak = rep.length === 52 &&
+            new DataView(rep.buffer, rep.byteOffset).getUint32(48) === 0;
+          assert.ok(rep.length === 48 || nak, `a reply of ${rep.length} octets`);
           const tag = new DataView(rep.buffer, rep.byteOffset).getUint32(24);
           const i = byTag.get(tag);
           if (i === undefined) {

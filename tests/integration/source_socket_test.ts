@@ -92,6 +92,25 @@ Deno.test({
     }
     assert.equal(ss.counters.kernelTx, 5);
     assert.equal(ss.counters.kernelRx, 5);
+    // Each kernel stamp measured how long after its reading the packet left.
+    for (let i = 5; i < 12; i++) {
+      const before = got.length;
+      assert.ok(ss.send("up", packet(3, i)));
+      await until("the echo", async () => await got.length > before || null, 10_000);
+    }
+    const lead = ss.sendLatency.estimate;
+    assert.ok(lead > 0 && lead < 0.001, `send latency ${lead}`);
+    // A symmetric packet's xmt is that reading plus the estimate: the predicted departure.
+    let written = -1;
+    const before = got.length;
+    assert.ok(ss.send("up", packet(1, 99), (_b, sec, nsec) => {
+      written = sec + nsec * 1e-9;
+    }));
+    await until("the echo", async () => await got.length > before || null, 10_000);
+    const sent = ss.lastSent("up")!;
+    assert.equal(sent.kernel, true);
+    assert.ok(written - lead <= sent.t1, "the reading came before the kernel's stamp");
+    assert.ok(Math.abs(written - sent.t1) < 0.001, `xmt ${written} vs left ${sent.t1}`);
   } finally {
     await ss.stop();
     echo.close();

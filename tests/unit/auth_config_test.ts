@@ -18,6 +18,9 @@ Deno.test("config: source keys must be trusted and need a key file", () => {
   assert.deepEqual(errors('[[source]]\naddress = "192.0.2.1"\nkey = 1\n'), [
     "edge.toml:3: source[0].key: key 1 needs auth.keyfile",
   ]);
+  assert.deepEqual(errors(`${auth}[[source]]\naddress = "192.0.2.1"\nkey = 1\nnts = true\n`), [
+    "edge.toml:6: source[0].key: a source is authenticated by NTS or by a symmetric key, not both",
+  ]);
   assert.deepEqual(errors('[[source]]\naddress = "192.0.2.1"\nrequire_auth = true\n'), [
     "edge.toml:3: source[0].require_auth: needs a key (source key = N)",
   ]);
@@ -74,4 +77,27 @@ Deno.test("formatPeers() adds an auth column when a source has a key", () => {
   assert.ok(lines[2]!.endsWith(" 5 ok"), lines[2]);
   assert.ok(lines[3]!.endsWith(" 6 no"), lines[3]);
   assert.ok(lines[4]!.endsWith("    -"), lines[4]);
+});
+
+Deno.test("/metrics and /status show per source the key and whether it authenticated", async () => {
+  const { handleStatusRequest } = await import("../../lib/status/handler.ts");
+  const { fakeModel } = await import("../helpers/status_fixture.ts");
+  const { parsePrometheusText } = await import("../helpers/prom_text.ts");
+  const { model, state } = fakeModel();
+  Object.assign(state.engine.sources[0]!, { key: 5, authenticated: true });
+  Object.assign(state.engine.sources[1]!, { key: 6, authenticated: false });
+  const get = (path: string) => new Request(`http://127.0.0.1${path}`);
+  const fams = parsePrometheusText(await handleStatusRequest(get("/metrics"), model).text());
+  const auth = fams.find((f) => f.name === "ntp_source_authenticated")!;
+  assert.deepEqual(
+    auth.samples.map((x) => [x.labels.key, x.value]),
+    [["5", 1], ["6", 0]],
+  );
+  const json = await handleStatusRequest(get("/status"), model).json();
+  assert.deepEqual(
+    json.sources.map((r: { key?: number; authenticated?: boolean }) => [r.key, r.authenticated]),
+    [[5, true], [6, false], [undefined, undefined]],
+  );
+  const server = json.server;
+  assert.deepEqual([server.authenticated, server.crypto_nak, server.bad_mac], [4, 3, 1]);
 });

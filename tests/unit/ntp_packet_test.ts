@@ -66,17 +66,31 @@ Deno.test("parsePacket() walks extension fields and legacy MACs", async (t) => {
   await t.step("a zero-length field cannot loop forever", () => {
     assert.equal(parsePacket(withTrailer([0, 0, 0, 0, ...Array(28).fill(0)])), "bad-extension");
   });
+  await t.step("NTPv4: a whole SHA256 MAC (ntpdig's 36 octets) where no field can be", () => {
+    for (const keyId of [3, 0x00010003]) { // type 0 / a field length of 3
+      const mac = [keyId >>> 24, (keyId >>> 16) & 0xff, (keyId >>> 8) & 0xff, keyId & 0xff];
+      const p = parsePacket(withTrailer([...mac, ...Array(32).fill(5)]));
+      assert.ok(typeof p !== "string", `key ${keyId}`);
+      assert.deepEqual([p.extensions, p.macLength], [[], 36]);
+    }
+    // Key ID 36: type 0 and a field length that spans the trailer: still the MAC.
+    const p = parsePacket(withTrailer([0, 0, 0, 36, ...Array(32).fill(5)]));
+    assert.ok(typeof p !== "string" && p.macLength === 36 && p.extensions.length === 0);
+    // A real field of that length stays a field.
+    const f = parsePacket(withTrailer([0x01, 0x04, 0x00, 0x24, ...Array(32).fill(0)]));
+    assert.ok(typeof f !== "string" && f.macLength === 0 && f.extensions.length === 1);
+  });
   await t.step("a trailer that is neither field nor MAC is rejected", () => {
     assert.equal(parsePacket(withTrailer(Array(8).fill(0))), "bad-extension");
   });
-  await t.step("NTPv3 takes all after the header as a MAC (chrony), 4 or 20 to 36 octets", () => {
+  await t.step("NTPv3 takes all after the header as a MAC (chrony), 4 or 20 to 68 octets", () => {
     const field = [0x01, 0x04, 0x00, 0x20, ...Array(28).fill(0)];
     const b = withTrailer(field);
     b[0] = (3 << 3) | 3;
     const p = parsePacket(b);
     assert.ok(typeof p !== "string");
     assert.deepEqual([p.extensions, p.macLength], [[], 32]);
-    for (const len of [8, 16, 40]) {
+    for (const len of [8, 16, 72]) {
       const c = withTrailer(Array(len).fill(1));
       c[0] = (3 << 3) | 3;
       assert.equal(parsePacket(c), "bad-extension", `${len}`);

@@ -81,6 +81,12 @@ Deno.test("respond() answers a valid MAC of a trusted key with a MAC by that key
       });
     }
   }
+  await t.step("ntpdig's whole SHA256 digest in NTPv4 is answered whole", () => {
+    const req = request(KEYS.get(3)!, 4, 32);
+    const { n, out } = serve(req, context());
+    assert.equal(n, 84);
+    assert.equal(checkMac(KEYS, TRUSTED, out, n, 4).kind, "ok");
+  });
   await t.step("chrony's whole SHA256 digest in NTPv3 is answered whole", () => {
     const req = request(KEYS.get(3)!, 3, 32);
     const { n, out } = serve(req, context());
@@ -116,4 +122,17 @@ Deno.test("respond() answers unknown and untrusted keys and bad MACs with a cryp
       assert.equal(ctx.counters[Counter.authenticated], 0);
     });
   }
+});
+
+Deno.test("respond() answers an NTPv3 MAC of a digest type it has no keys for with a crypto-NAK", () => {
+  // chronyd sends whole SHA512 digests in NTPv3: key ID and 64 bytes.
+  const req = new Uint8Array(48 + 68);
+  req.set(hex(CHRONY_REQUEST));
+  req[0] = (req[0]! & 0xc7) | (3 << 3);
+  req[51] = 7;
+  const ctx = context();
+  const { n, out } = serve(req, ctx);
+  assert.equal(n, 52);
+  assert.equal(keyIdAt(out), 0);
+  assert.equal(ctx.counters[Counter.cryptoNak], 1);
 });
