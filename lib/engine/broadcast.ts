@@ -15,6 +15,8 @@ import { diff, type NtpTimestamp } from "../ntp/timestamp.ts";
 
 /** Valid client/server replies that calibrate the delay (ntpd's broadcast client volley). */
 export const CALIBRATION_SAMPLES = 4;
+/** Broadcast samples after the first calibration at which δ is measured once more. */
+export const RECALIBRATE_AFTER = 16;
 /** Reach-timer intervals without a broadcast after which a heard server is forgotten. */
 export const BROADCAST_UNREACH_LIMIT = 8;
 

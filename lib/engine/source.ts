@@ -31,6 +31,7 @@ import {
   CALIBRATION_BROADCASTS,
   type CalibrationPoint,
   type CalibrationSample,
+  RECALIBRATE_AFTER,
 } from "./broadcast.ts";
 
 export type SourceKind = "server" | "pool" | "peer" | "broadcast";
@@ -215,6 +216,10 @@ export class Association {
   /** Calibration: the client/server samples and the raw broadcasts heard meanwhile. */
   #calibration: CalibrationSample[] = [];
   #heard: CalibrationPoint[] = [];
+  /** Broadcast samples since δ was last measured; RECALIBRATE_AFTER of them start a new volley. */
+  #sinceCalibration = 0;
+  /** A new volley is under way while the δ in force is still used. */
+  #recalibrating = false;
   // Protocol state (RFC 5905 names). Basic mode: the xmt of the request a
   // reply answered (a request is answered once). Symmetric mode: what the
   // peer sent last, echoed in our next packet (`org`, `rec`).
@@ -328,7 +333,9 @@ export class Association {
     }
     this.reach = (this.reach << 1) & 0xff;
     this.unreach++;
-    if (this.opts.kind === "broadcast" && this.bdelay !== null) return this.#listenTimer(now, ctx);
+    if (this.opts.kind === "broadcast" && this.bdelay !== null && !this.#recalibrating) {
+      return this.#listenTimer(now, ctx);
+    }
     if (this.reach === 0 && this.unreach > 1 && this.burst === 0) {
       const msg = `${this.id}: no reply (reach 0)`;
       if (this.unreach >= POOL_UNREACH_LIMIT && this.opts.kind === "pool") {
@@ -596,7 +603,7 @@ export class Association {
     this.#logged.delete("rate"); // a later RATE kiss is a new episode
     const sample: Sample = { t: at, y: offset + ctx.correction(at), delay, disp };
     this.stats.add(sample.t, sample.y, delay);
-    if (this.opts.kind === "broadcast" && this.bdelay === null) {
+    if (this.opts.kind === "broadcast" && (this.bdelay === null || this.#recalibrating)) {
       this.#calibration.push({ t: at, y: sample.y, delay });
       if (this.#calibration.length > 16) this.#calibration.shift();
       this.#calibrate(t4, actions);
@@ -621,6 +628,8 @@ export class Association {
     this.bdelay = d;
     this.#calibration = [];
     this.#heard = [];
+    this.#recalibrating = false;
+    if (this.#sinceCalibration >= 0) this.#sinceCalibration = 0; // -1: the second one is done
     this.burst = 0;
     this.nextPoll = now + Math.max(this.pollInterval, 2 ** Math.max(0, Math.min(17, this.ppoll)));
     actions.push({
@@ -706,7 +715,30 @@ export class Association {
     this.lastSample = t4;
     const sample: Sample = { t: t4, y: offset + ctx.correction(t4), delay, disp };
     this.stats.add(sample.t, sample.y, delay);
+    this.#recalibrate(sample.y - delay / 2, t4, actions);
     return { actions, output: this.filter.add(sample, ctx.residual, ctx.precision), fresh: true };
+  }
+
+  /**
+   * Measures δ again, once, RECALIBRATE_AFTER broadcast samples after the
+   * first calibration (`y`: this broadcast's raw T3 − T4, raw frame): the
+   * server's send latency is learnt from its own transmit stamps after a
+   * few sends (lib/io/send_latency.ts), so the first δ, taken from its
+   * first broadcasts, may include what later broadcasts no longer carry.
+   * The δ in force is used until the new volley ends.
+   */
+  #recalibrate(y: number, now: number, actions: SourceAction[]): void {
+    if (this.#recalibrating) {
+      this.#heard.push({ t: now, y });
+      if (this.#heard.length > 8) this.#heard.shift();
+      this.#calibrate(now, actions);
+      return;
+    }
+    if (this.#sinceCalibration < 0 || ++this.#sinceCalibration < RECALIBRATE_AFTER) return;
+    this.#sinceCalibration = -1; // once: later path changes wait for a new mobilisation
+    this.#recalibrating = true;
+    this.burst = BURST_COUNT;
+    this.nextPoll = Math.min(this.nextPoll, now);
   }
 
   /**

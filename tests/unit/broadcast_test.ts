@@ -488,3 +488,35 @@ Deno.test("peers table: a heard broadcast server has type b", async () => {
   const line = formatPeers([row]).split("\n")[2]!;
   assert.match(line, /10\.0\.0\.2:123 +\S+ +\d+ b /);
 });
+
+Deno.test("broadcast client: δ is measured once more after RECALIBRATE_AFTER broadcasts, then never", async () => {
+  const { RECALIBRATE_AFTER } = await import("../../lib/engine/broadcast.ts");
+  const src = bsource({ insecure: true, maxSources: 1 });
+  const key = sourceKey(src);
+  const e = driven(new Engine(engineOptions([src]), new VirtualClock(), T));
+  const d = 0.0005;
+  let bway = 0.0009; // the server's first broadcasts leave late (its send latency not yet learnt)
+  let now = T + 1;
+  let requests = 0;
+  const step = (dt: number) => {
+    now = Math.max(now + 0.1, Math.min(a().nextPoll, now + dt));
+    for (const s of e.handleTimer(now, () => 0.5)) {
+      if (s.kind !== "send") continue;
+      requests++;
+      e.handleIncoming("192.0.2.1", 123, reply(s.bytes, now, d), now + 2 * d);
+    }
+    e.handleBroadcast(key, "192.0.2.1", 123, mode5(now + 1 - bway), now + 1);
+  };
+  e.handleBroadcast(key, "192.0.2.1", 123, mode5(now - bway), now);
+  const a = () => e.associations.get("192.0.2.1:123")!;
+  while (a().bdelay === null) step(2);
+  assert.ok(Math.abs(a().bdelay! - 2 * bway) < 1e-6);
+  const first = requests;
+  bway = 0.0004; // learnt: later broadcasts are stamped closer to their departure
+  for (let i = 0; i < RECALIBRATE_AFTER + 12; i++) step(2);
+  assert.ok(requests > first, "a second volley");
+  assert.ok(Math.abs(a().bdelay! - 2 * bway) < 1e-6, `bdelay ${a().bdelay}`);
+  const second = requests;
+  for (let i = 0; i < 3 * RECALIBRATE_AFTER; i++) step(2);
+  assert.equal(requests, second, "no third volley");
+});
