@@ -129,18 +129,20 @@ export interface EngineSource {
 }
 
 /** Options of one association: its configured source's, with the address resolved. */
-export type SourceOptions = Omit<
-  EngineSource,
-  "address" | "maxSources" | "key" | "requireAuth" | "ntsPort"
-> & {
-  /** Symmetric key ID, 0 = none. */
-  key: number;
-  requireAuth: boolean;
-  host: string;
-  port: number;
-  /** Name of the pool this member came from, "" otherwise. */
-  pool: string;
-};
+export type SourceOptions =
+  & Omit<
+    EngineSource,
+    "address" | "maxSources" | "key" | "requireAuth" | "ntsPort"
+  >
+  & {
+    /** Symmetric key ID, 0 = none. */
+    key: number;
+    requireAuth: boolean;
+    host: string;
+    port: number;
+    /** Name of the pool this member came from, "" otherwise. */
+    pool: string;
+  };
 
 /** What an association needs from the system to build and interpret packets. */
 export interface SourceContext {

@@ -89,7 +89,10 @@ Deno.test("check-config and run: NTS files that cannot be used are one line each
       await write({ master: `${dir}/bad.key` });
       const r = await cli(["check-config", config]);
       assert.equal(r.code, 2);
-      assert.match(r.stderr.trim(), new RegExp(`^${dir}/bad\\.key:2: a secret must be hexadecimal`));
+      assert.match(
+        r.stderr.trim(),
+        new RegExp(`^${dir}/bad\\.key:2: a secret must be hexadecimal`),
+      );
       assert.ok(!r.stderr.includes("not-hex"), "never the secret");
     });
     await t.step("a master key file every user may read: a warning, still ok", async () => {
