@@ -615,6 +615,20 @@ export class Engine {
           followable(a, this.#served(now), ourStratum, this.orphan, this.opts.orphanWait),
       },
     );
+    for (const a of this.associations.values()) {
+      // candidateOf's loop test (RFC 5905 fit()): say why such a source is never selected.
+      if (
+        a.state === "active" && a.reach !== 0 && a.stratum > 1 && a.stratum < MAXSTRAT &&
+        this.opts.localRefid !== 0 && a.refid === this.opts.localRefid
+      ) {
+        this.#log(
+          `loop ${a.id}`,
+          "warning",
+          `${a.id}: its refid is our own address: it follows us, or both use one address ` +
+            `(loopback): never selected`,
+        );
+      }
+    }
     for (const a of electionOnly) {
       // Answering, yet never followed: say why, once per association.
       this.#log(

@@ -738,7 +738,7 @@ export function macProblem(mac: MacCheck, key: number): string | null {
     case "none":
       return `no MAC (key ${key} required)`;
     case "crypto-nak":
-      return `crypto-NAK (the other side does not know or trust key ${key})`;
+      return `crypto-NAK (the other side does not know or trust key ${key}, or its key ${key} differs from ours)`;
     case "unknown-key":
       return `MAC of unknown key ${mac.keyId}`;
     case "untrusted":

@@ -6,6 +6,7 @@
  * what the engine's actions ask for; it owns every timestamp the engine
  * sees (t1 and t4), so nothing is stamped after an event-loop hop.
  */
+import { CAP_SYS_TIME, hasCapability } from "./capabilities.ts";
 import { lookup } from "node:dns/promises";
 import type { Config } from "../config/mod.ts";
 import { type Clock, VirtualClock } from "../engine/clock.ts";
@@ -165,7 +166,14 @@ export class EngineDriver {
     const { ppm: drift, warning } = await readDrift(c.clock.driftfile);
     let clock = o.clock;
     if (!clock) {
-      if (c.clock.control) {
+      if (c.clock.control && hasCapability(CAP_SYS_TIME) === false) {
+        // Without it every adjtimex fails: serve what we believe instead of stopping.
+        logger("engine").error(
+          "clock.control = true, but this process lacks CAP_SYS_TIME: serving without steering " +
+            "the clock (run as root or grant CAP_SYS_TIME, or set clock.control = false)",
+        );
+        clock = new VirtualClock();
+      } else if (c.clock.control) {
         const { LinuxClock } = await import("./clock_linux.ts");
         clock = new LinuxClock();
       } else {
