@@ -27,6 +27,7 @@ if [ "$want" = test ]; then
   command -v ntpdate >/dev/null || missing+=(ntpsec-ntpdate)
   command -v cc >/dev/null || missing+=(gcc libc6-dev)
   command -v curl >/dev/null || missing+=(curl)
+  command -v capsh >/dev/null || missing+=(libcap2-bin)  # tests/integration/clock_capability_test.ts
   command -v chromium >/dev/null || missing+=(chromium)  # tests/integration/browser_test.ts
   if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}" >&2

@@ -145,6 +145,10 @@ function parseKeyLine(words: string[]): SymmetricKey | string {
   const id = /^[0-9]{1,10}$/.test(idText) ? Number(idText) : NaN;
   if (id === 0) return "key ID 0 is reserved (it marks a crypto-NAK)";
   if (!(id >= 1 && id <= MAX_KEY_ID)) return `key ID is not a number from 1 to ${MAX_KEY_ID}`;
+  // chrony's `ID KEY` form means MD5; a lone type name there is a key left out, not a secret.
+  if (rest.length === 1 && keyTypeOf(rest[0]!)) {
+    return `key ${id}: the key is missing after its type (expected ID TYPE KEY)`;
+  }
   const type = keyTypeOf(rest.length === 2 ? rest[0]! : "MD5");
   if (!type) {
     return `key ${id}: unknown type (expected MD5, SHA1, SHA256, AES128CMAC or AES256CMAC)`;

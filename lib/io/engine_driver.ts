@@ -6,6 +6,7 @@
  * what the engine's actions ask for; it owns every timestamp the engine
  * sees (t1 and t4), so nothing is stamped after an event-loop hop.
  */
+import { CAP_SYS_TIME, hasCapability } from "./capabilities.ts";
 import { lookup } from "node:dns/promises";
 import type { Config } from "../config/mod.ts";
 import { type Clock, VirtualClock } from "../engine/clock.ts";
@@ -75,6 +76,7 @@ export function engineReconfig(
       key: s.key,
       requireAuth: s.requireAuth,
       insecure: s.insecure,
+      ...(s.nts ? { ntsPort: s.ntsPort } : {}),
     })),
     stepThreshold: c.clock.stepThresholdMs / 1000,
     panicThreshold: c.clock.panicThresholdS,
@@ -164,7 +166,14 @@ export class EngineDriver {
     const { ppm: drift, warning } = await readDrift(c.clock.driftfile);
     let clock = o.clock;
     if (!clock) {
-      if (c.clock.control) {
+      if (c.clock.control && hasCapability(CAP_SYS_TIME) === false) {
+        // Without it every adjtimex fails: serve what we believe instead of stopping.
+        logger("engine").error(
+          "clock.control = true, but this process lacks CAP_SYS_TIME: serving without steering " +
+            "the clock (run as root or grant CAP_SYS_TIME, or set clock.control = false)",
+        );
+        clock = new VirtualClock();
+      } else if (c.clock.control) {
         const { LinuxClock } = await import("./clock_linux.ts");
         clock = new LinuxClock();
       } else {
@@ -193,12 +202,21 @@ export class EngineDriver {
     return d;
   }
 
-  /** Status for the status page: the engine's, with the NTS state of NTS sources. */
+  /**
+   * Status for the status page: the engine's, with the NTS state of NTS
+   * sources. An NTS association is named by its NTS-KE server
+   * (`host:nts_port`); its `address` (and `system_peer`) shows where its
+   * NTP goes once a key exchange named that, as `peers` should.
+   */
   report(): EngineReport {
     const r = this.engine.report(realtimeSeconds());
     for (const s of r.sources) {
       const nts = this.#nts.report(s.address);
-      if (nts) s.nts = nts;
+      if (!nts) continue;
+      s.nts = nts;
+      if (nts.ntp_server === "") continue;
+      if (r.system.system_peer === s.address) r.system.system_peer = nts.ntp_server;
+      s.address = nts.ntp_server;
     }
     return r;
   }
@@ -412,7 +430,9 @@ export class EngineDriver {
     const key = this.engine.sourceOf(id);
     const src = key === undefined
       ? undefined
-      : this.#config.source.find((s) => sourceKey(s) === key);
+      : this.#config.source.find((s) =>
+        sourceKey({ ...s, ntsPort: s.nts ? s.ntsPort : 0 }) === key
+      );
     if (!src?.nts) return null;
     return { host: splitHostPort(src.address, 123).host, port: src.ntsPort, caFile: src.caFile };
   }

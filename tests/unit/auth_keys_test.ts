@@ -71,6 +71,7 @@ Deno.test("parseKeyFile() names FILE:LINE for each bad line and never echoes a s
       `5 MD5 ${secret} extra`,
       "6",
       "7 MD5 HEX:abc",
+      "8 SHA1",
     ].join("\n"),
     "/etc/ntp.keys",
   );
@@ -85,7 +86,9 @@ Deno.test("parseKeyFile() names FILE:LINE for each bad line and never echoes a s
     "/etc/ntp.keys:8",
     "/etc/ntp.keys:9",
     "/etc/ntp.keys:10",
+    "/etc/ntp.keys:11",
   ]);
+  assert.match(errors[9]!, /key 8: the key is missing after its type/);
   assert.match(errors[0]!, /must be hex/);
   assert.match(errors[1]!, /reserved/);
   assert.match(errors[4]!, /16 bytes/);

@@ -366,3 +366,40 @@ Deno.test("engine: a peer's sample nudges the clock only in holdover, not while 
   runTo(now + 4 * 2 ** e.associations.get("192.0.2.1:123")!.hpoll + 60);
   assert.ok(e.counters.clock_updates > quiet, "holdover: the peer keeps nudging");
 });
+
+Deno.test("engine: a source whose refid is our own address is never selected, and the log says why once", () => {
+  const e = driven(new Engine(engineOptions([server()]), new VirtualClock(), T));
+  const logs: string[] = [];
+  let now = T + 1;
+  for (let i = 0; i < 4; i++) {
+    for (const a of e.handleTimer(now, () => 0.5)) {
+      if (a.kind === "log") logs.push(a.message);
+      if (a.kind !== "send") continue;
+      const p = parsePacket(a.bytes);
+      if (typeof p === "string") throw new Error(p);
+      const looped = serializePacket({
+        leap: 0,
+        version: 4,
+        mode: Mode.server,
+        stratum: 3,
+        poll: 6,
+        precision: -20,
+        rootDelay: 0.001,
+        rootDisp: 0.001,
+        refid: 0x0a000001, // engineOptions' localRefid: it follows us
+        ref: fromUnixSeconds(now - 1),
+        org: p.xmt,
+        rec: fromUnixSeconds(now + 0.0001),
+        xmt: fromUnixSeconds(now + 0.0001),
+      });
+      for (const b of e.handleIncoming("192.0.2.1", 123, looped, now + 0.0002)) {
+        if (b.kind === "log") logs.push(b.message);
+      }
+    }
+    now = e.nextTimer();
+  }
+  assert.equal(e.report(now).system.system_peer, "");
+  const why = logs.filter((l) => l.includes("its refid is our own address"));
+  assert.equal(why.length, 1, logs.join("\n"));
+  assert.match(why[0]!, /^192\.0\.2\.1:123: /);
+});
