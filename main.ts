@@ -104,7 +104,7 @@ async function readConfig(
   const k = readKeys(r.config, text, path);
   if (k.warning) console.error(k.warning);
   const nts = await checkNtsFiles(r.config, text, path);
-  if (o.ntsWarnings) for (const w of nts.warnings) console.error(w);
+  for (const w of o.ntsWarnings ? nts.warnings : []) console.error(w);
   const errors = [...k.errors, ...nts.errors];
   return errors.length > 0 || !k.keys ? { errors } : { config: r.config, keys: k.keys };
 }
