@@ -9,6 +9,7 @@ import { splitHostPort } from "./lib/config/socket_address.ts";
 import { formatServer, queryServer, ReplyRejected } from "./lib/io/query_client.ts";
 import { runApp } from "./lib/app.ts";
 import { readKeys } from "./lib/io/key_file.ts";
+import { checkNtsFiles } from "./lib/io/nts_files.ts";
 import type { AuthKeys } from "./lib/auth/keys.ts";
 import { realAnycastIo } from "./lib/anycast/mod.ts";
 import { formatAction } from "./lib/anycast/plan.ts";
@@ -77,8 +78,16 @@ For [anycast] mode "node" or "router" in FILE (default: the embedded config):
 Prints the edge-time version, the Deno version and the build target.`,
 };
 
-/** The config file at `path` and the keys it names, or every error (config, key file, source keys). */
-function readConfig(path: string): { config: Config; keys: AuthKeys } | { errors: string[] } {
+/**
+ * The config file at `path` and the keys it names, or every error (config,
+ * key file, source keys, NTS files: lib/io/nts_files.ts). Warnings (a key
+ * file others may read) go to stderr; `run` leaves the NTS ones to its own
+ * log (the server reads the master key file again at start and warns there).
+ */
+async function readConfig(
+  path: string,
+  o: { ntsWarnings: boolean } = { ntsWarnings: true },
+): Promise<{ config: Config; keys: AuthKeys } | { errors: string[] }> {
   let text: string;
   try {
     text = Deno.readTextFileSync(path);
@@ -94,7 +103,10 @@ function readConfig(path: string): { config: Config; keys: AuthKeys } | { errors
   if (!r.ok) return { errors: r.errors };
   const k = readKeys(r.config, text, path);
   if (k.warning) console.error(k.warning);
-  return k.errors.length > 0 || !k.keys ? { errors: k.errors } : { config: r.config, keys: k.keys };
+  const nts = await checkNtsFiles(r.config, text, path);
+  for (const w of o.ntsWarnings ? nts.warnings : []) console.error(w);
+  const errors = [...k.errors, ...nts.errors];
+  return errors.length > 0 || !k.keys ? { errors } : { config: r.config, keys: k.keys };
 }
 
 function parse(
@@ -126,7 +138,7 @@ async function main(argv: string[]): Promise<number> {
       const { values } = parse(rest, { config: { type: "string", short: "c" } });
       if (values.help) return console.log(HELP.run), 0;
       if (values.config === undefined) return runApp(defaultConfig(), null);
-      const r = readConfig(values.config);
+      const r = await readConfig(values.config, { ntsWarnings: false });
       if ("errors" in r) {
         for (const e of r.errors) console.error(e);
         return 2;
@@ -137,7 +149,7 @@ async function main(argv: string[]): Promise<number> {
       const { values, positionals } = parse(rest, {});
       if (values.help) return console.log(HELP["check-config"]), 0;
       if (positionals.length !== 1) throw new UsageError("check-config takes one FILE");
-      const r = readConfig(positionals[0]!);
+      const r = await readConfig(positionals[0]!);
       if ("errors" in r) {
         for (const e of r.errors) console.error(e);
         return 2;
@@ -205,7 +217,7 @@ async function main(argv: string[]): Promise<number> {
       }
       let config = defaultConfig();
       if (values.config !== undefined) {
-        const r = readConfig(values.config);
+        const r = await readConfig(values.config);
         if ("errors" in r) {
           for (const e of r.errors) console.error(e);
           return 2;

@@ -44,6 +44,7 @@ import type { AuthKeys } from "./auth/keys.ts";
 import { macLength, writeMac } from "./auth/mac.ts";
 import { describeKeys, readKeys, sameKeys, workerKeys } from "./io/key_file.ts";
 import { useOpenSslDigests } from "./io/openssl_mac.ts";
+import { checkCaFiles } from "./io/nts_files.ts";
 
 /** How often the reference time of a `local_stratum` server is refreshed. */
 const LOCAL_REFRESH_MS = 16_000;
@@ -189,7 +190,11 @@ async function startServerPart(ctx: AppContext, config: Config): Promise<AppPart
   // NTS cookie secrets: the master key file's, else one random secret for this process.
   const local = localSecret();
   let ntsKeys: NtsKeys | null = null;
-  /** The keys `c` asks for; a file that cannot be used keeps the keys in force. */
+  /**
+   * The keys `c` asks for; a file that cannot be used keeps the keys in
+   * force. The cookie-key line (tags only) is logged when the keys change
+   * and at every read of a master key file, so a reload confirms it.
+   */
   const readNtsKeys = async (c: Config): Promise<NtsKeys | null> => {
     if (!ntsServing(c)) return null;
     const r = await loadNtsKeys(c, local);
@@ -200,7 +205,8 @@ async function startServerPart(ctx: AppContext, config: Config): Promise<AppPart
     if (r.warning) log.warning(r.warning);
     const tags = r.keys.secrets.map((k) => secretTag(k).toString(16).padStart(2, "0"));
     const before = ntsKeys?.secrets.map((k) => secretTag(k).toString(16).padStart(2, "0"));
-    if (r.keys.origin !== ntsKeys?.origin || tags.join() !== before?.join()) {
+    const changed = r.keys.origin !== ntsKeys?.origin || tags.join() !== before?.join();
+    if (changed || c.nts.masterKeyFile !== "") {
       // The tags (8 bits of HKDF of each secret, as in the key ids) tell secrets apart, safely.
       log.info(
         `NTS cookie keys from ${r.keys.origin} (${r.keys.secrets.length} secret(s), tags ${
@@ -416,6 +422,15 @@ async function startNtsKePart(ctx: AppContext, config: Config): Promise<AppPart>
   });
   const start = async (c: Config): Promise<void> => {
     if (c.nts.keListen.length === 0) return;
+    if (!ctx.ntsKeyring) {
+      // Every KE would end in Error 2: no listener until the cookie keys are there.
+      log.error(
+        `NTS-KE is off: no NTS cookie keys (${
+          c.nts.masterKeyFile || "nts.master_key_file"
+        } could not be used); a reload with a usable file starts it`,
+      );
+      return;
+    }
     try {
       const h = await startNtsKe({
         listen: c.nts.keListen,
@@ -674,6 +689,10 @@ export async function runApp(
       return;
     }
     const next = r.config;
+    // NTS sources' CA files, checked as check-config does; a bad one fails that source's KE only.
+    for (const e of checkCaFiles(next, text, configPath)) {
+      log.error(`${e}; key exchanges with this source fail until it is fixed`);
+    }
     // The key file is reread at every SIGHUP. A bad one is one line and
     // the keys in force stay; a source key the keys lack rejects the reload.
     const k = readKeys(next, text, configPath);

@@ -43,9 +43,9 @@ export interface ReloadPlan {
   changed: string[];
 }
 
-/** Identity of a source across reloads. */
+/** Identity of a source across reloads (an NTS source's KE port included, as the engine's). */
 export function sourceKey(s: SourceConfig): string {
-  return `${s.kind} ${s.address.toLowerCase()}`;
+  return `${s.kind} ${s.address.toLowerCase()}${s.nts ? ` nts ${s.ntsPort}` : ""}`;
 }
 
 function same(a: unknown, b: unknown): boolean {

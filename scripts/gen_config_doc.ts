@@ -31,7 +31,10 @@ is an error, not ignored.
 \`systemctl reload edge-time\`) validate with the same code: a file \`check-config\` accepts is one
 \`run\` can use, and a rejected file makes \`run\` exit 2 and a reload keep the running config. Every
 error is one line, \`FILE:LINE: key: message\`; they are listed in
-[troubleshooting.md](troubleshooting.md). What a reload changes in a running appliance is in
+[troubleshooting.md](troubleshooting.md). The files a config names are read the same way: the
+\`[auth]\` key file, and the NTS certificate, private key, master key file and sources' \`ca_file\`
+([nts.md](nts.md)); a file that cannot be used is an error for \`check-config\` and \`run\`, while a
+reload keeps the file in force and says so in one line. What a reload changes in a running appliance is in
 [appliance.md](appliance.md#live-reload).
 
 ## The embedded default

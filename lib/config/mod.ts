@@ -262,8 +262,16 @@ function crossChecks(c: Config, problems: Problem[]): void {
     }
     // One association per address, whatever the kinds: a second entry for
     // the same host and port (after normalisation) is an error, not a replacement.
-    const id = typeof s.address === "string" ? sourceIdentity(s.address) : null;
-    if (id === null) return;
+    if (s.nts !== true && typeof s.caFile === "string" && s.caFile !== "") {
+      // A CA file is for the NTS-KE's TLS: without NTS it would be a silent no-op.
+      problems.push({ path: `source[${i}].ca_file`, message: "only for nts = true" });
+    }
+    // An NTS source is its NTS-KE server, host and nts_port (as the engine names its
+    // association): two KE ports on one host are two sources, a KE port that is another
+    // source's NTP port is one association twice.
+    const address = typeof s.address === "string" ? sourceIdentity(s.address) : null;
+    if (address === null) return;
+    const id = s.nts === true ? `${address.split(" ")[0]} ${s.ntsPort}` : address;
     const first = firstOf.get(id);
     if (first === undefined) firstOf.set(id, i);
     else {

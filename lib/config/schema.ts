@@ -350,10 +350,15 @@ export const SCHEMA: Record<string, Spec> = {
         false,
         "Network Time Security (RFC 8915): NTS-KE with the source's name over TLS, then only authenticated replies count; `server` only (see [nts.md](nts.md))",
       ),
-      nts_port: int(4460, 1, 65535, "`nts` only: the source's NTS-KE port (TCP)"),
+      nts_port: int(
+        4460,
+        1,
+        65535,
+        "`nts` only: the source's NTS-KE port (TCP); with the host, the source's identity (two KE ports on one host are two sources)",
+      ),
       ca_file: str(
         "",
-        "`nts` only: PEM file of CA certificates trusted for the source's NTS-KE certificate; `\"\"` = the system's trust store",
+        "`nts` only (refused without it): PEM file of CA certificates trusted for the source's NTS-KE certificate, loaded by `check-config` and `run`; `\"\"` = the system's trust store",
       ),
     },
   },
@@ -414,7 +419,7 @@ export const SCHEMA: Record<string, Spec> = {
     fields: {
       master_key_file: str(
         "",
-        'Fleet master key file (hex secrets, first one current): every node with the same file accepts every node\'s cookies; reread on reload; `""` = a random key of this process (cookies die with it)',
+        'Fleet master key file (hex secrets, first one current): every node with the same file accepts every node\'s cookies; checked by `check-config` and `run`, reread on reload; `""` = a random key of this process (cookies die with it)',
       ),
       cookie_key_days: int(
         2,
@@ -429,7 +434,7 @@ export const SCHEMA: Record<string, Spec> = {
       ),
       certificate: str(
         "",
-        "NTS-KE: PEM certificate chain, leaf first (e.g. Let's Encrypt `fullchain.pem`); reread on reload; required with `ke_listen`",
+        "NTS-KE: PEM certificate chain, leaf first (e.g. Let's Encrypt `fullchain.pem`); loaded by `check-config` and `run` (missing, not matching the key, expired: an error), reread on reload; required with `ke_listen`",
       ),
       private_key: str(
         "",

@@ -14,9 +14,29 @@ import { Association, type EngineSource, type SourceAction, sourceId } from "./s
 /** Seconds before a name is resolved again when it gave fewer addresses than wanted. */
 export const RESOLVE_RETRY_S = 64;
 
-/** Identity of a source across reloads: kind and address (as lib/reload.ts matches them). */
-export function sourceKey(s: Pick<EngineSource, "kind" | "address">): string {
-  return `${s.kind} ${s.address.toLowerCase()}`;
+/**
+ * Identity of a source across reloads: kind and address (as lib/reload.ts
+ * matches them), and the NTS-KE port of an NTS source (two KE servers on
+ * one host are two sources).
+ */
+export function sourceKey(s: Pick<EngineSource, "kind" | "address" | "ntsPort">): string {
+  const nts = s.ntsPort ? ` nts ${s.ntsPort}` : "";
+  return `${s.kind} ${s.address.toLowerCase()}${nts}`;
+}
+
+/**
+ * The name and port an association of `cfg` is known by: the address's
+ * (port `defaultPort` when it has none), or for an NTS source the NTS-KE
+ * server's name and port. An NTS source's NTP server and port are only
+ * known after its key exchange (the driver sends there), so the KE
+ * server is what tells two NTS sources apart.
+ */
+export function sourceEndpoint(
+  cfg: Pick<EngineSource, "address" | "ntsPort">,
+  defaultPort: number,
+): { host: string; port: number } {
+  const { host, port } = splitHostPort(cfg.address, defaultPort);
+  return { host, port: cfg.ntsPort ? cfg.ntsPort : port };
 }
 
 /** Splits "host", "host:port", "[v6]:port" or a bare IPv6 address. */
@@ -88,8 +108,13 @@ export class AssociationSet {
   mobilize(cfg: EngineSource, now: number, sysPoll: number, rand: () => number): void {
     // A broadcast source's associations are mobilised by the servers heard (`add`).
     if (cfg.kind === "broadcast") return;
-    const { host, port } = splitHostPort(cfg.address, this.defaultPort);
-    if (cfg.kind !== "pool" && parseIp(host) !== null) {
+    const { host, port } = sourceEndpoint(cfg, this.defaultPort);
+    // An address another source's association holds (a name of it resolved first) goes
+    // through `addResolved` like a name: it is then reported as skipped, never replaced.
+    if (
+      cfg.kind !== "pool" && parseIp(host) !== null &&
+      !this.map.has(sourceId(canonicalIp(host), port))
+    ) {
       this.add(cfg, canonicalIp(host), port, "", now, sysPoll, rand);
     } else {
       this.pending.push({ key: sourceKey(cfg), name: host, port, at: now });
@@ -150,7 +175,7 @@ export class AssociationSet {
     rand: () => number,
   ): void {
     const key = sourceKey(cfg);
-    const { host: name, port } = splitHostPort(cfg.address, this.defaultPort);
+    const { host: name, port } = sourceEndpoint(cfg, this.defaultPort);
     let want = (cfg.kind === "pool" ? cfg.maxSources : 1) - this.members(key).length;
     const dropped = this.dropped.get(key) ?? new Set<string>();
     const ips = [...new Set(addresses.map(canonicalIp))]

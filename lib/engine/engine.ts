@@ -24,6 +24,7 @@ import {
   AssociationSet,
   dedupe,
   RESOLVE_RETRY_S,
+  sourceEndpoint,
   sourceKey,
   splitHostPort,
 } from "./associations.ts";
@@ -423,6 +424,21 @@ export class Engine {
       : this.opts.sources.find((s) => sourceKey(s) === source);
     if (!cfg) return this.#flush(); // removed by a reload meanwhile
     this.#set.addResolved(cfg, addresses, now, this.#sysPoll, this.#rand);
+    const key = sourceKey(cfg);
+    if (cfg.kind !== "pool" && this.#set.members(key).length === 0) {
+      // Every address is another source's association already: say so once, never silently.
+      const { port } = sourceEndpoint(cfg, this.#set.defaultPort);
+      const taken = addresses.map((ip) => sourceId(canonicalIp(ip), port))
+        .find((id) => this.#set.map.has(id));
+      if (taken !== undefined) {
+        const other = this.#set.origin.get(taken)?.replace(/^\S+ /, "") ?? taken;
+        this.#log(
+          `duplicate ${key}`,
+          "warning",
+          `Source ${cfg.address}: its address ${taken} is already source ${other}; skipped (looked up again every ${RESOLVE_RETRY_S} s)`,
+        );
+      }
+    }
     return this.#flush();
   }
 

@@ -75,8 +75,10 @@ export interface NtsSourceReport {
   naks: number;
   /** Replies dropped: no or wrong authenticator, unknown identifier. */
   rejected: number;
-  /** Where NTP goes, as the KE named it ("" before the first KE). */
+  /** Where NTP goes, as the KE named it ("" before the first KE); also the source's `address` then. */
   ntp_server: string;
+  /** The NTS-KE server, `host:port` as configured (`address`'s host, `nts_port`): the source's identity. */
+  ke_server: string;
   /** The last failure, "" when none. */
   error: string;
 }

@@ -122,18 +122,29 @@ export interface EngineSource {
    * against it); absent = false.
    */
   insecure?: boolean;
+  /**
+   * NTS sources: the NTS-KE port (absent or 0 = not NTS). The association
+   * is then named by the KE server, `host:ntsPort` (lib/engine/associations.ts
+   * `sourceEndpoint`); the driver sends its NTP where the KE said.
+   */
+  ntsPort?: number;
 }
 
 /** Options of one association: its configured source's, with the address resolved. */
-export type SourceOptions = Omit<EngineSource, "address" | "maxSources" | "key" | "requireAuth"> & {
-  /** Symmetric key ID, 0 = none. */
-  key: number;
-  requireAuth: boolean;
-  host: string;
-  port: number;
-  /** Name of the pool this member came from, "" otherwise. */
-  pool: string;
-};
+export type SourceOptions =
+  & Omit<
+    EngineSource,
+    "address" | "maxSources" | "key" | "requireAuth" | "ntsPort"
+  >
+  & {
+    /** Symmetric key ID, 0 = none. */
+    key: number;
+    requireAuth: boolean;
+    host: string;
+    port: number;
+    /** Name of the pool this member came from, "" otherwise. */
+    pool: string;
+  };
 
 /** What an association needs from the system to build and interpret packets. */
 export interface SourceContext {

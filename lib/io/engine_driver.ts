@@ -76,6 +76,7 @@ export function engineReconfig(
       key: s.key,
       requireAuth: s.requireAuth,
       insecure: s.insecure,
+      ...(s.nts ? { ntsPort: s.ntsPort } : {}),
     })),
     stepThreshold: c.clock.stepThresholdMs / 1000,
     panicThreshold: c.clock.panicThresholdS,
@@ -201,12 +202,21 @@ export class EngineDriver {
     return d;
   }
 
-  /** Status for the status page: the engine's, with the NTS state of NTS sources. */
+  /**
+   * Status for the status page: the engine's, with the NTS state of NTS
+   * sources. An NTS association is named by its NTS-KE server
+   * (`host:nts_port`); its `address` (and `system_peer`) shows where its
+   * NTP goes once a key exchange named that, as `peers` should.
+   */
   report(): EngineReport {
     const r = this.engine.report(realtimeSeconds());
     for (const s of r.sources) {
       const nts = this.#nts.report(s.address);
-      if (nts) s.nts = nts;
+      if (!nts) continue;
+      s.nts = nts;
+      if (nts.ntp_server === "") continue;
+      if (r.system.system_peer === s.address) r.system.system_peer = nts.ntp_server;
+      s.address = nts.ntp_server;
     }
     return r;
   }
@@ -420,7 +430,9 @@ export class EngineDriver {
     const key = this.engine.sourceOf(id);
     const src = key === undefined
       ? undefined
-      : this.#config.source.find((s) => sourceKey(s) === key);
+      : this.#config.source.find((s) =>
+        sourceKey({ ...s, ntsPort: s.nts ? s.ntsPort : 0 }) === key
+      );
     if (!src?.nts) return null;
     return { host: splitHostPort(src.address, 123).host, port: src.ntsPort, caFile: src.caFile };
   }

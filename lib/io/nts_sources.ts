@@ -88,6 +88,7 @@ export class NtsSources {
         naks: 0,
         rejected: 0,
         ntp_server: "",
+        ke_server: hostPort(config.host, config.port),
         error: "",
       },
     });
@@ -188,9 +189,7 @@ export class NtsSources {
         e.report.state = "ready";
         e.report.key_exchanges++;
         e.report.cookies = session.cookies.length;
-        e.report.ntp_server = host.includes(":")
-          ? `[${host}]:${r.ntpPort}`
-          : `${host}:${r.ntpPort}`;
+        e.report.ntp_server = hostPort(host, r.ntpPort);
         e.report.error = "";
         if (e.report.key_exchanges === 1) {
           this.#log(
@@ -212,6 +211,12 @@ export class NtsSources {
       }
     })();
   }
+}
+
+/** `host:port`, an IPv6 address in brackets. */
+function hostPort(host: string, port: number): string {
+  const bare = host.replace(/^\[(.*)\]$/, "$1");
+  return bare.includes(":") ? `[${bare}]:${port}` : `${bare}:${port}`;
 }
 
 /**

@@ -150,6 +150,22 @@ function errorQueue(): string {
   return parts.join("; ");
 }
 
+/**
+ * Why `path` cannot be read ("no such file", "permission denied", …), or
+ * null when it can: said before OpenSSL tries, whose own words for a
+ * missing file come twice ("No such file or directory; no such file").
+ */
+function unreadable(path: string): string | null {
+  try {
+    Deno.openSync(path, { read: true }).close();
+    return null;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return "no such file";
+    if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
+    return e instanceof Error ? e.message : String(e);
+  }
+}
+
 /** A TLS failure, with OpenSSL's reason in the message. */
 export class TlsError extends Error {
   override name = "TlsError";
@@ -199,6 +215,10 @@ export class TlsContext {
     const t = new TlsContext(ctx, "server", alpn);
     try {
       t.#tls13Only();
+      for (const file of [files.certificate, files.privateKey]) {
+        const why = unreadable(file);
+        if (why !== null) throw new TlsError(`${file}: ${why}`);
+      }
       if (ssl.SSL_CTX_use_certificate_chain_file(ctx, cString(files.certificate)) !== 1) {
         throw new TlsError(`${files.certificate}: cannot load certificate: ${errorQueue()}`);
       }
@@ -252,6 +272,8 @@ export class TlsContext {
       t.#tls13Only();
       ssl.SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, null);
       if (caFile !== undefined) {
+        const why = unreadable(caFile);
+        if (why !== null) throw new TlsError(`${caFile}: ${why}`);
         if (ssl.SSL_CTX_load_verify_locations(ctx, cString(caFile), null) !== 1) {
           throw new TlsError(`${caFile}: cannot load CA certificates: ${errorQueue()}`);
         }

@@ -2,10 +2,16 @@
  * The NTS-KE server inside `edge-time run`: `[nts] ke_listen` starts it,
  * /status and /metrics show it, SIGHUP rereads the certificate files (a
  * bad one is one line and the old one keeps serving), and a certificate
- * that cannot be used at start leaves NTS-KE off while NTP is served.
+ * that cannot be used at start is a config error (lib/io/nts_files.ts).
  */
 import assert from "assert";
-import { freeTcpPort, freeUdpPort, localServerToml, startEdgeTime } from "../helpers/edge_time.ts";
+import {
+  freeTcpPort,
+  freeUdpPort,
+  localServerToml,
+  mainArgv,
+  startEdgeTime,
+} from "../helpers/edge_time.ts";
 import { makeTestPki } from "../helpers/certs.ts";
 import { opensslClient } from "../helpers/tls_peer.ts";
 import { until } from "../helpers/wait.ts";
@@ -112,20 +118,26 @@ Deno.test("edge-time run: NTS-KE on ke_listen, in /status and /metrics, certific
   }
 });
 
-Deno.test("edge-time run: a missing certificate is one line, NTS-KE stays off and NTP is served", async () => {
+Deno.test("edge-time run: a missing certificate is a config error (one line, exit 2), as in check-config", async () => {
   const port = await freeUdpPort(), kePort = freeTcpPort();
   const missing = "/nonexistent/edge-time/fullchain.pem";
-  const et = await startEdgeTime(
+  const dir = await Deno.makeTempDir({ prefix: "edge-time-nts-" });
+  const config = `${dir}/edge.toml`;
+  await Deno.writeTextFile(
+    config,
     localServerToml(port, 0) + ntsToml(kePort, missing, "/nonexistent/edge-time/privkey.pem"),
   );
   try {
-    const line = await et.waitForLog(/NTS-KE is off/);
-    assert.ok(line.includes(`${missing}: cannot load certificate`), line);
-    assert.match(line, /No such file or directory/);
-    assert.ok(!et.logs().some((l) => /NTS-KE on /.test(l)));
+    const [deno, ...args] = mainArgv("run", "--config", config) as [string, ...string[]];
+    const out = await new Deno.Command(deno, { args, stdout: "piped", stderr: "piped" }).output();
+    const lines = new TextDecoder().decode(out.stderr).trim().split("\n");
+    assert.equal(out.code, 2);
+    const line = (await Deno.readTextFile(config)).split("\n")
+      .findIndex((l) => l.startsWith("certificate =")) + 1;
+    assert.deepEqual(lines, [`${config}:${line}: nts.certificate: ${missing}: no such file`]);
     await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: kePort }));
   } finally {
-    assert.equal(await et.stop(), 0);
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
@@ -160,6 +172,56 @@ Deno.test("edge-time run: NTS-KE follows server.allow/deny (a client NTP would r
       timeoutMs: 10000,
     });
     assert.equal(r.cookies.length, 8);
+  } finally {
+    assert.equal(await et.stop(), 0);
+    await pki.remove();
+  }
+});
+
+Deno.test("edge-time run: NTS-KE never listens without cookie keys; a fixed master key file and SIGHUP start it, logged", async () => {
+  const pki = await makeTestPki();
+  const { cert, key } = await pki.issue("node", ["IP:127.0.0.1"]);
+  const master = `${pki.dir}/master.key`;
+  await Deno.writeTextFile(master, "not-hex\n");
+  await Deno.chmod(master, 0o600);
+  const port = await freeUdpPort(), kePort = freeTcpPort();
+  const et = await startEdgeTime(localServerToml(port, 0));
+  const count = (re: RegExp) => et.logs().filter((l) => re.test(l)).length;
+  const keys = /NTS cookie keys from .*master\.key \(1 secret\(s\), tags [0-9a-f]{2}/;
+  try {
+    // A reload that adds NTS-KE with a master key file that cannot be used.
+    await Deno.writeTextFile(
+      et.configPath,
+      localServerToml(port, 0) + ntsToml(kePort, cert, key) + `master_key_file = "${master}"\n`,
+    );
+    et.child.kill("SIGHUP");
+    const off = await et.waitForLog(/NTS-KE is off/);
+    assert.match(off, /NTS-KE is off: no NTS cookie keys \(.*master\.key could not be used\)/);
+    await et.waitForLog(/master\.key:1: a secret must be hexadecimal/);
+    await et.waitForLog(/Reloaded /);
+    assert.ok(!et.logs().some((l) => /NTS-KE on /.test(l)));
+    await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: kePort }));
+
+    // Fixed: the next SIGHUP (no config change) logs the keys and starts NTS-KE.
+    await Deno.writeTextFile(master, `${"5a".repeat(32)}\n`);
+    et.child.kill("SIGHUP");
+    await et.waitForLog(keys);
+    await et.waitForLog(new RegExp(`NTS-KE on 127\\.0\\.0\\.1:${kePort}`));
+    const r = await ntsKeyExchange({
+      host: "127.0.0.1",
+      port: kePort,
+      caFile: pki.caCert,
+      timeoutMs: 10000,
+    });
+    assert.equal(r.cookies.length, 8);
+    // Each reload that rereads the file says which keys are in force, changed or not.
+    et.child.kill("SIGHUP");
+    await until(
+      "the cookie-key line again",
+      () => Promise.resolve(count(keys) >= 2 ? true : null),
+      15_000,
+    );
+    assert.ok(!et.logs().some((l) => l.includes("5a5a5a")), "never the secret");
   } finally {
     assert.equal(await et.stop(), 0);
     await pki.remove();

@@ -356,3 +356,39 @@ Deno.test("stats: lines cross midnight into the next day's files (one file per d
     }
   });
 });
+
+Deno.test("NTS sources are named by their NTS-KE server: two KE ports on one address are two associations", () => {
+  // An IP and a name that resolves to it, each with its own KE server (issue 15 trial).
+  const w = new World(
+    [src(A, { ntsPort: 4460 }), src("ke.example", { ntsPort: 4461 }), src(A, { ntsPort: 4462 })],
+    {},
+    { "ke.example": [A] },
+  );
+  const ids = [...w.engine.associations.keys()].sort();
+  assert.deepEqual(ids, [`${A}:4460`, `${A}:4461`, `${A}:4462`]);
+  assert.equal(w.engine.sourceOf(`${A}:4461`), "server ke.example nts 4461");
+  assert.deepEqual(w.logs.filter((l) => /skipped/.test(l)), []);
+});
+
+Deno.test("A source whose name resolves to another source's association is one warning, not silence", () => {
+  const w = new World([src(A), src("dup.example")], {}, { "dup.example": [A] });
+  assert.deepEqual([...w.engine.associations.keys()], [`${A}:123`]);
+  const lines = w.logs.filter((l) => /skipped/.test(l));
+  assert.deepEqual(lines, [
+    `Source dup.example: its address ${A}:123 is already source ${A}; skipped (looked up again every ${RESOLVE_RETRY_S} s)`,
+  ]);
+  w.run(RESOLVE_RETRY_S * 3);
+  assert.equal(w.logs.filter((l) => /skipped/.test(l)).length, 1, "said once");
+});
+
+Deno.test("An address added on reload that a name's association holds is skipped with a warning, not replaced", () => {
+  const w = new World([src("a.example")], {}, { "a.example": [A], [A]: [A] });
+  w.run(10);
+  const before = w.engine.associations.get(`${A}:123`)!;
+  assert.equal(w.engine.sourceOf(`${A}:123`), "server a.example");
+  w.reconfigure([src("a.example"), src(A)]);
+  w.run(20);
+  assert.equal(w.engine.associations.get(`${A}:123`), before, "the association is kept");
+  assert.equal(w.engine.sourceOf(`${A}:123`), "server a.example");
+  assert.equal(w.logs.filter((l) => l.startsWith(`Source ${A}: its address`)).length, 1);
+});

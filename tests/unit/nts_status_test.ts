@@ -26,6 +26,7 @@ Deno.test("edge-time peers: NTS sources say NTS ok once keys, cookies and a veri
     naks: 0,
     rejected: 0,
     ntp_server: "192.0.2.1:123",
+    ke_server: "ntp.example:4460",
     error: "",
   };
   const out = formatPeers([
