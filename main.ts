@@ -81,10 +81,12 @@ Prints the edge-time version, the Deno version and the build target.`,
 /**
  * The config file at `path` and the keys it names, or every error (config,
  * key file, source keys, NTS files: lib/io/nts_files.ts). Warnings (a key
- * file others may read) go to stderr.
+ * file others may read) go to stderr; `run` leaves the NTS ones to its own
+ * log (the server reads the master key file again at start and warns there).
  */
 async function readConfig(
   path: string,
+  o: { ntsWarnings: boolean } = { ntsWarnings: true },
 ): Promise<{ config: Config; keys: AuthKeys } | { errors: string[] }> {
   let text: string;
   try {
@@ -102,7 +104,7 @@ async function readConfig(
   const k = readKeys(r.config, text, path);
   if (k.warning) console.error(k.warning);
   const nts = await checkNtsFiles(r.config, text, path);
-  for (const w of nts.warnings) console.error(w);
+  for (const w of o.ntsWarnings ? nts.warnings : []) console.error(w);
   const errors = [...k.errors, ...nts.errors];
   return errors.length > 0 || !k.keys ? { errors } : { config: r.config, keys: k.keys };
 }
@@ -136,7 +138,7 @@ async function main(argv: string[]): Promise<number> {
       const { values } = parse(rest, { config: { type: "string", short: "c" } });
       if (values.help) return console.log(HELP.run), 0;
       if (values.config === undefined) return runApp(defaultConfig(), null);
-      const r = await readConfig(values.config);
+      const r = await readConfig(values.config, { ntsWarnings: false });
       if ("errors" in r) {
         for (const e of r.errors) console.error(e);
         return 2;

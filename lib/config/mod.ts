@@ -266,10 +266,12 @@ function crossChecks(c: Config, problems: Problem[]): void {
       // A CA file is for the NTS-KE's TLS: without NTS it would be a silent no-op.
       problems.push({ path: `source[${i}].ca_file`, message: "only for nts = true" });
     }
-    // An NTS source is its NTS-KE server: two KE ports on one host are two sources.
+    // An NTS source is its NTS-KE server, host and nts_port (as the engine names its
+    // association): two KE ports on one host are two sources, a KE port that is another
+    // source's NTP port is one association twice.
     const address = typeof s.address === "string" ? sourceIdentity(s.address) : null;
     if (address === null) return;
-    const id = s.nts === true ? `${address.split(" ")[0]} nts ${s.ntsPort}` : address;
+    const id = s.nts === true ? `${address.split(" ")[0]} ${s.ntsPort}` : address;
     const first = firstOf.get(id);
     if (first === undefined) firstOf.set(id, i);
     else {

@@ -323,7 +323,10 @@ export const SCHEMA: Record<string, Spec> = {
         16,
         "`pool`: addresses followed at once; `broadcast`: servers heard that are followed at once",
       ),
-      xleave: bool(false, "Interleaved mode (RFC 9769, chrony `xleave`); `server` and `pool`"),
+      xleave: bool(
+        false,
+        "Interleaved mode (RFC 9769, chrony `xleave`): client mode for `server` and `pool`, symmetric mode for `peer` (chronyd's `peer … xleave`)",
+      ),
       key: int(
         0,
         0,

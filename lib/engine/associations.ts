@@ -109,7 +109,12 @@ export class AssociationSet {
     // A broadcast source's associations are mobilised by the servers heard (`add`).
     if (cfg.kind === "broadcast") return;
     const { host, port } = sourceEndpoint(cfg, this.defaultPort);
-    if (cfg.kind !== "pool" && parseIp(host) !== null) {
+    // An address another source's association holds (a name of it resolved first) goes
+    // through `addResolved` like a name: it is then reported as skipped, never replaced.
+    if (
+      cfg.kind !== "pool" && parseIp(host) !== null &&
+      !this.map.has(sourceId(canonicalIp(host), port))
+    ) {
       this.add(cfg, canonicalIp(host), port, "", now, sysPoll, rand);
     } else {
       this.pending.push({ key: sourceKey(cfg), name: host, port, at: now });
@@ -137,7 +142,7 @@ export class AssociationSet {
         minPoll: cfg.minPoll,
         maxPoll: Math.max(cfg.minPoll, cfg.maxPoll),
         pool,
-        xleave: cfg.xleave && (cfg.kind === "server" || cfg.kind === "pool"),
+        xleave: cfg.xleave && cfg.kind !== "broadcast",
         key: cfg.key ?? 0,
         requireAuth: cfg.requireAuth ?? false,
       },
@@ -290,7 +295,7 @@ export class AssociationSet {
             prefer: cfg.prefer,
             minPoll: cfg.minPoll,
             maxPoll: cfg.maxPoll,
-            xleave: cfg.xleave && (cfg.kind === "server" || cfg.kind === "pool"),
+            xleave: cfg.xleave && cfg.kind !== "broadcast",
             key: cfg.key ?? 0,
             requireAuth: cfg.requireAuth ?? false,
           },

@@ -73,6 +73,8 @@ export type SourceAction =
 export interface Transmit {
   xmt: NtpTimestamp;
   t1: number;
+  /** Whether `t1` is the kernel's transmit timestamp (symmetric interleaved mode sends only those). */
+  kernel?: boolean;
 }
 
 /** Event counters of one association, as shown in status. */
@@ -114,7 +116,7 @@ export interface EngineSource {
   maxPoll: number;
   /** Pool members to keep (pool sources). */
   maxSources: number;
-  /** Interleaved mode (RFC 9769, chrony `xleave`); server and pool sources (client mode only). */
+  /** Interleaved mode (RFC 9769, chrony `xleave`): client mode for server and pool sources, symmetric mode for peers. */
   xleave: boolean;
   /**
    * Symmetric key ID (0 = none): our packets carry its MAC, and a packet
@@ -246,6 +248,17 @@ export class Association {
    */
   #prev: { t1: number; t2: NtpTimestamp; t4: number } | null = null;
   #sentRec: NtpTimestamp = 0n;
+  /**
+   * Symmetric interleaved mode (RFC 9769 §3, chrony's peers with `xleave`):
+   * the peer's last packet that answered our last one told when it got
+   * ours (`peerRec`, its rec) and the driver when ours really left
+   * (`ourTx`, the kernel's stamp, raw seconds; null when it had none).
+   * Our next packet may then carry that pair as org and xmt, if we sent
+   * nothing since (`sendsSinceAck`). `prevRxT4` is when the peer's previous
+   * packet arrived, which an interleaved packet's xmt dates.
+   */
+  #sym = { peerRec: 0n as NtpTimestamp, ourTx: null as number | null, sendsSinceAck: 1 };
+  #prevRxT4 = -1;
   #logged = new Set<string>();
 
   constructor(opts: SourceOptions, now: number, rand: () => number) {
@@ -415,14 +428,32 @@ export class Association {
         xmt,
       });
     }
-    return this.#send(Mode.symmetricActive, true, {
+    return this.#symmetricPacket(Mode.symmetricActive, 4, now, ctx);
+  }
+
+  /**
+   * A symmetric packet to the peer. Interleaved (RFC 9769 §3) when `xleave`
+   * is on and the peer's last packet answered our last one, whose kernel
+   * transmit stamp we have: org is the peer's receive time of that packet
+   * and xmt its kernel transmit time, so the peer pairs two exact stamps.
+   * Otherwise basic: org echoes the peer's last xmt and the driver writes
+   * xmt right before the send. Either way rec is when the peer's last
+   * packet arrived, and it is remembered: an interleaved answer echoes it.
+   */
+  #symmetricPacket(mode: number, version: number, now: number, ctx: SourceContext): SourceAction {
+    const sym = this.#sym;
+    const xleave = this.opts.xleave && sym.sendsSinceAck === 0 && sym.ourTx !== null &&
+      sym.peerRec !== 0n;
+    this.#sentRec = this.#rec;
+    return this.#send(mode, !xleave, {
       ...this.#systemHeader(ctx),
-      version: 4,
-      mode: Mode.symmetricActive,
+      version,
+      mode,
       poll: this.hpoll,
-      org: this.#org,
+      org: xleave ? sym.peerRec : this.#org,
       rec: this.#rec,
-      xmt: fromUnixSeconds(ctx.served(now)), // replaced by the driver right before the send
+      // Basic: replaced by the driver right before the send.
+      xmt: fromUnixSeconds(ctx.served(xleave ? sym.ourTx! : now)),
     });
   }
 
@@ -442,6 +473,7 @@ export class Association {
 
   #send(mode: number, stampXmt: boolean, p: PacketHeader): SourceAction {
     this.#answered = 0n; // a new packet: its answer is yet to come
+    this.#sym.sendsSinceAck++;
     return {
       kind: "send",
       source: this.id,
@@ -511,25 +543,27 @@ export class Association {
     // Test 2 (origin): basic, the reply echoes the xmt of our last packet;
     // interleaved, it echoes the rec our last request carried.
     const basic = sent !== null && p.org !== 0n && p.org === sent.xmt && p.org !== this.#answered;
-    const interleaved = !basic && !symmetric && this.#sentRec !== 0n && p.org === this.#sentRec;
+    // Interleaved: client mode, the reply echoes the rec our last request
+    // carried; symmetric mode (RFC 9769 §3), the peer's packet echoes the
+    // rec of our last packet and its xmt dates the peer's previous packet.
+    const interleaved = !basic && this.#sentRec !== 0n && p.org === this.#sentRec &&
+      (!symmetric || (this.opts.xleave && sent !== null && this.#prevRxT4 > 0));
+    const prevRxT4 = this.#prevRxT4;
     if (symmetric) {
       // Remember what the peer sent; our next packet echoes it.
       this.#org = p.xmt;
       this.#rec = rx;
+      this.#prevRxT4 = t4;
+      if ((basic || interleaved) && sent !== null) {
+        // It answers our last packet: the pair an interleaved packet of ours carries.
+        this.#sym = { peerRec: p.rec, ourTx: sent.kernel ? sent.t1 : null, sendsSinceAck: 0 };
+      }
       if (p.mode === Mode.symmetricActive) {
         // Answer a configured peer's active packet with a passive one, so it
-        // gets a sample at its own pace. The driver writes the transmit
-        // timestamp right before the send: the peer takes (rec, xmt) as the
-        // time we held its packet.
-        actions.push(this.#send(Mode.symmetricPassive, true, {
-          ...this.#systemHeader(ctx),
-          version: p.version,
-          mode: Mode.symmetricPassive,
-          poll: this.hpoll,
-          org: p.xmt,
-          rec: rx,
-          xmt: rx,
-        }));
+        // gets a sample at its own pace (basic: the driver writes the
+        // transmit timestamp right before the send, and the peer takes
+        // (rec, xmt) as the time we held its packet).
+        actions.push(this.#symmetricPacket(Mode.symmetricPassive, p.version, t4, ctx));
         this.counters.sent++;
       }
     }
@@ -574,7 +608,7 @@ export class Association {
     }
     const prev = this.#prev;
     if (basic) this.#answered = sent!.xmt;
-    else this.#sentRec = 0n;
+    else if (!symmetric) this.#sentRec = 0n;
     if (!symmetric && this.opts.xleave) {
       this.#prev = sent ? { t1: sent.t1, t2: p.rec, t4 } : null;
     }
@@ -596,7 +630,15 @@ export class Association {
     // Interleaved: the reply completes the previous exchange with the
     // transmit time the server took after its reply to it had left.
     let at = t4, t1: NtpTimestamp, t2: NtpTimestamp, t4n = rx;
-    if (interleaved) {
+    if (interleaved && symmetric) {
+      // Our last packet one way (t1 when it left, t2 = rec when the peer got
+      // it), the peer's previous packet the other (t3 = xmt when it left,
+      // t4 when it got here): two exact pairs (chrony's interleaved peers).
+      at = prevRxT4;
+      t1 = fromUnixSeconds(ctx.served(sent!.t1));
+      t2 = p.rec;
+      t4n = fromUnixSeconds(ctx.served(prevRxT4));
+    } else if (interleaved) {
       if (!prev) return none;
       at = prev.t4;
       t1 = fromUnixSeconds(ctx.served(prev.t1));

@@ -167,3 +167,67 @@ xleave = true
     await chrony.stop();
   }
 });
+
+Deno.test({
+  name:
+    "symmetric interleaved: edge-time and chronyd as `xleave` peers both see interleaved packets",
+  ignore: skip !== null,
+  sanitizeResources: false,
+  sanitizeOps: false,
+}, async () => {
+  const cport = await freeUdpPort(), eport = await freeUdpPort(), sport = freeTcpPort();
+  const chrony = await startChronyd([
+    `port ${cport}`,
+    "bindaddress 127.0.0.1",
+    "local stratum 8",
+    "allow 127.0.0.0/8",
+    `peer 127.0.0.2 port ${eport} minpoll 0 maxpoll 0 xleave`,
+    "user root",
+  ]);
+  const edge = await startEdgeTime(`
+[server]
+listen = ["127.0.0.2:${eport}"]
+workers = 1
+[clock]
+control = false
+driftfile = ""
+orphan_stratum = 0
+[status]
+listen = "127.0.0.1:${sport}"
+[[source]]
+address = "127.0.0.1:${cport}"
+kind = "peer"
+xleave = true
+min_poll = 0
+max_poll = 1
+`);
+  try {
+    // chronyd takes our packets as interleaved: org is its own rec, xmt our kernel stamp.
+    await until("chronyd seeing interleaved packets from us", async () => {
+      const out = await chrony.chronyc("-n", "ntpdata", "127.0.0.2");
+      return /^Interleaved\s*:\s*Yes/m.test(out) ? out : null;
+    }, 60_000);
+    // And we take chronyd's the same way.
+    const s = await until("our peer sample from an interleaved packet", async () => {
+      const s = await fetchStatus(sport);
+      const p = s.sources.find((x) => x.address === `127.0.0.1:${cport}`);
+      return p?.interleaved === true ? s : null;
+    }, 60_000);
+    const p = s.sources.find((x) => x.address === `127.0.0.1:${cport}`)!;
+    assert.ok(p.reach !== 0, JSON.stringify(p));
+    // One kernel clock on both ends: the offsets are the measurement error (printed, not bounded).
+    const nd = await chrony.chronyc("-n", "ntpdata", "127.0.0.2");
+    console.log(
+      `peer offsets, µs: ours of chronyd ${(p.offset_s * 1e6).toFixed(1)}, chronyd's of us ${
+        (Number(/^Offset\s*:\s*([-+\d.e]+)/m.exec(nd)?.[1] ?? NaN) * 1e6).toFixed(1)
+      }`,
+    );
+  } catch (e) {
+    console.log(await chrony.chronyc("-n", "ntpdata", "127.0.0.2").catch(() => ""));
+    console.log(edge.logs().slice(-20).join("\n"));
+    throw e;
+  } finally {
+    await edge.stop();
+    await chrony.stop();
+  }
+});

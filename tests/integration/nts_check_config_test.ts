@@ -5,7 +5,13 @@
  * one line, exit 2; a master key file others may read is a warning.
  */
 import assert from "assert";
-import { freeTcpPort, freeUdpPort, localServerToml, mainArgv } from "../helpers/edge_time.ts";
+import {
+  freeTcpPort,
+  freeUdpPort,
+  localServerToml,
+  mainArgv,
+  startEdgeTime,
+} from "../helpers/edge_time.ts";
 import { makeTestPki } from "../helpers/certs.ts";
 
 async function cli(args: string[]) {
@@ -102,6 +108,16 @@ Deno.test("check-config and run: NTS files that cannot be used are one line each
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr.trim(), /master\.key: readable by other users \(mode 0644\)/);
       assert.ok(!r.stderr.includes(SECRET));
+      // `run` serves, with the warning once (its own log line, not also check-config's).
+      const et = await startEdgeTime(await Deno.readTextFile(config));
+      try {
+        await et.waitForLog(/NTS cookie keys from /);
+        const warned = et.logs().filter((l) => /master\.key: readable by other users/.test(l));
+        assert.equal(warned.length, 1, warned.join("\n"));
+        assert.match(warned[0]!, /WARNING/);
+      } finally {
+        assert.equal(await et.stop(), 0);
+      }
     });
   } finally {
     await pki.remove();

@@ -380,3 +380,15 @@ Deno.test("A source whose name resolves to another source's association is one w
   w.run(RESOLVE_RETRY_S * 3);
   assert.equal(w.logs.filter((l) => /skipped/.test(l)).length, 1, "said once");
 });
+
+Deno.test("An address added on reload that a name's association holds is skipped with a warning, not replaced", () => {
+  const w = new World([src("a.example")], {}, { "a.example": [A], [A]: [A] });
+  w.run(10);
+  const before = w.engine.associations.get(`${A}:123`)!;
+  assert.equal(w.engine.sourceOf(`${A}:123`), "server a.example");
+  w.reconfigure([src("a.example"), src(A)]);
+  w.run(20);
+  assert.equal(w.engine.associations.get(`${A}:123`), before, "the association is kept");
+  assert.equal(w.engine.sourceOf(`${A}:123`), "server a.example");
+  assert.equal(w.logs.filter((l) => l.startsWith(`Source ${A}: its address`)).length, 1);
+});

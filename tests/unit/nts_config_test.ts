@@ -53,6 +53,12 @@ Deno.test("config: an NTS source is its NTS-KE server; ca_file is for NTS source
   assert.deepEqual(same.errors, [
     "edge.toml:5: source[1].address: same source as source[0] (line 2)",
   ]);
+  // The engine names an NTS association host:nts_port, a plain one host:port: one namespace.
+  const clash = loadConfig(src("127.0.0.1:4460") + src("127.0.0.1", "nts = true\n"), "edge.toml");
+  assert.ok(!clash.ok);
+  assert.deepEqual(clash.errors, [
+    "edge.toml:4: source[1].address: same source as source[0] (line 2)",
+  ]);
   const ca = loadConfig(src("192.0.2.1", 'ca_file = "/ca.pem"\n'), "edge.toml");
   assert.ok(!ca.ok);
   assert.deepEqual(ca.errors, ["edge.toml:3: source[0].ca_file: only for nts = true"]);
