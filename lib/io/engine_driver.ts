@@ -14,6 +14,7 @@ import {
   type Action,
   Engine,
   type EngineReconfig,
+  type EngineSource,
   sourceKey,
   splitHostPort,
 } from "../engine/engine.ts";
@@ -105,6 +106,24 @@ export function localRefid(listen: string[]): number {
     if (ifs[0]) return refidOfAddress(ifs[0].address);
   } catch { /* no --allow-sys: fall through */ }
   return refidOfAddress("127.0.0.1");
+}
+
+/**
+ * The broadcast listeners config `c` asks for, by the identity the engine
+ * gives each broadcast source (`sourceKey` of `engineSources`, what
+ * `Engine.handleBroadcast` looks a listener's packets up by).
+ */
+export function broadcastListeners(
+  c: Config,
+  engineSources: readonly EngineSource[],
+): Map<string, Config["source"][number]> {
+  const want = new Map<string, Config["source"][number]>();
+  for (const s of c.source) {
+    if (s.kind !== "broadcast") continue;
+    const es = engineSources.find((x) => x.kind === "broadcast" && x.address === s.address);
+    if (es) want.set(sourceKey(es), s);
+  }
+  return want;
 }
 
 /** The running engine and its I/O. */
@@ -260,15 +279,7 @@ export class EngineDriver {
     try {
       this.#ownAddresses = new Set(Deno.networkInterfaces().map((i) => canonicalIp(i.address)));
     } catch { /* no --allow-sys: the engine still ignores its refid address */ }
-    const want = new Map<string, Config["source"][number]>();
-    for (const s of c.source) {
-      if (s.kind !== "broadcast") continue;
-      // The engine's own identity of the source: what handleBroadcast looks it up by.
-      const es = this.engine.opts.sources.find((x) =>
-        x.kind === "broadcast" && x.address === s.address
-      );
-      if (es) want.set(sourceKey(es), s);
-    }
+    const want = broadcastListeners(c, this.engine.opts.sources);
     const where = (s: Config["source"][number]) => `${s.address} ${s.interface}`;
     for (const [id, at] of [...this.#listeners]) {
       const s = want.get(id);

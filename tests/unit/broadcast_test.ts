@@ -520,3 +520,20 @@ Deno.test("broadcast client: δ is measured once more after RECALIBRATE_AFTER br
   for (let i = 0; i < 3 * RECALIBRATE_AFTER; i++) step(2);
   assert.equal(requests, second, "no third volley");
 });
+
+Deno.test("driver: a listener's key is the one the engine looks its source up by", async () => {
+  const { broadcastListeners, engineReconfig } = await import("../../lib/io/engine_driver.ts");
+  const r = loadConfig(
+    '[[source]]\nkind = "broadcast"\naddress = "224.0.1.1"\ninsecure = true\n' +
+      '[[source]]\naddress = "192.0.2.5"\n',
+    "edge.toml",
+  );
+  if (!r.ok) throw new Error(r.errors.join("; "));
+  const opts = engineOptions(engineReconfig(r.config).sources);
+  const e = new Engine(opts, new VirtualClock(), T);
+  const keys = [...broadcastListeners(r.config, e.opts.sources).keys()];
+  assert.equal(keys.length, 1);
+  e.handleBroadcast(keys[0]!, "192.0.2.1", 123, mode5(T + 1), T + 1);
+  assert.equal(e.counters.broadcast_received, 1);
+  assert.ok(e.associations.has("192.0.2.1:123"));
+});
