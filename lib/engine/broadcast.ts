@@ -15,6 +15,8 @@ import { diff, type NtpTimestamp } from "../ntp/timestamp.ts";
 
 /** Valid client/server replies that calibrate the delay (ntpd's broadcast client volley). */
 export const CALIBRATION_SAMPLES = 4;
+/** Broadcast samples after the first calibration at which δ is measured once more. */
+export const RECALIBRATE_AFTER = 16;
 /** Reach-timer intervals without a broadcast after which a heard server is forgotten. */
 export const BROADCAST_UNREACH_LIMIT = 8;
 
@@ -72,12 +74,57 @@ export function broadcastOffset(xmt: NtpTimestamp, dst: NtpTimestamp, delay: num
   return diff(xmt, dst) + delay / 2;
 }
 
+/** A raw-frame offset measured at raw time `t` (seconds): `y` = offset + our correction at `t`. */
+export interface CalibrationPoint {
+  t: number;
+  y: number;
+}
+
+/** A client/server calibration sample: a raw-frame offset and its round-trip delay. */
+export interface CalibrationSample extends CalibrationPoint {
+  delay: number;
+}
+
+/** Bracketed broadcasts a calibration uses when it can get them (the median of their delays). */
+export const CALIBRATION_BROADCASTS = 3;
+
 /**
- * The calibrated delay from the calibration replies' round-trip delays
- * (seconds): the smallest, as the clock filter prefers the least delayed
- * sample (queueing only ever adds delay). Null while fewer than
- * CALIBRATION_SAMPLES.
+ * The broadcast delay δ (seconds, a round-trip equivalent: each broadcast
+ * then gives T3 − T4 + δ/2) from the calibration, as ntpd's broadcast
+ * client measures it: twice the difference between what the client/server
+ * exchanges say the offset is and what a broadcast alone says (T3 − T4).
+ * That is the broadcast path's own one-way delay, the server's send
+ * latency included, rather than half a unicast round trip. Offsets are
+ * compared in our raw frame (`y`), and the exchanges' offset is
+ * interpolated to each broadcast's arrival between the replies before and
+ * after it, so neither our clock corrections nor the drift of the raw clock
+ * in between bias it.
+ *
+ * `samples`: the client/server samples (time order); `heard`: the raw
+ * broadcasts heard meanwhile (`y` = T3 − T4 + correction). Null until
+ * CALIBRATION_SAMPLES samples are in and `want` broadcasts lie between
+ * two of them; then the median of their one-way delays, each held within
+ * [0, the smallest round trip] (a broadcast cannot arrive before it left,
+ * nor take longer than a whole exchange on the same path).
  */
-export function calibratedDelay(delays: readonly number[]): number | null {
-  return delays.length >= CALIBRATION_SAMPLES ? Math.min(...delays) : null;
+export function calibratedDelay(
+  samples: readonly CalibrationSample[],
+  heard: readonly CalibrationPoint[],
+  want = 1,
+): number | null {
+  if (samples.length < CALIBRATION_SAMPLES) return null;
+  const rtt = Math.min(...samples.map((s) => s.delay));
+  const oneWay: number[] = [];
+  for (const b of heard) {
+    const before = samples.findLast((s) => s.t <= b.t);
+    const after = samples.find((s) => s.t >= b.t);
+    if (!before || !after) continue;
+    const span = after.t - before.t;
+    const y = span > 0 ? before.y + (after.y - before.y) * (b.t - before.t) / span : before.y;
+    oneWay.push(Math.max(0, Math.min(rtt, y - b.y)));
+  }
+  if (oneWay.length < Math.max(1, want)) return null;
+  oneWay.sort((x, y) => x - y);
+  const m = oneWay.length >> 1;
+  return oneWay.length % 2 ? 2 * oneWay[m]! : oneWay[m - 1]! + oneWay[m]!;
 }

@@ -24,7 +24,15 @@ import { replyProblem } from "../ntp/reply_check.ts";
 import { SourceStats } from "./discipline.ts";
 import type { SystemVars } from "./system.ts";
 import type { MacCheck } from "../contracts.ts";
-import { BROADCAST_UNREACH_LIMIT, broadcastOffset, calibratedDelay } from "./broadcast.ts";
+import {
+  BROADCAST_UNREACH_LIMIT,
+  broadcastOffset,
+  calibratedDelay,
+  CALIBRATION_BROADCASTS,
+  type CalibrationPoint,
+  type CalibrationSample,
+  RECALIBRATE_AFTER,
+} from "./broadcast.ts";
 
 export type SourceKind = "server" | "pool" | "peer" | "broadcast";
 
@@ -212,13 +220,19 @@ export class Association {
     uncalibrated: 0,
   };
   /**
-   * Broadcast client (kind "broadcast", RFC 5905 §8, ntpd's `bdelay`): the
-   * round-trip delay the client/server exchanges after the first broadcast
-   * measured, seconds; null until CALIBRATION_SAMPLES replies came in.
-   * Each later broadcast gives offset T3 − T4 + delay/2.
+   * Broadcast client (kind "broadcast", RFC 5905 §8, ntpd's broadcast
+   * client): the broadcast delay δ the calibration measured (broadcast.ts
+   * `calibratedDelay`), seconds; null until then. Each later broadcast
+   * gives offset T3 − T4 + δ/2.
    */
   bdelay: number | null = null;
-  #calibration: number[] = [];
+  /** Calibration: the client/server samples and the raw broadcasts heard meanwhile. */
+  #calibration: CalibrationSample[] = [];
+  #heard: CalibrationPoint[] = [];
+  /** Broadcast samples since δ was last measured; RECALIBRATE_AFTER of them start a new volley. */
+  #sinceCalibration = 0;
+  /** A new volley is under way while the δ in force is still used. */
+  #recalibrating = false;
   // Protocol state (RFC 5905 names). Basic mode: the xmt of the request a
   // reply answered (a request is answered once). Symmetric mode: what the
   // peer sent last, echoed in our next packet (`org`, `rec`).
@@ -343,7 +357,9 @@ export class Association {
     }
     this.reach = (this.reach << 1) & 0xff;
     this.unreach++;
-    if (this.opts.kind === "broadcast" && this.bdelay !== null) return this.#listenTimer(now, ctx);
+    if (this.opts.kind === "broadcast" && this.bdelay !== null && !this.#recalibrating) {
+      return this.#listenTimer(now, ctx);
+    }
     if (this.reach === 0 && this.unreach > 1 && this.burst === 0) {
       const msg = `${this.id}: no reply (reach 0)`;
       if (this.unreach >= POOL_UNREACH_LIMIT && this.opts.kind === "pool") {
@@ -646,26 +662,41 @@ export class Association {
     this.#logged.delete("rate"); // a later RATE kiss is a new episode
     const sample: Sample = { t: at, y: offset + ctx.correction(at), delay, disp };
     this.stats.add(sample.t, sample.y, delay);
-    if (this.opts.kind === "broadcast" && this.bdelay === null) this.#calibrate(delay, t4, actions);
+    if (this.opts.kind === "broadcast" && (this.bdelay === null || this.#recalibrating)) {
+      this.#calibration.push({ t: at, y: sample.y, delay });
+      if (this.#calibration.length > 16) this.#calibration.shift();
+      this.#calibrate(t4, actions);
+    }
     return { actions, output: this.filter.add(sample, ctx.residual, ctx.precision), fresh: true };
   }
 
   /**
-   * One calibration reply's round-trip delay: once CALIBRATION_SAMPLES are
-   * in, the smallest is the delay every later broadcast is corrected
-   * with, and the association stops sending (it listens).
+   * Tries to end the calibration (broadcast.ts `calibratedDelay`) at raw
+   * time `now`: once it has δ the association stops sending and listens.
    */
-  #calibrate(delay: number, now: number, actions: SourceAction[]): void {
-    this.#calibration.push(delay);
-    const d = calibratedDelay(this.#calibration);
+  #calibrate(now: number, actions: SourceAction[]): void {
+    // During the volley wait for CALIBRATION_BROADCASTS bracketed broadcasts; once it is
+    // over (long broadcast intervals), the first one will do.
+    const d = calibratedDelay(
+      this.#calibration,
+      this.#heard,
+      this.burst > 0 ? CALIBRATION_BROADCASTS : 1,
+    );
     if (d === null) return;
+    const rtt = Math.min(...this.#calibration.map((s) => s.delay));
     this.bdelay = d;
+    this.#calibration = [];
+    this.#heard = [];
+    this.#recalibrating = false;
+    if (this.#sinceCalibration >= 0) this.#sinceCalibration = 0; // -1: the second one is done
     this.burst = 0;
     this.nextPoll = now + Math.max(this.pollInterval, 2 ** Math.max(0, Math.min(17, this.ppoll)));
     actions.push({
       kind: "log",
       level: "info",
-      message: `${this.id}: broadcast delay calibrated: ${(d * 1e3).toFixed(3)} ms round trip`,
+      message: `${this.id}: broadcast delay calibrated: ${(d * 1e3).toFixed(3)} ms (round trip ${
+        (rtt * 1e3).toFixed(3)
+      } ms)`,
     });
   }
 
@@ -719,8 +750,14 @@ export class Association {
     this.refTime = p.ref === 0n ? 0 : toUnixSeconds(p.ref, ctx.served(t4));
     if (this.bdelay === null) {
       // The calibration exchanges run on the poll timer; until they end a
-      // broadcast alone cannot tell the one-way delay.
+      // broadcast alone cannot tell the one-way delay. What it says is kept
+      // to compare with them.
       this.counters.uncalibrated++;
+      const y = diff(p.xmt, fromUnixSeconds(ctx.served(t4))) + ctx.correction(t4);
+      this.#heard.push({ t: t4, y });
+      if (this.#heard.length > 8) this.#heard.shift();
+      this.#calibrate(t4, actions);
+      if (this.bdelay !== null) return none; // the next broadcast is the first sample
       if (this.counters.sent >= BURST_COUNT && this.#calibration.length === 0) {
         const l = this.#once(
           "uncalibrated",
@@ -737,7 +774,30 @@ export class Association {
     this.lastSample = t4;
     const sample: Sample = { t: t4, y: offset + ctx.correction(t4), delay, disp };
     this.stats.add(sample.t, sample.y, delay);
+    this.#recalibrate(sample.y - delay / 2, t4, actions);
     return { actions, output: this.filter.add(sample, ctx.residual, ctx.precision), fresh: true };
+  }
+
+  /**
+   * Measures δ again, once, RECALIBRATE_AFTER broadcast samples after the
+   * first calibration (`y`: this broadcast's raw T3 − T4, raw frame): the
+   * server's send latency is learnt from its own transmit stamps after a
+   * few sends (lib/io/send_latency.ts), so the first δ, taken from its
+   * first broadcasts, may include what later broadcasts no longer carry.
+   * The δ in force is used until the new volley ends.
+   */
+  #recalibrate(y: number, now: number, actions: SourceAction[]): void {
+    if (this.#recalibrating) {
+      this.#heard.push({ t: now, y });
+      if (this.#heard.length > 8) this.#heard.shift();
+      this.#calibrate(now, actions);
+      return;
+    }
+    if (this.#sinceCalibration < 0 || ++this.#sinceCalibration < RECALIBRATE_AFTER) return;
+    this.#sinceCalibration = -1; // once: later path changes wait for a new mobilisation
+    this.#recalibrating = true;
+    this.burst = BURST_COUNT;
+    this.nextPoll = Math.min(this.nextPoll, now);
   }
 
   /**

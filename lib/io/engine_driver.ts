@@ -262,7 +262,12 @@ export class EngineDriver {
     } catch { /* no --allow-sys: the engine still ignores its refid address */ }
     const want = new Map<string, Config["source"][number]>();
     for (const s of c.source) {
-      if (s.kind === "broadcast") want.set(sourceKey(s), s);
+      if (s.kind !== "broadcast") continue;
+      // The engine's own identity of the source: what handleBroadcast looks it up by.
+      const es = this.engine.opts.sources.find((x) =>
+        x.kind === "broadcast" && x.address === s.address
+      );
+      if (es) want.set(sourceKey(es), s);
     }
     const where = (s: Config["source"][number]) => `${s.address} ${s.interface}`;
     for (const [id, at] of [...this.#listeners]) {

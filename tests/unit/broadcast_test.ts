@@ -93,8 +93,25 @@ Deno.test("broadcastOffset and calibratedDelay", () => {
   // The server's clock equals ours, the path takes 1 ms each way: offset 0.
   const offset = broadcastOffset(fromUnixSeconds(T), fromUnixSeconds(T + 0.001), 0.002);
   assert.ok(Math.abs(offset) < 1e-6, `${offset}`);
-  assert.equal(calibratedDelay([0.003, 0.002]), null);
-  assert.equal(calibratedDelay([0.003, 0.002, 0.004, 0.0025].slice(0, CALIBRATION_SAMPLES)), 0.002);
+  // The server is 5 ms ahead of our raw clock and drifts 10 ppm; the exchanges see it
+  // over a 2 ms round trip; broadcasts take 1.5 ms one way (send latency included).
+  const yAt = (t: number) => 0.005 + 10e-6 * (t - T);
+  const samples = [0, 2, 4, 6, 8].map((dt) => ({ t: T + dt, y: yAt(T + dt), delay: 0.002 }));
+  const heard = (t: number) => ({ t, y: yAt(t) - 0.0015 });
+  assert.equal(calibratedDelay(samples.slice(0, CALIBRATION_SAMPLES - 1), [heard(T + 1)]), null);
+  // No broadcast between two exchanges yet.
+  assert.equal(calibratedDelay(samples, [heard(T - 1)]), null);
+  assert.equal(calibratedDelay(samples, [heard(T + 9)]), null);
+  // Between two: twice the broadcast's own one-way delay, the drift interpolated away.
+  const d = calibratedDelay(samples, [heard(T - 1), heard(T + 5)])!;
+  assert.ok(Math.abs(d - 0.003) < 1e-9, `${d}`);
+  // With several, the median: one late broadcast does not set δ.
+  const late = [heard(T + 1), heard(T + 3), { t: T + 5, y: yAt(T + 5) - 0.0019 }];
+  assert.equal(calibratedDelay(samples, late.slice(0, 2), 3), null);
+  assert.ok(Math.abs(calibratedDelay(samples, late, 3)! - 0.003) < 1e-9);
+  // Held within [0, the smallest round trip].
+  assert.equal(calibratedDelay(samples, [{ t: T + 5, y: yAt(T + 5) + 0.001 }]), 0);
+  assert.equal(calibratedDelay(samples, [{ t: T + 5, y: yAt(T + 5) - 0.1 }]), 0.004);
 });
 
 const bsource = (o: Partial<EngineSource> = {}): EngineSource => ({
@@ -224,7 +241,9 @@ Deno.test("broadcast client: calibration volley, then offset from broadcasts alo
   const a = e.associations.get("192.0.2.1:123")!;
   assert.equal(a.bdelay, null);
   assert.equal(a.counters.uncalibrated, 1);
-  // The volley: client requests 2 s apart until CALIBRATION_SAMPLES replies are in.
+  // The volley: client requests 2 s apart until CALIBRATION_SAMPLES replies are in and a
+  // broadcast (every second here, 0.8 ms one way: the server sends late) lies between two.
+  const bway = 0.0008;
   let requests = 0;
   for (let i = 0; i < 20 && a.bdelay === null; i++) {
     now = Math.max(now + 0.1, a.nextPoll);
@@ -234,25 +253,28 @@ Deno.test("broadcast client: calibration volley, then offset from broadcasts alo
       assert.equal(parsePacket(s.bytes) && (parsePacket(s.bytes) as { mode: number }).mode, 3);
       e.handleIncoming("192.0.2.1", 123, reply(s.bytes, now, d, ahead), now + 2 * d);
     }
+    e.handleBroadcast(key, "192.0.2.1", 123, mode5(now + 1 - bway, { offset: ahead }), now + 1);
   }
   assert.equal(requests, CALIBRATION_SAMPLES);
-  assert.ok(Math.abs(a.bdelay! - 2 * d) < 1e-6, `bdelay ${a.bdelay}`);
+  // δ is the broadcast path's: twice its one-way delay, not the unicast round trip.
+  assert.ok(Math.abs(a.bdelay! - 2 * bway) < 1e-6, `bdelay ${a.bdelay}`);
   // Listening: the timer sends nothing, broadcasts give samples.
+  const heardBefore = a.counters.broadcasts;
   for (let i = 0; i < 6; i++) {
     now += 16;
     const acts = e.handleTimer(now, () => 0.5);
     assert.equal(acts.filter((x) => x.kind === "send").length, 0);
-    e.handleBroadcast(key, "192.0.2.1", 123, mode5(now, { offset: ahead }), now + d);
+    e.handleBroadcast(key, "192.0.2.1", 123, mode5(now, { offset: ahead }), now + bway);
   }
-  assert.equal(a.counters.broadcasts, 7);
+  assert.equal(a.counters.broadcasts, heardBefore + 6);
   const r = e.report(now);
   const row = r.sources.find((s) => s.address === "192.0.2.1:123")!;
   assert.equal(row.kind, "broadcast");
-  assert.ok(Math.abs(row.broadcast_delay_s! - 2 * d) < 1e-6);
+  assert.ok(Math.abs(row.broadcast_delay_s! - 2 * bway) < 1e-6);
   // The newest sample is a broadcast's: the server's lead over our raw clock, the calibrated delay.
   const newest = a.filter.stages[0]!;
   assert.ok(Math.abs(newest.y - ahead) < 1e-5, `raw-frame offset ${newest.y}`);
-  assert.ok(Math.abs(newest.delay - 2 * d) < 1e-6);
+  assert.ok(Math.abs(newest.delay - 2 * bway) < 1e-6);
   assert.equal(r.system.system_peer, "192.0.2.1:123");
   assert.equal(r.system.stratum, 3);
   // A replayed broadcast is dropped.
@@ -292,9 +314,7 @@ Deno.test("discovery: heard broadcast nodes elect an orphan parent like configur
           e.handleIncoming(sender, 123, reply(s.bytes, now, 0.0002, 0, 7, refid), now + 0.0004);
         }
       }
-      if (a.bdelay !== null) {
-        e.handleBroadcast(key, sender, 123, mode5(now, { stratum: 7, refid }), now + 0.0002);
-      }
+      e.handleBroadcast(key, sender, 123, mode5(now + 0.3, { stratum: 7, refid }), now + 0.3002);
     }
     return e.report(now);
   };
@@ -467,4 +487,36 @@ Deno.test("peers table: a heard broadcast server has type b", async () => {
   const row = { ...fakeEngine().sources[0]!, address: "10.0.0.2:123", kind: "broadcast" as const };
   const line = formatPeers([row]).split("\n")[2]!;
   assert.match(line, /10\.0\.0\.2:123 +\S+ +\d+ b /);
+});
+
+Deno.test("broadcast client: δ is measured once more after RECALIBRATE_AFTER broadcasts, then never", async () => {
+  const { RECALIBRATE_AFTER } = await import("../../lib/engine/broadcast.ts");
+  const src = bsource({ insecure: true, maxSources: 1 });
+  const key = sourceKey(src);
+  const e = driven(new Engine(engineOptions([src]), new VirtualClock(), T));
+  const d = 0.0005;
+  let bway = 0.0009; // the server's first broadcasts leave late (its send latency not yet learnt)
+  let now = T + 1;
+  let requests = 0;
+  const step = (dt: number) => {
+    now = Math.max(now + 0.1, Math.min(a().nextPoll, now + dt));
+    for (const s of e.handleTimer(now, () => 0.5)) {
+      if (s.kind !== "send") continue;
+      requests++;
+      e.handleIncoming("192.0.2.1", 123, reply(s.bytes, now, d), now + 2 * d);
+    }
+    e.handleBroadcast(key, "192.0.2.1", 123, mode5(now + 1 - bway), now + 1);
+  };
+  e.handleBroadcast(key, "192.0.2.1", 123, mode5(now - bway), now);
+  const a = () => e.associations.get("192.0.2.1:123")!;
+  while (a().bdelay === null) step(2);
+  assert.ok(Math.abs(a().bdelay! - 2 * bway) < 1e-6);
+  const first = requests;
+  bway = 0.0004; // learnt: later broadcasts are stamped closer to their departure
+  for (let i = 0; i < RECALIBRATE_AFTER + 12; i++) step(2);
+  assert.ok(requests > first, "a second volley");
+  assert.ok(Math.abs(a().bdelay! - 2 * bway) < 1e-6, `bdelay ${a().bdelay}`);
+  const second = requests;
+  for (let i = 0; i < 3 * RECALIBRATE_AFTER; i++) step(2);
+  assert.equal(requests, second, "no third volley");
 });
