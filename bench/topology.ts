@@ -59,6 +59,8 @@ clock is shared, so the true offset of every node is 0.
   --orphan-wait S        edge-time clock.orphan_wait_s (default 60)
   --no-peers             no peering inside the clusters (a control run: the
                          same lab with every node following only the upstreams)
+  --xleave               interleaved mode (RFC 9769) on every source and peer,
+                         edge-time's and chronyd's alike
   --seed N               relay seed (default: random)
   --json FILE            also write the results as JSON to FILE
 Needs root (network namespaces), cc, chronyd/chronyc and curl.`;
@@ -84,6 +86,8 @@ interface Options {
   orphanWait: number;
   seed: number | undefined;
   peers: boolean;
+  /** Interleaved mode on every source and peer (both implementations). */
+  xleave: boolean;
 }
 
 /** One probe reply: t1 (Unix s), offset and delay (s), leap, stratum. */
@@ -365,6 +369,7 @@ address = "${s.addr}"
 ${peer ? 'kind = "peer"\n' : ""}min_poll = ${POLL.min}
 max_poll = ${POLL.max}
 iburst = ${!peer}
+xleave = ${o.xleave}
 `;
   return `[server]
 listen = ["${node.addr}:123"]
@@ -380,10 +385,11 @@ listen = "127.0.0.1:${STATUS_PORT}"
 ${upstreams.map((s) => src(s, false)).join("")}${peers.map((s) => src(s, true)).join("")}`;
 }
 
-function chronyLines(upstreams: StarSite[], peers: StarSite[]): string[] {
+function chronyLines(upstreams: StarSite[], peers: StarSite[], xleave: boolean): string[] {
+  const x = xleave ? " xleave" : "";
   return [
-    ...upstreams.map((s) => `server ${s.addr} iburst minpoll ${POLL.min} maxpoll ${POLL.max}`),
-    ...peers.map((s) => `peer ${s.addr} minpoll ${POLL.min} maxpoll ${POLL.max}`),
+    ...upstreams.map((s) => `server ${s.addr} iburst minpoll ${POLL.min} maxpoll ${POLL.max}${x}`),
+    ...peers.map((s) => `peer ${s.addr} minpoll ${POLL.min} maxpoll ${POLL.max}${x}`),
     `local stratum ${ORPHAN_STRATUM} orphan`,
     "allow",
   ];
@@ -569,7 +575,9 @@ async function runTopology(o: Options, probeBin: string, log: (s: string) => voi
     ...groups.edge_time.map((s) =>
       startEdgeTime(edgeToml(s, ups, others(groups.edge_time, s), o), { netns: s.ns })
     ),
-    ...groups.chrony.map((s) => startChronydIn(s.ns, chronyLines(ups, others(groups.chrony, s)))),
+    ...groups.chrony.map((s) =>
+      startChronydIn(s.ns, chronyLines(ups, others(groups.chrony, s), o.xleave))
+    ),
   ]);
   const edges: EdgeTimeProcess[] = [], chronys: ChronydProc[] = [];
   for (const [i, r] of started.entries()) {
@@ -868,6 +876,7 @@ function parseOptions(): { o: Options; json: string | null } | null {
         "lan-jitter-ms": { type: "string", default: "0.01" },
         "orphan-wait": { type: "string", default: "60" },
         "no-peers": { type: "boolean", default: false },
+        xleave: { type: "boolean", default: false },
         seed: { type: "string" },
         json: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
@@ -905,6 +914,7 @@ function parseOptions(): { o: Options; json: string | null } | null {
       orphanWait: num("orphan-wait", values["orphan-wait"], 0, 86400),
       seed: values.seed === undefined ? undefined : num("seed", values.seed, 0, 2 ** 52),
       peers: !values["no-peers"],
+      xleave: values.xleave,
     },
     json: values.json ?? null,
   };
@@ -942,7 +952,7 @@ async function main(): Promise<number> {
       o.wan.loss * 100
     } %; cluster: ${o.lan.delayMs} ms + U[0, ${o.lan.jitterMs}) ms; warm-up ${o.warmup} s${
       o.peers ? "" : "; no peers"
-    }`,
+    }${o.xleave ? "; xleave" : ""}`,
   );
   console.log(table(r));
   if (json) {

@@ -444,14 +444,20 @@ export class Association {
     const sym = this.#sym;
     const xleave = this.opts.xleave && sym.sendsSinceAck === 0 && sym.ourTx !== null &&
       sym.peerRec !== 0n;
-    this.#sentRec = this.#rec;
+    // Every packet's rec differs from the earlier ones' (chrony fuzzes its
+    // low bits): the peer echoes it as org, and packets sent without news
+    // from the peer in between would otherwise carry one rec, so an answer
+    // to the first would pass for an answer to the last (off by 233 ps per
+    // packet at most).
+    const rec = this.#rec !== 0n && this.#rec <= this.#sentRec ? this.#sentRec + 1n : this.#rec;
+    this.#sentRec = rec;
     return this.#send(mode, !xleave, {
       ...this.#systemHeader(ctx),
       version,
       mode,
       poll: this.hpoll,
       org: xleave ? sym.peerRec : this.#org,
-      rec: this.#rec,
+      rec,
       // Basic: replaced by the driver right before the send.
       xmt: fromUnixSeconds(ctx.served(xleave ? sym.ourTx! : now)),
     });

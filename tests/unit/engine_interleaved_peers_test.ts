@@ -10,7 +10,9 @@ import { VirtualClock } from "../../lib/engine/clock.ts";
 import { type Action, Engine } from "../../lib/engine/engine.ts";
 import type { Transmit } from "../../lib/engine/source.ts";
 import { stampTransmit } from "../../lib/ntp/server.ts";
-import { engineOptions } from "../helpers/fixtures.ts";
+import { driven, engineOptions } from "../helpers/fixtures.ts";
+import { fromUnixSeconds } from "../../lib/ntp/timestamp.ts";
+import { Mode, parsePacket, serializePacket } from "../../lib/ntp/packet.ts";
 
 const T = 1_800_000_000;
 /** One-way delay, seconds. */
@@ -118,3 +120,48 @@ for (const xleave of [false, true]) {
     },
   );
 }
+
+Deno.test("symmetric packets sent without news from the peer carry distinct rec values", () => {
+  const e = driven(
+    new Engine(
+      engineOptions([{
+        address: "10.0.0.2",
+        kind: "peer",
+        iburst: false,
+        prefer: false,
+        minPoll: 0,
+        maxPoll: 0,
+        maxSources: 1,
+        xleave: true,
+      }], { localStratum: 8, orphanStratum: 0 }),
+      new VirtualClock(),
+      T,
+    ),
+  );
+  const first = e.handleTimer(T + 1, () => 0.5).find((a) => a.kind === "send")!;
+  if (first.kind !== "send") throw new Error("no poll");
+  const poll = parsePacket(first.bytes);
+  if (typeof poll === "string") throw new Error(poll);
+  // The peer's own poll answers ours; we answer it (passive), then poll again before it sends more.
+  const peerPoll = serializePacket({
+    leap: 0,
+    version: 4,
+    mode: Mode.symmetricActive,
+    stratum: 8,
+    poll: 0,
+    precision: -20,
+    rootDelay: 0,
+    rootDisp: 0,
+    refid: 0x7f7f0101,
+    ref: fromUnixSeconds(T),
+    org: poll.xmt,
+    rec: fromUnixSeconds(T + 1.0001),
+    xmt: fromUnixSeconds(T + 1.3),
+  });
+  const answer = e.handleIncoming("10.0.0.2", 123, peerPoll, T + 1.3001)
+    .find((a) => a.kind === "send");
+  const again = e.handleTimer(e.nextTimer(), () => 0.5).find((a) => a.kind === "send");
+  assert.ok(answer?.kind === "send" && again?.kind === "send");
+  const recOf = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset).getBigUint64(32);
+  assert.notEqual(recOf(again.bytes), recOf(answer.bytes));
+});
