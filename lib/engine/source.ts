@@ -301,6 +301,21 @@ export class Association {
   }
 
   /**
+   * `#takeHeader` for a packet that is a sample: counts an unsynchronised
+   * source or one too far away (logged once) and says whether to go on.
+   */
+  #header(p: NtpPacket, t4: number, ctx: SourceContext, actions: SourceAction[]): boolean {
+    const header = this.#takeHeader(p, t4, ctx);
+    if (header === "unsync") this.counters.unsync++;
+    if (header === "distance") {
+      this.counters.distance++;
+      const l = this.#once("distance", "warning", `${this.id}: root distance above ${MAXDIST} s`);
+      if (l) actions.push(l);
+    }
+    return header === "ok";
+  }
+
+  /**
    * Brings a symmetric peer's next packet forward to within `spread`
    * seconds of `now` (raw Unix seconds), so the peer learns a change of
    * our system variables (an orphan parent claim) at once instead of up to
@@ -621,17 +636,7 @@ export class Association {
     this.reach |= 1;
     this.unreach = 0;
     this.ppoll = p.poll;
-    const header = this.#takeHeader(p, t4, ctx);
-    if (header === "unsync") {
-      this.counters.unsync++;
-      return none;
-    }
-    if (header === "distance") {
-      this.counters.distance++;
-      const l = this.#once("distance", "warning", `${this.id}: root distance above ${MAXDIST} s`);
-      if (l) actions.push(l);
-      return none;
-    }
+    if (!this.#header(p, t4, ctx, actions)) return none;
     this.interleaved = interleaved;
     // Interleaved: the reply completes the previous exchange with the
     // transmit time the server took after its reply to it had left.
@@ -729,25 +734,7 @@ export class Association {
     this.ppoll = p.poll;
     this.reach |= 1;
     this.unreach = 0;
-    if (p.leap === Leap.unsync || p.stratum >= MAXSTRAT || p.stratum === 0) {
-      this.counters.unsync++;
-      this.leap = Leap.unsync;
-      this.stratum = MAXSTRAT;
-      return none;
-    }
-    if (p.rootDelay / 2 + p.rootDisp >= MAXDIST) {
-      this.counters.distance++;
-      const l = this.#once("distance", "warning", `${this.id}: root distance above ${MAXDIST} s`);
-      if (l) actions.push(l);
-      return none;
-    }
-    this.leap = p.leap;
-    this.stratum = p.stratum;
-    this.refid = p.refid;
-    this.rootDelay = p.rootDelay;
-    this.rootDisp = p.rootDisp;
-    this.precision = p.precision;
-    this.refTime = p.ref === 0n ? 0 : toUnixSeconds(p.ref, ctx.served(t4));
+    if (!this.#header(p, t4, ctx, actions)) return none;
     if (this.bdelay === null) {
       // The calibration exchanges run on the poll timer; until they end a
       // broadcast alone cannot tell the one-way delay. What it says is kept

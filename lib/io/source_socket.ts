@@ -152,6 +152,27 @@ interface Sock {
   lastLength: number;
 }
 
+/**
+ * A non-blocking UDP socket with kernel receive timestamps (`SO_TIMESTAMPNS`)
+ * for association `id`, and `fail(what)`, which closes it and returns the
+ * one-line error naming `what` and errno; or that line when it cannot be made.
+ */
+function stampingSocket(
+  id: string,
+  v6: boolean,
+): { fd: number; fail: (what: string) => string } | string {
+  const c = libc();
+  const fd = c.socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return `${id}: socket() failed: ${errnoName(c.errno())}`;
+  const fail = (what: string): string => {
+    const e = errnoName(c.errno());
+    c.close(fd);
+    return `${id}: ${what} failed: ${e}`;
+  };
+  if (!setInt(fd, SOL_SOCKET, SO_TIMESTAMPNS, 1)) return fail("SO_TIMESTAMPNS");
+  return { fd, fail };
+}
+
 function setInt(fd: number, level: number, opt: number, value: number): boolean {
   const v = new Int32Array([value]);
   return libc().setsockopt(fd, level, opt, new Uint8Array(v.buffer), 4) === 0;
@@ -225,14 +246,9 @@ export class SourceSockets {
     if (!ip) return `${id}: not an IP address`;
     if (!(to.port > 0 && to.port < 65536)) return `${id}: port ${to.port} is out of range`;
     const v6 = ip.length === 16;
-    const fd = c.socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return `${id}: socket() failed: ${errnoName(c.errno())}`;
-    const fail = (what: string): string => {
-      const e = errnoName(c.errno());
-      c.close(fd);
-      return `${id}: ${what} failed: ${e}`;
-    };
-    if (!setInt(fd, SOL_SOCKET, SO_TIMESTAMPNS, 1)) return fail("SO_TIMESTAMPNS");
+    const made = stampingSocket(id, v6);
+    if (typeof made === "string") return made;
+    const { fd, fail } = made;
     // Without transmit stamps t1 is the clock read before the send: worse, not broken.
     setInt(
       fd,
@@ -285,14 +301,9 @@ export class SourceSockets {
     const ip = parseIp(at.host);
     if (!ip) return `${id}: not an IP address`;
     const v6 = ip.length === 16;
-    const fd = c.socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return `${id}: socket() failed: ${errnoName(c.errno())}`;
-    const fail = (what: string): string => {
-      const e = errnoName(c.errno());
-      c.close(fd);
-      return `${id}: ${what} failed: ${e}`;
-    };
-    if (!setInt(fd, SOL_SOCKET, SO_TIMESTAMPNS, 1)) return fail("SO_TIMESTAMPNS");
+    const made = stampingSocket(id, v6);
+    if (typeof made === "string") return made;
+    const { fd, fail } = made;
     setInt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
     setInt(fd, SOL_SOCKET, SO_REUSEPORT, 1);
     const n = writeSockaddr(this.#sa, ip, at.port);
