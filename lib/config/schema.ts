@@ -325,7 +325,7 @@ export const SCHEMA: Record<string, Spec> = {
       ),
       xleave: bool(
         false,
-        "Interleaved mode (RFC 9769, chrony `xleave`): client mode for `server` and `pool`, symmetric mode for `peer` (chronyd's `peer … xleave`)",
+        "Interleaved mode (RFC 9769, chrony `xleave`): client mode for `server` and `pool`; symmetric mode for `peer` (chronyd's `peer … xleave`), experimental: see docs/benchmarks/topology.md",
       ),
       key: int(
         0,
