@@ -52,8 +52,26 @@ function node(address: string, peer: string, skew: number, xleave: boolean): Nod
   return { address, skew, engine, last: new Map(), interleaved: 0 };
 }
 
-/** Runs the two nodes for `seconds` of true time; packets take DELAY each way. */
-function run(a: Node, b: Node, seconds: number): void {
+/** A small deterministic generator (LCG), so a lossy run is the same every time. */
+function lcg(seed: number): () => number {
+  let x = seed >>> 0;
+  return () => (x = (Math.imul(x, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+}
+
+/**
+ * Runs the two nodes for `seconds` of true time; packets take DELAY each
+ * way. With `loss`, that fraction of packets is dropped and the poll
+ * timers draw their spread from a seeded generator, so the two nodes'
+ * polls cross in every order.
+ */
+function run(
+  a: Node,
+  b: Node,
+  seconds: number,
+  loss = 0,
+  onPacket?: (to: Node, from: Node) => void,
+): void {
+  const random = lcg(7);
   const queue: { at: number; fn: () => void }[] = [];
   const act = (n: Node, other: Node, actions: Action[], now: number) => {
     for (const x of actions) {
@@ -67,6 +85,7 @@ function run(a: Node, b: Node, seconds: number): void {
       const xmt = new DataView(x.bytes.buffer, x.bytes.byteOffset).getBigUint64(40);
       n.last.set(x.source, { xmt, t1: leaves + n.skew, kernel: true });
       const bytes = x.bytes.slice();
+      if (loss > 0 && random() < loss) continue;
       queue.push({
         at: leaves + DELAY,
         fn: () => {
@@ -74,6 +93,7 @@ function run(a: Node, b: Node, seconds: number): void {
           const sent = other.last.get(`${n.address}:123`) ?? null;
           const out = other.engine.handleIncoming(n.address, 123, bytes, t4, sent);
           if (other.engine.associations.get(`${n.address}:123`)!.interleaved) other.interleaved++;
+          onPacket?.(other, n);
           act(other, n, out, t4 - other.skew);
         },
       });
@@ -89,8 +109,9 @@ function run(a: Node, b: Node, seconds: number): void {
     const next = Math.max(now, Math.min(queue[0]?.at ?? Infinity, ta, tb));
     now = next;
     if (queue[0] && queue[0].at <= next) queue.shift()!.fn();
-    else if (ta <= next) act(a, b, a.engine.handleTimer(now + a.skew, () => 0.1), now);
-    else act(b, a, b.engine.handleTimer(now + b.skew, () => 0.9), now);
+    else if (ta <= next) {
+      act(a, b, a.engine.handleTimer(now + a.skew, loss > 0 ? random : () => 0.1), now);
+    } else act(b, a, b.engine.handleTimer(now + b.skew, loss > 0 ? random : () => 0.9), now);
   }
 }
 
@@ -120,6 +141,23 @@ for (const xleave of [false, true]) {
     },
   );
 }
+
+Deno.test("interleaved peers with 20 % loss and polls crossing in every order: every sample is exact", () => {
+  const a = node("10.0.0.1", "10.0.0.2", 0, true);
+  const b = node("10.0.0.2", "10.0.0.1", 100e-6, true);
+  const last = new Map<Node, number>();
+  const errors: number[] = [];
+  run(a, b, 600, 0.2, (to, from) => {
+    const as = to.engine.associations.get(`${from.address}:123`)!;
+    if (!as.interleaved || as.lastSample === last.get(to)) return;
+    last.set(to, as.lastSample);
+    const st = as.filter.stages.reduce((m, x) => (x.t > m.t ? x : m));
+    errors.push(st.y - (from.skew - to.skew));
+  });
+  assert.ok(errors.length > 100, `${errors.length} interleaved samples`);
+  const worst = Math.max(...errors.map(Math.abs));
+  assert.ok(worst < 1e-6, `worst interleaved sample error ${worst * 1e6} µs`);
+});
 
 Deno.test("symmetric packets sent without news from the peer carry distinct rec values", () => {
   const e = driven(
