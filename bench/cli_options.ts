@@ -26,3 +26,29 @@ export function numberOption(name: string, v: string, lo: number, hi: number): n
 }
 
 export { parseArgs };
+
+/**
+ * Runs a bench's `main` and exits with its code: SIGINT/SIGTERM clean up
+ * (namespaces, processes) and exit 130; a `UsageError` is one line and
+ * exit 2, any other failure one line and exit 1, after `cleanUp`.
+ */
+export async function runBench(
+  name: string,
+  main: () => Promise<number>,
+  cleanUp: () => Promise<void>,
+): Promise<never> {
+  const onSignal = async () => {
+    console.error(`${name}: interrupted, cleaning up`);
+    await cleanUp();
+    Deno.exit(130);
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  try {
+    Deno.exit(await main());
+  } catch (e) {
+    await cleanUp();
+    console.error(`${name}: ${e instanceof Error ? e.message : e}`);
+    Deno.exit(e instanceof UsageError ? 2 : 1);
+  }
+}

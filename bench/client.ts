@@ -22,7 +22,7 @@
  *
  * Every chronyd runs with -x: nothing here adjusts the machine's clock.
  */
-import { checkedArgs, numberOption, parseArgs, UsageError } from "./cli_options.ts";
+import { checkedArgs, numberOption, parseArgs, runBench, UsageError } from "./cli_options.ts";
 import {
   type EdgeTimeProcess,
   freeTcpPort,
@@ -558,17 +558,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-const onSignal = async () => {
-  console.error("bench:client: interrupted, cleaning up");
-  await cleanUp();
-  Deno.exit(130);
-};
-Deno.addSignalListener("SIGINT", onSignal);
-Deno.addSignalListener("SIGTERM", onSignal);
-try {
-  Deno.exit(await main());
-} catch (e) {
-  await cleanUp();
-  console.error(`bench:client: ${e instanceof Error ? e.message : e}`);
-  Deno.exit(e instanceof UsageError ? 2 : 1);
-}
+await runBench("bench:client", main, cleanUp);

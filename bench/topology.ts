@@ -29,7 +29,7 @@
  * Needs root. Every chronyd runs with -x and edge-time with
  * `clock.control = false`: nothing here adjusts the machine's clock.
  */
-import { checkedArgs, numberOption, parseArgs, UsageError } from "./cli_options.ts";
+import { checkedArgs, numberOption, parseArgs, runBench, UsageError } from "./cli_options.ts";
 import { type EdgeTimeProcess, startEdgeTime } from "../tests/helpers/edge_time.ts";
 import { buildC } from "../tests/helpers/ntpload.ts";
 import {
@@ -963,17 +963,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-const onSignal = async () => {
-  console.error("bench:topology: interrupted, cleaning up");
-  await cleanUp();
-  Deno.exit(130);
-};
-Deno.addSignalListener("SIGINT", onSignal);
-Deno.addSignalListener("SIGTERM", onSignal);
-try {
-  Deno.exit(await main());
-} catch (e) {
-  await cleanUp();
-  console.error(`bench:topology: ${e instanceof Error ? e.message : e}`);
-  Deno.exit(e instanceof UsageError ? 2 : 1);
-}
+await runBench("bench:topology", main, cleanUp);

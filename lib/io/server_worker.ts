@@ -130,12 +130,18 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
   };
   let keys: KeyTable = new Map();
   let trusted: ReadonlySet<number> = new Set();
+  let libcrypto = false;
   const setKeys = (k: WorkerKeys) => {
     keys = new Map(k.keys.map((key) => [key.id, key]));
     trusted = new Set(k.trusted);
+    // libcrypto is loaded once, and only when there is a key to digest with;
+    // where FFI is denied the library digests stay (lib/auth/digest.ts).
+    if (!libcrypto && keys.size > 0) {
+      useOpenSslDigests();
+      libcrypto = true;
+    }
   };
   setKeys(init.keys);
-  useOpenSslDigests(); // where FFI is denied the library digests stay (lib/auth/digest.ts)
   ctx.auth = { check: (req, length, version) => checkMac(keys, trusted, req, length, version) };
   const configure = (o: ServerOptions, rateTable: SharedArrayBuffer) => {
     ctx.access = new AccessList(cidrs(o.allow), cidrs(o.deny));
