@@ -52,6 +52,13 @@ measured by what each then serves (the kernel clock is shared: truth is 0).
   --rate R        probe requests per second to each client (default 20)
   --settle S      seconds before served offsets count (default min(60, N/3))
   --xleave        both clients ask for interleaved replies (edge-time xleave = true, chronyd xleave)
+  --cpus MODE     where the processes run (default split):
+                    split   the upstream on CPU 0; both clients and the probe on the other CPUs
+                    shared  everything on CPU 0
+                    none    wherever the scheduler puts them
+                  On loopback a basic-mode exchange is several µs longer when the two ends run
+                  on different CPUs; placement must be the same for both clients
+                  (docs/benchmarks/client.md, "CPU placement").
   --json FILE     also write the results as JSON to FILE
 The wan link needs root (network namespaces); it is skipped with a reason otherwise.`;
 
@@ -100,6 +107,29 @@ interface Options {
   impairment: Required<Impairment>;
   /** Both clients in interleaved mode (RFC 9769). */
   xleave: boolean;
+  /** CPU placement of the upstream, the clients and the probe. */
+  cpus: Placement;
+}
+
+const PLACEMENTS = ["split", "shared", "none"] as const;
+type Placement = typeof PLACEMENTS[number];
+
+/**
+ * The CPU lists (taskset syntax) for the upstream and for the clients with
+ * the probe, or null to leave placement to the scheduler. "split" needs two
+ * CPUs; with one, it degrades to "shared".
+ */
+function cpuSets(p: Placement): { upstream: string; clients: string } | null {
+  const n = navigator.hardwareConcurrency;
+  if (p === "none") return null;
+  if (p === "shared" || n < 2) return { upstream: "0", clients: "0" };
+  return { upstream: "0", clients: n === 2 ? "1" : `1-${n - 1}` };
+}
+
+/** Pins every thread of process `pid` to `cpus` (taskset syntax). */
+async function pin(pid: number, cpus: string): Promise<void> {
+  const r = await run(["taskset", "-a", "-c", "-p", cpus, String(pid)]);
+  if (r.code !== 0) throw new Error(`taskset -a -c -p ${cpus} ${pid}: ${r.stderr.trim()}`);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -146,8 +176,16 @@ function keep(samples: Sample[], settle: number): { counted: number; kept: Sampl
 }
 
 /** The probe, streaming samples for each target index. */
-function startProbe(bin: string, ns: string | null, targets: string[], o: Options, t0: number) {
-  const argv = inNs(ns, [bin, "-r", String(o.rate), "-d", String(o.seconds), ...targets]);
+function startProbe(
+  bin: string,
+  ns: string | null,
+  targets: string[],
+  o: Options,
+  t0: number,
+  cpus: string | null,
+) {
+  const probe = [bin, "-r", String(o.rate), "-d", String(o.seconds), ...targets];
+  const argv = inNs(ns, cpus ? ["taskset", "-c", cpus, ...probe] : probe);
   const child = new Deno.Command(argv[0]!, {
     args: argv.slice(1),
     stdin: "null",
@@ -305,6 +343,8 @@ async function runLink(
     `port ${upPort}`,
   ]);
   cleanups.push(() => upstream.stop());
+  const cpus = cpuSets(o.cpus);
+  if (cpus) await pin(upstream.pid, cpus.upstream);
   await waitAnswering(bins.probe, clNs, `${upAddr}:${upPort}`);
 
   const edgeToml = `[server]
@@ -348,12 +388,17 @@ xleave = ${o.xleave}
     const why = [edgeR, chronyR].find((r) => r.status === "rejected") as PromiseRejectedResult;
     throw why.reason;
   }
+  if (cpus) {
+    await pin(edge.child.pid, cpus.clients);
+    await pin(chrony.pid, cpus.clients);
+  }
   const probe = startProbe(
     bins.probe,
     clNs,
     [`127.0.0.1:${edgePort}`, `127.0.0.1:${chronyPort}`],
     o,
     t0,
+    cpus?.clients ?? null,
   );
   cleanups.push(() => probe.stop());
 
@@ -470,6 +515,7 @@ function parseOptions(): { o: Options; links: LinkName[]; json: string | null } 
         settle: { type: "string" },
         json: { type: "string" },
         xleave: { type: "boolean", default: false },
+        cpus: { type: "string", default: "split" },
         help: { type: "boolean", short: "h", default: false },
       },
     }).values;
@@ -497,6 +543,9 @@ function parseOptions(): { o: Options; links: LinkName[]; json: string | null } 
   } catch (e) {
     throw new UsageError(e instanceof Error ? e.message : String(e));
   }
+  if (!(PLACEMENTS as readonly string[]).includes(values.cpus)) {
+    throw new UsageError(`--cpus: "${values.cpus}" is not one of ${PLACEMENTS.join(", ")}`);
+  }
   const settle = values.settle === undefined
     ? Math.min(60, Math.floor(seconds / 3))
     : num("settle", values.settle, 0, seconds - 5);
@@ -507,6 +556,7 @@ function parseOptions(): { o: Options; links: LinkName[]; json: string | null } 
       rate: num("rate", values.rate, 1, 200),
       impairment,
       xleave: values.xleave,
+      cpus: values.cpus as Placement,
     },
     links: [...new Set(links)] as LinkName[],
     json: values.json ?? null,
@@ -547,8 +597,9 @@ async function main(): Promise<number> {
     machine: `${navigator.hardwareConcurrency} cores, ${Deno.build.os}/${Deno.build.arch}`,
     command: `deno task bench:client ${Deno.args.join(" ")}`.trim(),
     chrony: chronyVersion,
+    cpus: o.cpus,
   };
-  console.log(`${header.date}  ${header.machine}  ${header.chrony}`);
+  console.log(`${header.date}  ${header.machine}  ${header.chrony}  cpus ${header.cpus}`);
   for (const r of results) console.log(`\n${table(r)}`);
   if (json) {
     const doc = { ...header, options: o, skipped, links: results };

@@ -59,6 +59,7 @@ async function steps(bin: string, port: number, n: number, rate: number): Promis
   const out: number[] = [];
   for (let i = 0; i < n; i++) {
     const [s] = await ntploadJson(bin, [
+      "-T", // t1 from the kernel: the offset is the server's error alone
       "-p",
       String(port),
       "-r",

@@ -6,8 +6,9 @@
  * `ntpload --ramp` (highest rate answered at >= 99 %) `--ramps` times
  * each, best kept; then fixed-rate runs (default 40 000 req/s) `--runs`
  * times each for the median and p99 |offset| (the same kernel clock on
- * both ends, so any offset is the server's timestamping error under
- * load); the table shows the run with the median p99. RSS
+ * both ends, and ntpload -T takes t1 from the kernel's transmit stamp, so
+ * any offset is the server's timestamping error under load); the table
+ * shows the run with the median p99. RSS
  * (/proc/PID/status VmRSS, peak) is sampled all the while.
  *
  *   deno task bench [--workers N] [--rate R] [--rate-limit] [--json] ...
@@ -254,7 +255,10 @@ async function measureBoth(
         if (t.extra) continue; // NTS: its max rate is what is compared
         log(`  ${o.rate} req/s run ${i + 1}/${o.fixedRuns} on port ${t.port}`);
         const cpu0 = cpuSeconds(t.pid);
+        // -T: t1 is the kernel's transmit stamp of each request, so the
+        // offset is the server's own error, not ntpload's send path.
         const out = await ntpload(bin, t.port, [
+          "-T",
           "-r",
           String(o.rate),
           "-d",

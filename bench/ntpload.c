@@ -39,12 +39,21 @@
 // digest is not checked: the load tests measure the server.
 //
 // Build: cc -O2 -o ntpload ntpload.c -lm -lcrypto
-// Use:   ntpload [-p PORT] [-r RATE] [-d SECONDS] [-s SOCKETS] [-k ID:TYPE:HEX] [--ramp] [--json]
-//                 [--template FILE] HOST
+// Use:   ntpload [-p PORT] [-r RATE] [-d SECONDS] [-s SOCKETS] [-k ID:TYPE:HEX] [-T] [--ramp]
+//                 [--json] [--template FILE] HOST
 //   -p PORT   server port (default 123)
 //   -r RATE   requests per second (default 10000)
 //   -d SECS   seconds of sending per step (default 3)
 //   -s N      source sockets (default 64)
+//   -T        t1 is each request's kernel transmit timestamp (SO_TIMESTAMPING,
+//             SOF_TIMESTAMPING_TX_SOFTWARE, read from the error queue and
+//             matched by SOF_TIMESTAMPING_OPT_ID, as chronyd does) instead of
+//             one clock reading before each sendmmsg of up to SEND_BURST
+//             requests. Without it a request's forward leg includes the
+//             time the kernel spent on the requests before it in the burst
+//             and on its own send path, so every server's offset reads
+//             that much high; with it the offset is the server's own error.
+//             Costs one more (batched) system call per burst of stamps.
 //   --ramp    from RATE, double the rate while a step passes (loss <= 1 % and
 //             >= 95 % of the rate sent), then bisect the last bracket
 //             RAMP_BISECTIONS times; last, print the highest rate answered
@@ -72,6 +81,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/errqueue.h>
+#include <linux/net_tstamp.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 
@@ -91,8 +102,9 @@
 #define RAMP_BISECTIONS 3
 #define MAX_TEMPLATES 65536
 #define MAX_TEMPLATE_LEN 2048
+#define TX_RING 4096     // sends per socket whose kernel stamp may still be due (-T)
 #define USAGE \
-  "usage: ntpload [-p PORT] [-r RATE] [-d SECONDS] [-s SOCKETS] [-k ID:TYPE:HEXKEY] [--ramp] " \
+  "usage: ntpload [-p PORT] [-r RATE] [-d SECONDS] [-s SOCKETS] [-k ID:TYPE:HEXKEY] [-T] [--ramp] " \
   "[--json] [--template FILE] HOST\n  TYPE: MD5, SHA1, SHA256, AES128CMAC, AES256CMAC\n"
 
 enum { FREE, PENDING, DONE };
@@ -178,6 +190,11 @@ static void mac_write(unsigned char *pkt) {
   memcpy(pkt + 52, out, mac_len - 4);
 }
 static int socks[MAX_SOCKETS], nsocks, epfd;
+// -T: per socket, the datagrams sent so far (the kernel's OPT_ID counter)
+// and the request id each recent one carried.
+static int kernel_tx;
+static uint32_t tx_count[MAX_SOCKETS];
+static uint64_t (*tx_ids)[TX_RING];
 static struct sockaddr_storage server;
 static socklen_t server_len;
 static uint64_t rng_state;
@@ -321,9 +338,52 @@ static void on_reply(step_t *st, const unsigned char *p, size_t len,
   push(&st->offset, (ntp_diff(t2, q->t1) + ntp_diff(t3, t4)) / 2);
 }
 
+// -T: reads socket s's kernel transmit stamps and makes each the t1 of the
+// request it belongs to, if that request still waits for its reply.
+static void read_tx_stamps(int s) {
+  static unsigned char ctl[RECV_BATCH][128];
+  struct mmsghdr m[RECV_BATCH];
+  for (;;) {
+    for (int i = 0; i < RECV_BATCH; i++) {
+      m[i] = (struct mmsghdr){.msg_hdr = {.msg_control = ctl[i], .msg_controllen = sizeof ctl[i]}};
+    }
+    int n = recvmmsg(socks[s], m, RECV_BATCH, MSG_ERRQUEUE | MSG_DONTWAIT, NULL);
+    if (n <= 0) return;
+    for (int i = 0; i < n; i++) {
+      uint64_t t = 0;
+      uint32_t key = 0;
+      int have_key = 0;
+      for (struct cmsghdr *c = CMSG_FIRSTHDR(&m[i].msg_hdr); c; c = CMSG_NXTHDR(&m[i].msg_hdr, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPING) {
+          struct scm_timestamping ts;
+          memcpy(&ts, CMSG_DATA(c), sizeof ts);
+          if (ts.ts[0].tv_sec || ts.ts[0].tv_nsec) t = ntp_time(ts.ts[0]);
+        } else if ((c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR) ||
+                   (c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_RECVERR)) {
+          struct sock_extended_err e;
+          memcpy(&e, CMSG_DATA(c), sizeof e);
+          if (e.ee_origin == SO_EE_ORIGIN_TIMESTAMPING) {
+            key = e.ee_data;
+            have_key = 1;
+          }
+        }
+      }
+      // Only a stamp whose send is still in the ring (at most TX_RING sends ago).
+      if (!t || !have_key || tx_count[s] - key > TX_RING || tx_count[s] == key) continue;
+      uint64_t id = tx_ids[s][key % TX_RING];
+      request_t *q = &requests[id & SLOT_MASK];
+      if (q->state == PENDING && q->id == id) q->t1 = t;
+    }
+    if (n < RECV_BATCH) return;
+  }
+}
+
 // Reads every datagram queued on socket s; st NULL discards them.
 static void receive(step_t *st, int s) {
   static unsigned char buf[RECV_BATCH][128], ctl[RECV_BATCH][64];
+  // Transmit stamps first: on loopback a reply can be queued before we
+  // read its request's stamp (chronyd reads the error queue first too).
+  if (kernel_tx) read_tx_stamps(s);
   static struct sockaddr_storage names[RECV_BATCH];
   struct mmsghdr m[RECV_BATCH];
   struct iovec iov[RECV_BATCH];
@@ -391,6 +451,7 @@ static int send_burst(step_t *st, int s, uint64_t seq, int n) {
     t1 = 0;
   }
   for (int i = 0; i < r; i++) {
+    if (kernel_tx && t1) tx_ids[s][tx_count[s]++ % TX_RING] = ids[i];
     request_t *q = &requests[ids[i] & SLOT_MASK];
     if (q->state == PENDING) st->pending--;  // unanswered after SLOTS newer requests
     *q = (request_t){.id = ids[i], .t1 = t1, .state = t1 ? PENDING : DONE};
@@ -495,6 +556,14 @@ static int open_sockets(int family) {
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
     setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
+    if (kernel_tx) {
+      int flags = SOF_TIMESTAMPING_TX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE |
+                  SOF_TIMESTAMPING_OPT_TSONLY | SOF_TIMESTAMPING_OPT_ID;
+      if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPING, &flags, sizeof flags)) {
+        perror("ntpload: -T: SO_TIMESTAMPING");
+        return -1;
+      }
+    }
     struct sockaddr_storage any = {.ss_family = (sa_family_t)family};  // port 0: the kernel picks
     socklen_t len = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
     if (bind(fd, (struct sockaddr *)&any, len)) { perror("ntpload: bind"); return -1; }
@@ -522,7 +591,8 @@ int main(int argc, char **argv) {
               "AES256CMAC)\n", stderr);
         return 2;
       }
-    } else if (!strcmp(a, "--ramp")) ramp = 1;
+    } else if (!strcmp(a, "-T")) kernel_tx = 1;
+    else if (!strcmp(a, "--ramp")) ramp = 1;
     else if (!strcmp(a, "--json")) json = 1;
     else if (!strcmp(a, "--template") && i + 1 < argc) {
       if (load_templates(argv[++i])) return 2;
@@ -553,6 +623,10 @@ int main(int argc, char **argv) {
     struct timespec t;
     clock_gettime(CLOCK_REALTIME, &t);
     rng_state = ((uint64_t)t.tv_nsec << 32 ^ (uint64_t)t.tv_sec ^ (uint64_t)getpid()) | 1;
+  }
+  if (kernel_tx && !(tx_ids = calloc((size_t)nsocks, sizeof *tx_ids))) {
+    perror("ntpload: -T");
+    return 1;
   }
   if (open_sockets(family)) return 1;
 

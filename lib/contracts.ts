@@ -20,6 +20,12 @@ export interface ServerCounters {
     denied: number;
   };
   send_errors: number;
+  /**
+   * The workers' send latency, µs (mean of their estimates; 0 until
+   * measured): from the clock reading before a send to the kernel's
+   * transmit stamp, added to basic replies' `xmt` (lib/io/reply_latency.ts).
+   */
+  send_latency_us: number;
   /** Replies sent in interleaved mode (RFC 9769). */
   interleaved: number;
   /** Requests with a valid MAC of a trusted key, answered with a MAC by that key. */

@@ -144,6 +144,14 @@ export class ServerPool implements ServerView {
   counters(): ServerCounters {
     const sum = new Float64Array(COUNTER_COUNT);
     for (let i = 0; i < this.#counters.length; i++) sum[i % COUNTER_COUNT]! += this.#counters[i]!;
+    // The send latency is a gauge per worker: the mean of the workers that have one.
+    let latencyNs = 0, measured = 0;
+    for (let i = Counter.sendLatencyNs; i < this.#counters.length; i += COUNTER_COUNT) {
+      if (this.#counters[i]! > 0) {
+        latencyNs += this.#counters[i]!;
+        measured++;
+      }
+    }
     const c = (k: keyof typeof Counter) => sum[Counter[k]]!;
     return {
       received: c("received"),
@@ -160,6 +168,7 @@ export class ServerPool implements ServerView {
         denied: c("dropDenied"),
       },
       send_errors: c("sendErrors"),
+      send_latency_us: measured ? Math.round(latencyNs / measured) / 1000 : 0,
       interleaved: c("interleaved"),
       authenticated: c("authenticated"),
       crypto_nak: c("cryptoNak"),

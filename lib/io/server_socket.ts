@@ -33,6 +33,11 @@ export interface Responder {
   saveTx(out: Uint8Array, outOffset: number, txSec: number, txNsec: number): void;
   /** Counts a failed send. */
   sendFailed(): void;
+  /**
+   * The driver's send latency estimate changed (seconds): what it adds to
+   * the reading before a send to make a basic reply's transmit timestamp.
+   */
+  sendLatency(seconds: number): void;
 }
 
 export interface ServerSocket {

@@ -197,6 +197,9 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
     sendFailed() {
       counters[Counter.sendErrors]!++;
     },
+    sendLatency(seconds) {
+      counters[Counter.sendLatencyNs] = Math.round(seconds * 1e9);
+    },
   };
 
   const errors: string[] = [];

@@ -5,13 +5,19 @@
  *   its own kernel receive timestamp (SO_TIMESTAMPNS), so batching does
  *   not blur `rec`.
  * - The transmit time is read (clock_gettime, ~25 ns in C) right before
- *   each `sendmmsg`. While we keep up (batches of up to SMALL_BATCH) each
- *   reply is stamped and sent on its own, as chronyd does. When we fall
- *   behind, a whole batch goes out in one `sendmmsg` (10-20 % less worker
- *   CPU per packet here than one call per 4 replies), and reply j is
- *   stamped t0 + j * c: t0 read right before the call, c the kernel's
+ *   each `sendmmsg`, plus the socket's measured send latency
+ *   (reply_latency.ts). While we keep up (batches of up to SMALL_BATCH)
+ *   each reply is stamped and sent on its own, as chronyd does. When we
+ *   fall behind, a whole batch goes out in one `sendmmsg` (10-20 % less
+ *   worker CPU per packet here than one call per 4 replies), and reply j
+ *   is stamped t0 + j * c: t0 read right before the call, c the kernel's
  *   measured time per message, so `xmt` is when the kernel starts on that
- *   reply, not when it started on the batch (~150 us earlier at 64).
+ *   reply, not when it started on the batch (~150 us earlier at 64). That
+ *   guess is coarser than a reading per reply: SMALL_BATCH is 16, not 4,
+ *   because clients that send in bursts (ntpload sends up to 16 at once)
+ *   made batches of 5-16 common at 40 000 req/s, and their spaced stamps
+ *   put p99 |offset| at 8.9 us against 1.6 us reply by reply
+ *   (docs/benchmarks/serving.md).
  * - Replies leave with DF set (IP_PMTUDISC_PROBE): the kernel then gives
  *   them IP ID 0 instead of hashing a fresh one for each (RFC 6864 allows
  *   it for atomic datagrams), a few % of the send path. Replies are never
@@ -86,13 +92,14 @@ import {
   writeSockaddr,
 } from "./libc.ts";
 import { BindError, bindReason, type Responder, type ServerSocket } from "./server_socket.ts";
+import { ReplyLatency } from "./reply_latency.ts";
 
 /** Datagrams per recvmmsg. */
 export const BATCH = 64;
 /** Nice value of server worker threads (the main thread keeps 0); needs root or CAP_SYS_NICE. */
 export const SERVER_NICE = -10;
 /** Batches up to this size send each reply on its own (see the loop). */
-export const SMALL_BATCH = 4;
+export const SMALL_BATCH = 16;
 /** Cap on a sample of the kernel's time per sent message (ns): a preempted call says little. */
 const SEND_COST_MAX_NS = 20_000;
 /** Weight of a new sample in the running estimate of that time. */
@@ -427,6 +434,8 @@ class FfiSocket implements ServerSocket {
     ];
     /** Kernel transmit stamps asked for and not read yet. */
     let txPending = 0;
+    /** Send latency, added to each basic reply's reading (reply_latency.ts). */
+    const latency = new ReplyLatency();
     /** Reads the error queue: each kernel transmit stamp replaces the saved reading of its reply. */
     const drainTx = () => {
       for (;;) {
@@ -445,10 +454,13 @@ class FfiSocket implements ServerSocket {
           if (errCtrl32[k + 2] === SOL_SOCKET && errCtrl32[k + 3] === SCM_TIMESTAMPING) {
             const sec = (errCtrl32[k + 4]! >>> 0) + errCtrl32[k + 5]! * 4294967296;
             const nsec = errCtrl32[k + 6]!;
-            // The looped-back frame ends with our 48-byte reply.
+            // The looped-back frame ends with our 48-byte reply: a latency
+            // sample, or a reply whose transmit time interleaved mode keeps.
             const len = Math.min(n, ERR_SLOT);
             if (len >= REPLY && (sec !== 0 || nsec !== 0)) {
-              responder.saveTx(errBuf, len - REPLY, sec, nsec);
+              if (latency.matched(errBuf, len - REPLY, sec, nsec)) {
+                responder.sendLatency(latency.estimateNs * 1e-9);
+              } else responder.saveTx(errBuf, len - REPLY, sec, nsec);
             }
             break;
           }
@@ -598,25 +610,39 @@ class FfiSocket implements ServerSocket {
       // own send, as chronyd does. Behind: one call, stamps spaced by the
       // measured cost of a message (see the header comment).
       if (m <= SMALL_BATCH) {
+        const nowMs = performance.now();
         for (let j = 0; j < m; j++) {
           c.clock_gettime(CLOCK_REALTIME, tsBytes);
           const sec = (ts[0]! >>> 0) + ts[1]! * 4294967296, nsec = ts[2]!;
+          // The departure as well as basic mode can predict it.
+          let xs = sec, xn = nsec + latency.estimateNs;
+          if (xn >= 1e9) {
+            xs++;
+            xn -= 1e9;
+          }
           const f = replyFlags[j]!;
-          if ((f & REPLY_STAMPED) === 0) responder.stamp(txBuf, j * TX_SLOT, sec, nsec);
+          if ((f & REPLY_STAMPED) === 0) responder.stamp(txBuf, j * TX_SLOT, xs, xn);
           if ((f & REPLY_SEAL) !== 0) responder.seal(txBuf, j * TX_SLOT, f & REPLY_LENGTH);
           if ((f & REPLY_SAVE_TX) !== 0 && (f & REPLY_LENGTH) !== REPLY) {
             // The error queue's frame is matched by a bare 48-byte reply at
             // its end: a longer one (a MAC) keeps the reading, as when behind.
-            responder.saveTx(txBuf, j * TX_SLOT, sec, nsec);
+            responder.saveTx(txBuf, j * TX_SLOT, xs, xn);
             this.#send(txHdrChunks, j, j + 1, responder);
             continue;
           }
           if ((f & REPLY_SAVE_TX) === 0) {
-            this.#send(txHdrChunks, j, j + 1, responder);
-            continue;
+            if (
+              (f & (REPLY_STAMPED | REPLY_SEAL)) !== 0 || (f & REPLY_LENGTH) !== REPLY ||
+              !latency.due(nowMs)
+            ) {
+              this.#send(txHdrChunks, j, j + 1, responder);
+              continue;
+            }
+            latency.sent(txBuf, j * TX_SLOT, sec, nsec);
+          } else {
+            // Saved now; the kernel's stamp replaces it when drainTx reads it.
+            responder.saveTx(txBuf, j * TX_SLOT, xs, xn);
           }
-          // Saved now; the kernel's stamp replaces it when drainTx reads it.
-          responder.saveTx(txBuf, j * TX_SLOT, sec, nsec);
           const h = j * MSGHDR.size / 8;
           if (pktinfo) {
             const from = j * txCtrlSize / 4, to = j * tsCtrlSize / 4;
@@ -634,7 +660,7 @@ class FfiSocket implements ServerSocket {
         c.clock_gettime(CLOCK_REALTIME, tsBytes);
         const t0Sec = (ts[0]! >>> 0) + ts[1]! * 4294967296, t0Nsec = ts[2]!;
         for (let j = 0; j < m; j++) {
-          let sec = t0Sec, ns = t0Nsec + Math.round(j * sendCostNs);
+          let sec = t0Sec, ns = t0Nsec + latency.estimateNs + Math.round(j * sendCostNs);
           if (ns >= 1e9) {
             sec++;
             ns -= 1e9;

@@ -60,8 +60,13 @@ export const Counter = {
   cryptoNak: 15,
   /** Requests whose MAC did not match (or had the wrong length for its key): also in cryptoNak. */
   badMac: 16,
+  /**
+   * A gauge, not a count: the worker's send latency estimate in ns, added
+   * to basic replies' transmit timestamps (lib/io/reply_latency.ts).
+   */
+  sendLatencyNs: 17,
 } as const;
-export const COUNTER_COUNT = 17;
+export const COUNTER_COUNT = 18;
 
 /**
  * Flags `respond` ORs into a reply's length: the reply is an interleaved

@@ -106,6 +106,12 @@ export function renderMetrics(s: StatusSnapshot): string {
     c.send_errors,
   );
   e.family(
+    "ntp_server_send_latency_seconds",
+    "gauge",
+    "Send latency added to basic replies' transmit timestamps (mean over workers).",
+    c.send_latency_us * 1e-6,
+  );
+  e.family(
     "ntp_server_interleaved_replies_total",
     "counter",
     "Answered requests replied to in interleaved mode (RFC 9769).",

@@ -174,6 +174,7 @@ export function formatStatusText(s: StatusSnapshot): string {
       `rate limited ${c.dropped.rate_limited}, denied ${c.dropped.denied}${rate(r?.dropped_per_s)}`,
     ],
     ["send errors", c.send_errors],
+    ["send latency", `${c.send_latency_us.toFixed(1)} µs (added to basic replies' xmt)`],
     ["interleaved", c.interleaved],
     [
       "authenticated",

@@ -126,6 +126,7 @@ export function fakeCounters(scale = 1): ServerCounters {
       denied: 2 * scale,
     },
     send_errors: 1 * scale,
+    send_latency_us: 3.2,
     interleaved: 2 * scale,
     authenticated: 4 * scale,
     crypto_nak: 3 * scale,

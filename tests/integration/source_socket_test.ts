@@ -34,6 +34,7 @@ async function serverSocket(port = 0, reusePort = false) {
     seal() {},
     saveTx() {},
     sendFailed() {},
+    sendLatency() {},
   };
   const served = sock.serve(responder);
   return {
