@@ -753,7 +753,11 @@ export async function runApp(
   const onHup = () => reloading = reloading.then(reload).catch((e) => log.error(message(e)));
   Deno.removeSignalListener("SIGHUP", hupEarlyListener);
   Deno.addSignalListener("SIGHUP", onHup);
-  trimStartupMemory();
+  // The trim makes the next touch of each code page a page fault: the
+  // workers hold their sockets meanwhile and touch the serving path again
+  // on a private socket before they take the next request.
+  if (ctx.pool) await ctx.pool.whileHeld(trimStartupMemory);
+  else trimStartupMemory();
   if (hupEarly) onHup();
 
   const why = await stop.promise;

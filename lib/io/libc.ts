@@ -110,6 +110,13 @@ const SYMBOLS = {
   sendmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
   recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
   sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
+  /** sendmmsg on a pool thread: a sender that must not hold the event loop (warmUpDriver). */
+  sendmmsg_async: {
+    name: "sendmmsg",
+    parameters: ["i32", "buffer", "u32", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
   sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
   recvfrom: {
     parameters: ["i32", "buffer", "usize", "i32", "pointer", "pointer"],

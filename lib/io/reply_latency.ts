@@ -31,7 +31,7 @@ export const SAMPLE_MS = 1000;
 export const PENDING = 4;
 
 export class ReplyLatency {
-  readonly #latency = new SendLatency();
+  #latency = new SendLatency();
   #estimateNs = 0;
   #since = SAMPLE_EVERY; // the first reply is a sample
   #lastMs = -Infinity;
@@ -41,6 +41,15 @@ export class ReplyLatency {
   readonly #sec = new Float64Array(PENDING);
   readonly #nsec = new Float64Array(PENDING).fill(-1);
   #next = 0;
+
+  /** Forgets every sample: the estimate is 0 again until `MIN_SAMPLES` new ones. */
+  reset(): void {
+    this.#latency = new SendLatency();
+    this.#estimateNs = 0;
+    this.#since = SAMPLE_EVERY;
+    this.#lastMs = -Infinity;
+    this.#nsec.fill(-1);
+  }
 
   /** The estimate in whole nanoseconds (0 until send_latency.ts has `MIN_SAMPLES`). */
   get estimateNs(): number {

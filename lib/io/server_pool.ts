@@ -228,6 +228,42 @@ export class ServerPool implements ServerView {
     return [...held, ...new Set(replies.flatMap((r) => r.errors))];
   }
 
+  /**
+   * Runs `fn` while no worker takes requests off its sockets (they wait
+   * in the kernel's queue with their receive timestamps), then lets each
+   * worker run its packet loop privately for a moment before it serves
+   * again. For the start-up memory trim (lib/app.ts): the page faults it
+   * causes land in that private run, not between a reading and a send. A
+   * worker that does not answer within `timeoutMs` is not waited for.
+   */
+  async whileHeld<T>(fn: () => T, timeoutMs = 2000): Promise<T> {
+    await this.#all("hold", "held", timeoutMs);
+    try {
+      return fn();
+    } finally {
+      await this.#all("release", "released", timeoutMs);
+    }
+  }
+
+  /** Sends `send` to every worker and waits for each to answer `reply` (or `timeoutMs`). */
+  #all(send: "hold" | "release", reply: "held" | "released", timeoutMs: number): Promise<void[]> {
+    return Promise.all(this.#workers.map((w) =>
+      new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(t);
+          w.removeEventListener("message", on);
+          resolve();
+        };
+        const on = (e: MessageEvent<FromWorker>) => {
+          if (e.data.kind === reply) done();
+        };
+        const t = setTimeout(done, timeoutMs);
+        w.addEventListener("message", on);
+        w.postMessage({ kind: send } satisfies ToWorker);
+      })
+    ));
+  }
+
   async stop(): Promise<void> {
     await Promise.all(this.#workers.map((w) =>
       new Promise<void>((resolve) => {

@@ -47,6 +47,13 @@ export interface ServerSocket {
   readonly address: string;
   /** Serves until `close()`; resolves then. */
   serve(responder: Responder): Promise<void>;
+  /**
+   * Stops taking requests off the socket until `release()`: they wait in
+   * the kernel's queue, with their receive timestamps. For moments when
+   * serving would be disturbed (the start-up memory trim, lib/app.ts).
+   */
+  hold(): void;
+  release(): void;
   close(): void;
 }
 

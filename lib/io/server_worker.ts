@@ -21,7 +21,7 @@ import { SharedSystemState, unsyncedState } from "../ntp/system_state.ts";
 import { parseSocketAddress, type SocketAddress } from "../config/socket_address.ts";
 import { cidrs, type ServerOptions } from "./server_options.ts";
 import type { Responder, ServerSocket } from "./server_socket.ts";
-import { openServerSocket } from "./udp.ts";
+import { ffiAvailability, openServerSocket } from "./udp.ts";
 import { TxStore } from "../ntp/tx_store.ts";
 import { checkMac, MAX_MAC_LENGTH, writeMac } from "../auth/mac.ts";
 import { HEADER_LEN } from "../ntp/packet.ts";
@@ -65,16 +65,25 @@ export type ToWorker =
   | { kind: "options"; options: ServerOptions; rateTable: SharedArrayBuffer }
   /** Reload: close sockets no longer listed, open the new ones, keep the rest. */
   | { kind: "listen"; listen: string[] }
+  /** Stop taking requests off the sockets (they queue in the kernel) until "release". */
+  | { kind: "hold" }
+  /** Run the packet loop over a private socket (code pages back in), then serve again. */
+  | { kind: "release" }
   | { kind: "stop" };
 
 export type FromWorker =
   | { kind: "ready"; driver: string; driverNote: string; bound: string[]; errors: string[] }
   | { kind: "listened"; bound: string[]; errors: string[] }
+  | { kind: "held" }
+  | { kind: "released" }
   | { kind: "stopped" };
 
 function post(msg: FromWorker): void {
   self.postMessage(msg);
 }
+
+/** Synthetic requests the driver's loop answers after a hold, before serving again. */
+const RELEASE_WARM_UP = 2_000;
 
 /** Synthetic requests `warmUp` answers before the sockets open. */
 const WARM_UP_ROUNDS = 20_000;
@@ -88,12 +97,7 @@ const WARM_UP_ROUNDS = 20_000;
  * leaves no trace in what the server reports or remembers.
  */
 function warmUp(ctx: ServerContext): void {
-  const { txStore: _store, ...rest } = ctx;
-  const scratch: ServerContext = {
-    ...rest,
-    counters: new Float64Array(COUNTER_COUNT),
-    limiter: new RateLimiter({ intervalS: 0, burst: 1 }),
-  };
+  const scratch = scratchContext(ctx);
   const client = newClientAddress();
   setClientAddress(client, new Uint8Array([127, 0, 0, 1]), 0, 4, 40000);
   const req = new Uint8Array(48);
@@ -106,6 +110,16 @@ function warmUp(ctx: ServerContext): void {
     respond(req, 48, client, sec, nsec, scratch, out, 0);
     stampTransmit(out, 0, scratch.system, sec, nsec);
   }
+}
+
+/** `ctx` with scratch counters, no rate limiter and no transmit store: a warm-up leaves no trace. */
+function scratchContext(ctx: ServerContext): ServerContext {
+  const { txStore: _store, ...rest } = ctx;
+  return {
+    ...rest,
+    counters: new Float64Array(COUNTER_COUNT),
+    limiter: new RateLimiter({ intervalS: 0, burst: 1 }),
+  };
 }
 
 let sockets: ServerSocket[] = [];
@@ -167,10 +181,15 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
       seen = v;
     }
   };
+  // What the responder serves from: a scratch copy during the driver's
+  // warm-up, then `ctx`. One responder object for both, so the code the
+  // warm-up optimised sees the same shapes afterwards (no deoptimisation
+  // on the first real request).
+  let serving = ctx;
   const responder: Responder = {
     respond(req, length, client, rxSec, rxNsec, out, outOffset) {
       refresh();
-      return respond(req, length, client, rxSec, rxNsec, ctx, out, outOffset);
+      return respond(req, length, client, rxSec, rxNsec, serving, out, outOffset);
     },
     stamp(out, outOffset, txSec, txNsec) {
       stampTransmit(out, outOffset, system, txSec, txNsec);
@@ -192,13 +211,13 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
     },
     saveTx(out, outOffset, txSec, txNsec) {
       const v = new DataView(out.buffer, out.byteOffset + outOffset + 32, 8);
-      ctx.txStore!.save(v.getUint32(0), v.getUint32(4), txSec, txNsec);
+      serving.txStore?.save(v.getUint32(0), v.getUint32(4), txSec, txNsec);
     },
     sendFailed() {
-      counters[Counter.sendErrors]!++;
+      serving.counters[Counter.sendErrors]!++;
     },
     sendLatency(seconds) {
-      counters[Counter.sendLatencyNs] = Math.round(seconds * 1e9);
+      serving.counters[Counter.sendLatencyNs] = Math.round(seconds * 1e9);
     },
   };
 
@@ -217,6 +236,19 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
       }
     }
   };
+  /** Runs the driver's packet loop on `requests` synthetic requests through a private socket. */
+  const warmDriver = async (requests?: number) => {
+    if (init.driver !== "ffi" || !ffiAvailability().ok) return;
+    const { warmUpDriver } = await import("./udp_ffi.ts");
+    serving = scratchContext(ctx);
+    try {
+      await warmUpDriver(responder, requests);
+    } finally {
+      serving = ctx;
+    }
+  };
+  // The packet loop itself, before the real sockets open: JIT-compiled.
+  await warmDriver();
   await open(init.listen, errors);
   post({
     kind: "ready",
@@ -244,6 +276,16 @@ async function start(init: Extract<ToWorker, { kind: "init" }>): Promise<void> {
         }
         sockets = sockets.filter((s) => !gone.includes(s));
         post({ kind: "listened", bound: sockets.map((s) => s.address), errors: errs });
+      });
+    } else if (m.kind === "hold") {
+      for (const s of sockets) s.hold();
+      post({ kind: "held" });
+    } else if (m.kind === "release") {
+      // After the start-up trim the loop's code pages are gone: a short
+      // run brings them back before a real request has to wait for them.
+      void warmDriver(RELEASE_WARM_UP).finally(() => {
+        for (const s of sockets) s.release();
+        post({ kind: "released" });
       });
     } else if (m.kind === "stop") {
       for (const s of sockets) s.close();

@@ -5,19 +5,23 @@
  *   its own kernel receive timestamp (SO_TIMESTAMPNS), so batching does
  *   not blur `rec`.
  * - The transmit time is read (clock_gettime, ~25 ns in C) right before
- *   each `sendmmsg`, plus the socket's measured send latency
- *   (reply_latency.ts). While we keep up (batches of up to SMALL_BATCH)
- *   each reply is stamped and sent on its own, as chronyd does. When we
- *   fall behind, a whole batch goes out in one `sendmmsg` (10-20 % less
- *   worker CPU per packet here than one call per 4 replies), and reply j
- *   is stamped t0 + j * c: t0 read right before the call, c the kernel's
- *   measured time per message, so `xmt` is when the kernel starts on that
- *   reply, not when it started on the batch (~150 us earlier at 64). That
- *   guess is coarser than a reading per reply: SMALL_BATCH is 16, not 4,
- *   because clients that send in bursts (ntpload sends up to 16 at once)
- *   made batches of 5-16 common at 40 000 req/s, and their spaced stamps
- *   put p99 |offset| at 8.9 us against 1.6 us reply by reply
+ *   each `sendmmsg`, plus the thread's measured send latency
+ *   (reply_latency.ts). Unless a read filled a whole batch, each reply is
+ *   stamped and sent on its own, as chronyd does. A full read (a backlog)
+ *   goes out in chunks of SEND_CHUNK, one `sendmmsg` and one reading each,
+ *   reply k of a chunk stamped t0 + k * c (c the kernel's measured time per
+ *   message), so `xmt` is when the kernel starts on that reply. Only a
+ *   backlog that lasts SUSTAINED_MS goes out a whole batch per `sendmmsg`
+ *   (10-20 % less worker CPU per packet, the highest rate), with stamps
+ *   that coarse. Spaced stamps are a guess: with batches of more than 4
+ *   spaced over 64, bursty clients at 40 000 req/s saw p99 |offset| of
+ *   8.9 us where a reading per reply gives 1.4 us, and a server's first
+ *   second (its queue fills while it starts) 10-50 us
  *   (docs/benchmarks/serving.md).
+ * - Before a worker binds, `warmUpDriver` runs this loop over a private
+ *   socket (JIT), and after the start-up memory trim the app holds the
+ *   sockets (`hold`/`release`) while the loop runs privately again, so
+ *   no page fault lands between a reading and its send.
  * - Replies leave with DF set (IP_PMTUDISC_PROBE): the kernel then gives
  *   them IP ID 0 instead of hashing a fresh one for each (RFC 6864 allows
  *   it for atomic datagrams), a few % of the send path. Replies are never
@@ -98,8 +102,25 @@ import { ReplyLatency } from "./reply_latency.ts";
 export const BATCH = 64;
 /** Nice value of server worker threads (the main thread keeps 0); needs root or CAP_SYS_NICE. */
 export const SERVER_NICE = -10;
+/** Replies per sendmmsg when behind, each chunk with its own clock reading (see the loop). */
+export const SEND_CHUNK = 8;
+/**
+ * Full reads for this long (ms) make a sustained backlog, answered in whole
+ * batches, one sendmmsg each: the highest rate, with coarser stamps.
+ */
+export const SUSTAINED_MS = 50;
 /** Batches up to this size send each reply on its own (see the loop). */
-export const SMALL_BATCH = 16;
+export const SMALL_BATCH = BATCH - 1;
+/**
+ * What this thread's sockets have learnt of the send path, shared by all
+ * of them (each worker is a thread with its own copy of this module), so
+ * a socket opened later, or after `warmUpDriver`, starts from it: the send
+ * latency added to basic replies (reply_latency.ts), and the kernel's time
+ * per message in a batched `sendmmsg`, which starts at a typical value
+ * rather than 0 (0 would stamp a whole batch with one time).
+ */
+const threadLatency = new ReplyLatency();
+const threadSendCost = { ns: 2_000 };
 /** Cap on a sample of the kernel's time per sent message (ns): a preempted call says little. */
 const SEND_COST_MAX_NS = 20_000;
 /** Weight of a new sample in the running estimate of that time. */
@@ -197,6 +218,85 @@ function open(addr: SocketAddress, reusePort: boolean): ServerSocket {
  * closes it: null when that works, else the BindError line (see
  * udp.ts `probeAddress`).
  */
+/**
+ * Replies per `sendmmsg` for a batch of `m` that came while behind, after
+ * `fullForMs` ms of full reads (-1: the last read was not full): chunks of
+ * SEND_CHUNK, each with its own clock reading, until the backlog has
+ * lasted SUSTAINED_MS; then the whole batch, for the highest rate.
+ */
+export function sendChunk(m: number, fullForMs: number): number {
+  return fullForMs >= SUSTAINED_MS ? m : Math.min(m, SEND_CHUNK);
+}
+
+/** Requests `warmUpDriver` sends by default. */
+export const WARM_UP_REQUESTS = 20_000;
+
+/**
+ * Runs this driver's packet loop (receive, respond, stamp, send, the
+ * latency samples) on `requests` synthetic NTP requests through a private
+ * socket on 127.0.0.1, before a worker binds its real addresses: the
+ * first real requests then meet code the JIT has optimised, not the
+ * interpreter (the first second after a start served with ~10× the usual
+ * p99 |offset| without it; docs/benchmarks/serving.md). The requests come
+ * in bursts of 16 and 64, so both the reply-by-reply and the batched path
+ * run; they are sent from a pool thread (a nonblocking FFI call), so the
+ * loop serves them on this thread as it serves clients. `responder` should
+ * write to scratch state. Resolves when they are answered or after
+ * `deadlineMs`; never throws (a warm-up that cannot run is skipped).
+ */
+export async function warmUpDriver(
+  responder: Responder,
+  requests = WARM_UP_REQUESTS,
+  deadlineMs = 2000,
+): Promise<void> {
+  let sock: ServerSocket;
+  try {
+    sock = await openFfiSocket({ family: 4, hostname: "127.0.0.1", port: 0 }, false);
+  } catch {
+    return;
+  }
+  let answered = 0;
+  const served = sock.serve(responder);
+  const c = libc();
+  const fd = c.socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  try {
+    const to = new Uint8Array(SOCKADDR_SIZE);
+    const len = writeSockaddr(
+      to,
+      new Uint8Array([127, 0, 0, 1]),
+      Number(sock.address.split(":").pop()),
+    );
+    if (fd < 0 || c.connect(fd, to, len) !== 0) return;
+    // 64 requests, each its own iovec and mmsghdr (connected: no name).
+    const reqs = new Uint8Array(BATCH * REPLY);
+    const iov = new BigUint64Array(BATCH * IOVEC_SIZE / 8);
+    const hdrs = new Uint8Array(Math.max(OFF_HEAP, BATCH * MSGHDR.size));
+    const hdr64 = new BigUint64Array(hdrs.buffer);
+    const base = addressOf(reqs), iovBase = addressOf(new Uint8Array(iov.buffer));
+    for (let i = 0; i < BATCH; i++) {
+      reqs[i * REPLY] = (4 << 3) | 3; // NTPv4 client
+      reqs[i * REPLY + 47] = i;
+      iov[i * 2] = base + BigInt(i * REPLY);
+      iov[i * 2 + 1] = BigInt(REPLY);
+      hdr64[(i * MSGHDR.size + MSGHDR.iov) / 8] = iovBase + BigInt(i * IOVEC_SIZE);
+      hdr64[(i * MSGHDR.size + MSGHDR.iovlen) / 8] = 1n;
+    }
+    const drain = new Uint8Array(2048);
+    const end = performance.now() + deadlineMs;
+    // Four sends in flight (pool threads), so the loop rarely runs dry.
+    for (let round = 0; answered < requests && performance.now() < end; round++) {
+      await Promise.all([16, 16, 16, BATCH].map((n) => c.sendmmsg_async(fd, hdrs, n, 0)));
+      while (Number(c.recvfrom(fd, drain, 2048n, MSG_DONTWAIT, null, null)) > 0) answered++;
+    }
+  } finally {
+    if (fd >= 0) c.close(fd);
+    sock.close();
+    await served.catch(() => {});
+    // Learnt while the code was still being optimised: slower than serving will be.
+    threadLatency.reset();
+  }
+}
+
 export function probeBind(addr: SocketAddress): string | null {
   const c = libc();
   const text = format(addr.hostname, addr.port, addr.family);
@@ -270,6 +370,8 @@ class FfiSocket implements ServerSocket {
   readonly #pktinfo: boolean;
   #closed = false;
   #serving: Promise<void> | null = null;
+  /** Set while held: the loop waits for it before reading again. */
+  #held: PromiseWithResolvers<void> | null = null;
   /** Buffers the C structs point into: held here so the GC never frees them under the kernel. */
   #pinned: ArrayBufferView[] = [];
 
@@ -295,9 +397,19 @@ class FfiSocket implements ServerSocket {
     return this.#serving;
   }
 
+  hold(): void {
+    this.#held ??= Promise.withResolvers<void>();
+  }
+
+  release(): void {
+    this.#held?.resolve();
+    this.#held = null;
+  }
+
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.release();
     // Wakes a pending poll; the loop sees #closed and returns.
     libc().write(this.#efd, new Uint8Array(new BigUint64Array([1n]).buffer), 8n);
     if (!this.#serving) {
@@ -403,6 +515,20 @@ class FfiSocket implements ServerSocket {
       tsCtrl32[k + 3] = SO_TIMESTAMPING;
       tsCtrl32[k + 4] = SOF_TIMESTAMPING_TX_SOFTWARE;
     }
+    // Each reply's control pointer and length as two 32-bit words: switching
+    // a header between the two control buffers then allocates no BigInt.
+    const pointerWords = (addr: bigint, size: number) => {
+      const w = new Uint32Array(BATCH * 2);
+      for (let j = 0; j < BATCH; j++) {
+        const p = addr + BigInt(j * size);
+        w[j * 2] = Number(p & 0xffffffffn);
+        w[j * 2 + 1] = Number(p >> 32n);
+      }
+      return w;
+    };
+    const tsCtrlPtr = pointerWords(tsCtrlAddr, tsCtrlSize);
+    const txCtrlPtr = pktinfo ? pointerWords(txCtrlAddr, txCtrlSize) : new Uint32Array(BATCH * 2);
+    const txCtrlLen = pktinfo ? txCtrlSize : 0;
     const replyFlags = new Int32Array(BATCH);
     const errHdr = new Uint8Array(OFF_HEAP);
     const errHdr32 = new Uint32Array(errHdr.buffer);
@@ -434,12 +560,11 @@ class FfiSocket implements ServerSocket {
     ];
     /** Kernel transmit stamps asked for and not read yet. */
     let txPending = 0;
-    /** Send latency, added to each basic reply's reading (reply_latency.ts). */
-    const latency = new ReplyLatency();
+    const latency = threadLatency;
     /** Reads the error queue: each kernel transmit stamp replaces the saved reading of its reply. */
     const drainTx = () => {
       for (;;) {
-        errHdr64[MSGHDR.controllen / 8] = BigInt(errCtrl.length);
+        errHdr32[MSGHDR.controllen / 4] = errCtrl.length; // high word stays 0
         errHdr32[MSGHDR.flags / 4] = 0;
         const n = Number(c.recvmsg(fd, errHdr, MSG_ERRQUEUE | MSG_DONTWAIT));
         if (n < 0) {
@@ -447,7 +572,7 @@ class FfiSocket implements ServerSocket {
           return;
         }
         txPending = Math.max(0, txPending - 1);
-        const clen = Number(errHdr64[MSGHDR.controllen / 8]);
+        const clen = errHdr32[MSGHDR.controllen / 4]!; // under 4 GiB: the high word is 0
         for (let off = 0; off + CMSG_DATA <= clen;) {
           const k = off >> 2, cmLen = errCtrl32[k]!;
           if (cmLen < CMSG_DATA) break;
@@ -488,15 +613,19 @@ class FfiSocket implements ServerSocket {
     const hdrWords = MSGHDR.size / 4;
     const ctrlWords = RX_CTRL / 4;
     let lastYield = performance.now();
-    // Running estimate of the kernel's time per message in a sendmmsg (ns).
-    let sendCostNs = 0;
 
     // The kernel rewrites name and control lengths only in the headers it fills.
     let used = BATCH;
+    // Since when every read has filled a whole batch (ms), or -1.
+    let fullSince = -1;
     // The last read took less than a full batch: the queue is likely empty,
     // so wait first instead of paying for a recvmmsg that finds nothing.
     let dry = false;
     while (!this.#closed) {
+      if (this.#held) {
+        await this.#held.promise;
+        continue;
+      }
       if (dry) {
         dry = false;
         if (txPending > 0) drainTx();
@@ -543,6 +672,11 @@ class FfiSocket implements ServerSocket {
       }
       used = n;
       dry = n < BATCH;
+      // Full reads for SUSTAINED_MS: a lasting backlog, not a burst or the
+      // queue a hold left (see the send below).
+      if (n < BATCH) fullSince = -1;
+      else if (fullSince < 0) fullSince = performance.now();
+      const fullForMs = fullSince < 0 ? -1 : performance.now() - fullSince;
 
       let m = 0;
       for (let i = 0; i < n; i++) {
@@ -643,39 +777,49 @@ class FfiSocket implements ServerSocket {
             // Saved now; the kernel's stamp replaces it when drainTx reads it.
             responder.saveTx(txBuf, j * TX_SLOT, xs, xn);
           }
-          const h = j * MSGHDR.size / 8;
           if (pktinfo) {
             const from = j * txCtrlSize / 4, to = j * tsCtrlSize / 4;
             for (let w = 0; w < txCtrlSize / 4; w++) tsCtrl32[to + w] = txCtrl32[from + w]!;
           }
-          txHdr64[h + MSGHDR.control / 8] = tsCtrlAddr + BigInt(j * tsCtrlSize);
-          txHdr64[h + MSGHDR.controllen / 8] = BigInt(tsCtrlSize);
+          const hw = j * MSGHDR.size / 4;
+          txHdr32[hw + MSGHDR.control / 4] = tsCtrlPtr[j * 2]!;
+          txHdr32[hw + MSGHDR.control / 4 + 1] = tsCtrlPtr[j * 2 + 1]!;
+          txHdr32[hw + MSGHDR.controllen / 4] = tsCtrlSize;
           this.#send(txHdrChunks, j, j + 1, responder);
-          txHdr64[h + MSGHDR.control / 8] = pktinfo ? txCtrlAddr + BigInt(j * txCtrlSize) : 0n;
-          txHdr64[h + MSGHDR.controllen / 8] = pktinfo ? BigInt(txCtrlSize) : 0n;
+          txHdr32[hw + MSGHDR.control / 4] = txCtrlPtr[j * 2]!;
+          txHdr32[hw + MSGHDR.control / 4 + 1] = txCtrlPtr[j * 2 + 1]!;
+          txHdr32[hw + MSGHDR.controllen / 4] = txCtrlLen;
           txPending++;
         }
         if (txPending > 0) drainTx();
-      } else if (m > 0) {
-        c.clock_gettime(CLOCK_REALTIME, tsBytes);
-        const t0Sec = (ts[0]! >>> 0) + ts[1]! * 4294967296, t0Nsec = ts[2]!;
-        for (let j = 0; j < m; j++) {
-          let sec = t0Sec, ns = t0Nsec + latency.estimateNs + Math.round(j * sendCostNs);
-          if (ns >= 1e9) {
-            sec++;
-            ns -= 1e9;
+      } else {
+        // Behind: chunks of SEND_CHUNK replies, one clock reading and one
+        // sendmmsg each, reply k of a chunk stamped t0 + k * c; in a
+        // sustained backlog the whole batch in one sendmmsg.
+        const chunk = sendChunk(m, fullForMs);
+        for (let at = 0; at < m; at += chunk) {
+          const to = Math.min(m, at + chunk);
+          c.clock_gettime(CLOCK_REALTIME, tsBytes);
+          const t0Sec = (ts[0]! >>> 0) + ts[1]! * 4294967296, t0Nsec = ts[2]!;
+          for (let j = at; j < to; j++) {
+            let sec = t0Sec;
+            let ns = t0Nsec + latency.estimateNs + Math.round((j - at) * threadSendCost.ns);
+            if (ns >= 1e9) {
+              sec++;
+              ns -= 1e9;
+            }
+            const f = replyFlags[j]!;
+            if ((f & REPLY_STAMPED) === 0) responder.stamp(txBuf, j * TX_SLOT, sec, ns);
+            if ((f & REPLY_SEAL) !== 0) responder.seal(txBuf, j * TX_SLOT, f & REPLY_LENGTH);
+            // Behind: no kernel stamps (one more system call each); the spaced reading is saved.
+            if ((f & REPLY_SAVE_TX) !== 0) responder.saveTx(txBuf, j * TX_SLOT, sec, ns);
           }
-          const f = replyFlags[j]!;
-          if ((f & REPLY_STAMPED) === 0) responder.stamp(txBuf, j * TX_SLOT, sec, ns);
-          if ((f & REPLY_SEAL) !== 0) responder.seal(txBuf, j * TX_SLOT, f & REPLY_LENGTH);
-          // Behind: no kernel stamps (one more system call each); the spaced reading is saved.
-          if ((f & REPLY_SAVE_TX) !== 0) responder.saveTx(txBuf, j * TX_SLOT, sec, ns);
+          this.#send(txHdrChunks, at, to, responder);
+          c.clock_gettime(CLOCK_REALTIME, tsBytes);
+          const took = ((ts[0]! >>> 0) + ts[1]! * 4294967296 - t0Sec) * 1e9 + ts[2]! - t0Nsec;
+          const sample = Math.min(Math.max(took / (to - at), 0), SEND_COST_MAX_NS);
+          threadSendCost.ns += (sample - threadSendCost.ns) * SEND_COST_GAIN;
         }
-        this.#send(txHdrChunks, 0, m, responder);
-        c.clock_gettime(CLOCK_REALTIME, tsBytes);
-        const took = ((ts[0]! >>> 0) + ts[1]! * 4294967296 - t0Sec) * 1e9 + ts[2]! - t0Nsec;
-        const sample = Math.min(Math.max(took / m, 0), SEND_COST_MAX_NS);
-        sendCostNs += (sample - sendCostNs) * SEND_COST_GAIN;
       }
       const now = performance.now();
       if (now - lastYield >= YIELD_MS) {

@@ -57,6 +57,10 @@ export async function openPortableSocket(addr: SocketAddress): Promise<ServerSoc
       });
       return done;
     },
+    // node:dgram delivers as datagrams come; this driver has no kernel
+    // stamps to keep while waiting, so it does not hold.
+    hold() {},
+    release() {},
     close() {
       sock.close();
       closed();
