@@ -229,7 +229,7 @@ export function sendChunk(m: number, fullForMs: number): number {
 }
 
 /** Requests `warmUpDriver` sends by default. */
-export const WARM_UP_REQUESTS = 20_000;
+export const WARM_UP_REQUESTS = 4_000;
 
 /**
  * Runs this driver's packet loop (receive, respond, stamp, send, the

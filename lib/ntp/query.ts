@@ -65,7 +65,8 @@ export function evaluateReply(
   const t2 = p.rec, t3 = p.xmt;
   return {
     offset: (diff(t2, t1) + diff(t3, t4)) / 2,
-    delay: diff(t4, t1) - diff(t3, t2),
+    // Stamping noise can make a path of a few µs look shorter than 0 (reply_check.ts).
+    delay: Math.max(0, diff(t4, t1) - diff(t3, t2)),
     stratum: p.stratum,
     refid: formatRefid(p.refid, p.stratum),
     leap: p.leap,

@@ -34,6 +34,16 @@ export function kissCode(refid: number): string {
 }
 
 /**
+ * How far below 0 a measured round-trip delay may be and still be time:
+ * on a path of a few µs (loopback, a veth) it is stamping noise. A server
+ * that dates its `xmt` with its predicted departure (edge-time adds its
+ * measured send latency, lib/io/reply_latency.ts) is late by up to that
+ * prediction's error, tens of µs at worst; chronyd takes |delay| for the
+ * same reason. Further below 0 the timestamps contradict each other.
+ */
+export const NEGATIVE_DELAY_TOLERANCE_S = 100e-6;
+
+/**
  * Why `reply` to the client request whose transmit timestamp was
  * `requestXmt` must not be used, or null when it passes. `receivedAt` is
  * our clock when the reply arrived and `sentAt` when the request left
@@ -47,7 +57,7 @@ export function kissCode(refid: number): string {
  * - leap 3, stratum 0 or stratum ≥ 16     → `server is not synchronised (leap L, stratum S)`
  * - transmit or receive timestamp zero    → `transmit timestamp is zero` / `receive timestamp is zero`
  * - root delay / 2 + root dispersion ≥ 16 s → `root distance D s is not below 16 s`
- * - negative round-trip delay             → `negative round-trip delay D s`
+ * - round-trip delay below −NEGATIVE_DELAY_TOLERANCE_S → `negative round-trip delay D s`
  *
  * Pure; never throws.
  */
@@ -101,7 +111,7 @@ export function replyProblem(
   }
   if (receivedAt !== undefined) {
     const delay = diff(receivedAt, sentAt) - diff(reply.xmt, reply.rec);
-    if (delay < 0) {
+    if (delay < -NEGATIVE_DELAY_TOLERANCE_S) {
       return { kind: "delay", message: `negative round-trip delay ${delay.toFixed(6)} s` };
     }
   }

@@ -42,7 +42,7 @@ function reply(over: Partial<NtpPacket> = {}): NtpPacket {
 Deno.test("checkReply() passes a good reply and names each fault", async (t) => {
   const t4 = addSeconds(T1, 0.00201);
   await t.step("good", () => assert.equal(checkReply(T1, reply(), t4), null));
-  const cases: [string, Partial<NtpPacket>, string][] = [
+  const cases: [string, Partial<NtpPacket>, string | null][] = [
     ["mode 3", { mode: Mode.client }, "reply has mode 3, expected 4 (server)"],
     ["mode 2", { mode: Mode.symmetricPassive }, "reply has mode 2, expected 4 (server)"],
     ["origin", { org: addSeconds(T1, 1) }, "origin timestamp does not match our request"],
@@ -63,6 +63,13 @@ Deno.test("checkReply() passes a good reply and names each fault", async (t) => 
     ["xmt zero", { xmt: 0n }, "transmit timestamp is zero"],
     ["rec zero", { rec: 0n }, "receive timestamp is zero"],
     ["root distance", { rootDelay: 2, rootDisp: 15 }, "root distance 16.000 s is not below 16 s"],
+    // t4 − t1 = 2.01 ms: an xmt 2.06 ms after rec (−50 µs) is stamping noise; 2.2 ms is not.
+    ["a delay of −50 µs is noise", { xmt: addSeconds(T1, 0.00306) }, null],
+    [
+      "a delay of −190 µs is not",
+      { xmt: addSeconds(T1, 0.0032) },
+      "negative round-trip delay -0.000190 s",
+    ],
     [
       "negative delay",
       { xmt: addSeconds(T1, 0.01) },
