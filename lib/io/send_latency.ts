@@ -22,6 +22,12 @@ export const MIN_SAMPLES = 8;
 export const MAX_LATENCY_S = 0.001;
 
 export class SendLatency {
+  /**
+   * `quantile` of the window that is the estimate: 0.5 (the median) for
+   * symmetric packets; a server's replies use a low one (reply_latency.ts).
+   */
+  constructor(readonly quantile = 0.5) {}
+
   readonly #ring = new Float64Array(WINDOW);
   #n = 0;
   #next = 0;
@@ -35,10 +41,10 @@ export class SendLatency {
     if (this.#n < WINDOW) this.#n++;
     if (this.#n < MIN_SAMPLES) return;
     const xs = Array.from(this.#ring.subarray(0, this.#n)).sort((a, b) => a - b);
-    this.#estimate = xs[(xs.length - 1) >> 1]!;
+    this.#estimate = xs[Math.floor((xs.length - 1) * this.quantile)]!;
   }
 
-  /** The median latency, seconds; 0 before `MIN_SAMPLES` measurements. */
+  /** The latency at `quantile` (the median by default), seconds; 0 before `MIN_SAMPLES` measurements. */
   get estimate(): number {
     return this.#estimate;
   }

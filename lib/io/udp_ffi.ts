@@ -292,8 +292,9 @@ export async function warmUpDriver(
     if (fd >= 0) c.close(fd);
     sock.close();
     await served.catch(() => {});
-    // Learnt while the code was still being optimised: slower than serving will be.
-    threadLatency.reset();
+    // Learnt while the code was still being optimised (or faulted back in):
+    // a prior for serving, replaced by serving's own samples.
+    threadLatency.restart();
   }
 }
 

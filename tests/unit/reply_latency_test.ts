@@ -1,6 +1,12 @@
 /** Unit tests: the send latency of server replies, learnt from sampled kernel stamps (lib/io/reply_latency.ts). */
 import assert from "assert";
-import { PENDING, ReplyLatency, SAMPLE_EVERY, SAMPLE_MS } from "../../lib/io/reply_latency.ts";
+import {
+  PENDING,
+  QUANTILE,
+  ReplyLatency,
+  SAMPLE_EVERY,
+  SAMPLE_MS,
+} from "../../lib/io/reply_latency.ts";
 import { MIN_SAMPLES } from "../../lib/io/send_latency.ts";
 
 /** A 48-octet reply whose xmt words are `hi`, `lo`. */
@@ -26,7 +32,7 @@ Deno.test("reply latency: at low rates a reply is a sample once SAMPLE_MS has pa
   assert.ok(r.due(SAMPLE_MS));
 });
 
-Deno.test("reply latency: the estimate is the median of matched samples, 0 until MIN_SAMPLES", () => {
+Deno.test("reply latency: the estimate is the QUANTILE of matched samples, 0 until MIN_SAMPLES", () => {
   const r = new ReplyLatency();
   const sec = 1_700_000_000;
   // Latencies 3, 4, 5, ... µs: reading at nsec 1000·i, kernel stamp that much later.
@@ -36,8 +42,9 @@ Deno.test("reply latency: the estimate is the median of matched samples, 0 until
     assert.equal(r.estimateNs, 0);
     assert.ok(r.matched(b, 0, sec, 1000 * i + (3 + i) * 1000));
   }
-  // Median of 3..10 µs over 8 samples: the lower middle, 6 µs.
-  assert.equal(r.estimateNs, 6000);
+  // 3..10 µs over 8 samples: the QUANTILE (0.1) is the lowest, 3 µs; the median would be 6.
+  assert.equal(QUANTILE, 0.1);
+  assert.equal(r.estimateNs, 3000);
 });
 
 Deno.test("reply latency: a stamp for another reply is not a sample (interleaved mode keeps it)", () => {
@@ -70,4 +77,24 @@ Deno.test("reply latency: a sample across a second boundary, and one out of rang
   r.sent(late, 0, 100, 0);
   assert.ok(r.matched(late, 0, 105, 0), "matched, though 5 s is no latency");
   assert.equal(r.estimateNs, 4000, "and ignored");
+});
+
+Deno.test("reply latency: restart keeps the estimate until MIN_SAMPLES new samples replace it", () => {
+  const r = new ReplyLatency();
+  const feed = (latencyNs: number, n: number, tag: number) => {
+    for (let i = 0; i < n; i++) {
+      const b = reply(tag, i);
+      r.sent(b, 0, 100, 0);
+      r.matched(b, 0, 100, latencyNs);
+    }
+  };
+  feed(20_000, MIN_SAMPLES, 1); // a slow warm-up
+  assert.equal(r.estimateNs, 20_000);
+  r.restart();
+  assert.equal(r.estimateNs, 20_000, "the prior stays");
+  feed(4_000, MIN_SAMPLES - 1, 2);
+  assert.equal(r.estimateNs, 20_000, "until MIN_SAMPLES new samples");
+  feed(4_000, 1, 3);
+  assert.equal(r.estimateNs, 4_000, "then only the new ones count");
+  assert.ok(r.due(0), "and the next reply is a sample again");
 });
