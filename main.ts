@@ -52,8 +52,9 @@ round-trip delay, stratum, refid and leap indicator. PORT defaults to 123;
 an IPv6 address with a port is written [ADDR]:PORT.
 
 A reply that is not usable time (kiss-o'-death, leap 3 or stratum 0/16,
-zero timestamps, a mismatched origin, negative delay) is reported as one
-line, HOST:PORT: reason, with exit status 1.`,
+zero timestamps, a mismatched origin, a delay more than 100 µs below 0)
+is reported as one line, HOST:PORT: reason, with exit status 1. A delay
+just below 0 is stamping noise on a path of a few µs and is shown as 0.`,
   peers: `Usage: edge-time peers [--url URL]
 
 Prints the sources of a running appliance as an ntpq -p style table
