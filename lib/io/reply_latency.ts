@@ -5,9 +5,9 @@
  * A basic-mode reply's `xmt` is a clock reading taken right before the
  * send; the packet leaves the send latency later (the kernel's software
  * transmit stamp, `SOF_TIMESTAMPING_TX_SOFTWARE`, taken as the datagram
- * is handed to the device). Every client then reads the server half of
- * that early (median offset −3 µs at 40 000 req/s on loopback before this,
- * docs/benchmarks/serving.md). chronyd and ntpd serve the raw
+ * is handed to the device). With the bare reading every client reads the
+ * server half of that early (a median offset of −3 µs at 40 000 req/s on
+ * loopback, docs/benchmarks/serving.md). chronyd and ntpd serve the raw
  * reading; we write reading + estimate, the departure as well as basic
  * mode can predict it, as symmetric packets already do (send_latency.ts).
  * Interleaved replies (RFC 9769) carry the kernel's stamp itself and need

@@ -109,8 +109,6 @@ export const SEND_CHUNK = 8;
  * batches, one sendmmsg each: the highest rate, with coarser stamps.
  */
 export const SUSTAINED_MS = 50;
-/** Batches up to this size send each reply on its own (see the loop). */
-export const SMALL_BATCH = BATCH - 1;
 /**
  * What this thread's sockets have learnt of the send path, shared by all
  * of them (each worker is a thread with its own copy of this module), so
@@ -741,10 +739,10 @@ class FfiSocket implements ServerSocket {
           }
         }
       }
-      // Keeping up (a small batch): each reply is stamped right before its
-      // own send, as chronyd does. Behind: one call, stamps spaced by the
-      // measured cost of a message (see the header comment).
-      if (m <= SMALL_BATCH) {
+      // Keeping up (less than a whole batch of replies): each reply is
+      // stamped right before its own send, as chronyd does. Behind: chunks,
+      // stamps spaced by the measured cost of a message (see the header comment).
+      if (m < BATCH) {
         const nowMs = performance.now();
         for (let j = 0; j < m; j++) {
           c.clock_gettime(CLOCK_REALTIME, tsBytes);

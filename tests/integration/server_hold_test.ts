@@ -1,13 +1,33 @@
 /**
- * Holding a server socket (lib/io/udp_ffi.ts `hold`/`release`, used by
- * `ServerPool.whileHeld` around the start-up memory trim): requests wait in
- * the kernel's queue, keep their kernel receive timestamps, and are
- * answered once the socket is released.
+ * Start-up measures of the server (lib/io/udp_ffi.ts, lib/io/server_pool.ts):
+ *
+ * - holding a server socket (`hold`/`release`, used by
+ *   `ServerPool.whileHeld` around the start-up memory trim): requests wait
+ *   in the kernel's queue, keep their kernel receive timestamps, and are
+ *   answered once the socket is released;
+ * - `ServerPool.whileHeld`: no worker answers while the function runs, and
+ *   what came meanwhile is answered after;
+ * - `warmUpDriver`: the packet loop answers synthetic requests over a
+ *   private socket.
  */
 import assert from "assert";
 import dgram from "node:dgram";
 import type { Responder } from "../../lib/io/server_socket.ts";
-import { openFfiSocket } from "../../lib/io/udp_ffi.ts";
+import { openFfiSocket, warmUpDriver } from "../../lib/io/udp_ffi.ts";
+import { ServerPool } from "../../lib/io/server_pool.ts";
+import { serverOptionsFrom } from "../../lib/io/server_options.ts";
+import { defaultConfig } from "../../lib/config/mod.ts";
+import { SharedSystemState } from "../../lib/ntp/system_state.ts";
+import {
+  AF_INET,
+  libc,
+  MSG_DONTWAIT,
+  SOCK_DGRAM,
+  SOCK_NONBLOCK,
+  SOCKADDR_SIZE,
+  writeSockaddr,
+} from "../../lib/io/libc.ts";
+import { freeUdpPort } from "../helpers/edge_time.ts";
 import { ntpDiff, ntpTime } from "../helpers/backlog.ts";
 import { stampTransmit } from "../../lib/ntp/server.ts";
 import { unsyncedState } from "../../lib/ntp/system_state.ts";
@@ -76,4 +96,80 @@ Deno.test({
     sock.close();
     await served;
   }
+});
+
+Deno.test({
+  name:
+    "ServerPool.whileHeld: no worker answers while the function runs; after it, the queued request is",
+  sanitizeResources: false,
+  sanitizeOps: false,
+}, async () => {
+  const port = await freeUdpPort();
+  const config = defaultConfig();
+  config.server.rateLimit.intervalS = 0;
+  const pool = await ServerPool.start({
+    listen: [`127.0.0.1:${port}`],
+    workers: 1,
+    driver: "ffi",
+    options: serverOptionsFrom(config),
+    state: new SharedSystemState(),
+  });
+  const c = libc();
+  const fd = c.socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+  const to = new Uint8Array(SOCKADDR_SIZE);
+  const toLen = writeSockaddr(to, new Uint8Array([127, 0, 0, 1]), port);
+  const req = new Uint8Array(48);
+  req[0] = (4 << 3) | 3;
+  const buf = new Uint8Array(256);
+  const replied = () => Number(c.recvfrom(fd, buf, 256n, MSG_DONTWAIT, null, null)) >= 48;
+  try {
+    assert.equal(pool.bound.length, 1);
+    c.sendto(fd, req, 48n, 0, to, toLen);
+    let before = false;
+    for (let i = 0; i < 500 && !before; i++) {
+      before = replied();
+      if (!before) await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.ok(before, "answered before the hold");
+    // The function blocks this thread; the worker runs on its own: held, it
+    // must leave the request in the queue for the whole 300 ms.
+    const during = await pool.whileHeld(() => {
+      c.sendto(fd, req, 48n, 0, to, toLen);
+      const end = performance.now() + 300;
+      while (performance.now() < end) if (replied()) return true;
+      return false;
+    });
+    assert.equal(during, false, "a worker answered while held");
+    let after = false;
+    for (let i = 0; i < 500 && !after; i++) {
+      after = replied();
+      if (!after) await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.ok(after, "the request that came while held was not answered after");
+  } finally {
+    c.close(fd);
+    await pool.stop();
+  }
+});
+
+Deno.test({
+  name: "warmUpDriver: the packet loop answers its synthetic requests over a private socket",
+  sanitizeResources: false,
+  sanitizeOps: false,
+}, async () => {
+  let answered = 0, stamped = 0;
+  const responder = echoResponder();
+  await warmUpDriver({
+    ...responder,
+    respond(...args) {
+      answered++;
+      return responder.respond(...args);
+    },
+    stamp(...args) {
+      stamped++;
+      responder.stamp(...args);
+    },
+  }, 1_000);
+  assert.ok(answered >= 1_000, `answered ${answered} of 1000`);
+  assert.equal(stamped, answered, "every reply stamped before its send");
 });
